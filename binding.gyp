@@ -1,0 +1,49 @@
+{
+  # The addon (native/) and the benchmark's native programs (bench/native/).
+  # Poller backend: epoll on Linux, kqueue on macOS and FreeBSD. The loop code
+  # only sees poller.h; the backend file is the one thing that changes.
+  "targets": [
+    {
+      "target_name": "netloop",
+      "sources": [
+        "native/addon.cc",
+        "native/loop.cc",
+        "native/sockets.cc",
+        "native/timer_heap.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api"],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags!": ["-fexceptions"],
+      "cflags_cc!": ["-fexceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++17", "-O2", "-fno-exceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "conditions": [
+        ["OS=='linux'", { "sources": ["native/poller_epoll.cc"] }],
+        ["OS=='mac' or OS=='freebsd'", { "sources": ["native/poller_kqueue.cc"] }],
+        ["OS=='mac'", {
+          "xcode_settings": {
+            "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+            "GCC_ENABLE_CPP_EXCEPTIONS": "NO",
+            "GCC_OPTIMIZATION_LEVEL": "2"
+          }
+        }]
+      ]
+    },
+    {
+      "target_name": "netloop-loadgen",
+      "type": "executable",
+      "sources": ["bench/native/loadgen.cc"],
+      "cflags_cc!": ["-fno-rtti", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"],
+      "libraries": ["-lpthread"],
+      "conditions": [["OS!='linux'", { "type": "none", "sources!": ["bench/native/loadgen.cc"] }]]
+    },
+    {
+      "target_name": "netloop-echo-c",
+      "type": "executable",
+      "sources": ["bench/native/echo_server.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra"],
+      "conditions": [["OS!='linux'", { "type": "none", "sources!": ["bench/native/echo_server.c"] }]]
+    }
+  ]
+}

@@ -1,0 +1,137 @@
+// Conn: one connection of an Engine, raw TCP or Unix stream.
+//
+// Writes are not system calls: they are appended to the engine's command
+// array and flushed once per batch (or at the end of the current tick), so
+// that each connection gets one corked sendmsg. Everything that closes a
+// connection is ordered after the writes made before it.
+import { NetClosedError } from './errors.js';
+import type { Engine } from './engine.js';
+
+/** Connection states as the JS side sees them. */
+export const enum ConnState {
+  Open = 0,
+  Closing = 1, // close requested; onClose not yet called
+  Closed = 2, // onClose called
+}
+
+export type Deadline = Date | number | null;
+
+export class Conn {
+  /** @internal */ _slot: number;
+  /** @internal */ _gen: number;
+  /** @internal */ _state: ConnState = ConnState.Open;
+  /** @internal */ _closeErr: Error | null | undefined = undefined;
+  /** @internal */ _drainHandler: ((conn: Conn) => void) | undefined = undefined;
+  /** @internal */ _local: string | undefined;
+  /** @internal */ _remote: string | undefined;
+  readonly engine: Engine;
+  #session: unknown = undefined;
+
+  /** @internal */
+  constructor(engine: Engine, slot: number, gen: number, local: string | undefined, remote: string | undefined) {
+    this.engine = engine;
+    this._slot = slot;
+    this._gen = gen;
+    this._local = local;
+    this._remote = remote;
+  }
+
+  /** True once close(), closeWithError() or closeAndClean() was called, or the connection closed. */
+  get closed(): boolean {
+    return this._state !== ConnState.Open;
+  }
+
+  /**
+   * Queues bytes for sending. Strings are sent as UTF-8. Small writes are
+   * copied at once; a buffer larger than 16 KiB is read when the batch is
+   * flushed (the end of the current tick), so do not modify it before then.
+   * Throws NetClosedError after the connection was closed.
+   */
+  write(data: Uint8Array | string): void {
+    if (this._state !== ConnState.Open) throw new NetClosedError();
+    this.engine._write(this, data);
+  }
+
+  /** Queues several buffers, in order, as one write. */
+  writev(list: ReadonlyArray<Uint8Array | string>): void {
+    if (this._state !== ConnState.Open) throw new NetClosedError();
+    if (!Array.isArray(list)) throw new TypeError('writev(list): list must be an array of Buffers or strings');
+    for (const data of list) this.engine._write(this, data);
+  }
+
+  /** Bytes written but not yet taken by the kernel (queued in native memory or not yet flushed). */
+  get bufferedAmount(): number {
+    return this.engine._bufferedAmount(this);
+  }
+
+  /** Sets the function called each time this connection's write queue becomes empty. */
+  onDrain(handler: ((conn: Conn) => void) | null): void {
+    if (handler !== null && typeof handler !== 'function') throw new TypeError('onDrain(handler): handler must be a function or null');
+    this._drainHandler = handler ?? undefined;
+  }
+
+  /**
+   * Closes gracefully: what was written is delivered first, then FIN; the
+   * connection is released when the peer closes its side (or after
+   * `closeTimeout`). onClose receives null, or the error that lost data.
+   */
+  close(): void {
+    if (this._state !== ConnState.Open) return;
+    this.engine._close(this, null, false);
+  }
+
+  /** Closes like close(), and onClose receives `err`. */
+  closeWithError(err: Error | null): void {
+    if (err !== null && !(err instanceof Error)) throw new TypeError('closeWithError(err): err must be an Error or null');
+    if (this._state !== ConnState.Open) return;
+    this.engine._close(this, err, false);
+  }
+
+  /**
+   * Closes at once and releases everything: queued data is dropped and the
+   * peer gets a reset (RST). onClose receives `err`.
+   */
+  closeAndClean(err: Error | null = null): void {
+    if (err !== null && !(err instanceof Error)) throw new TypeError('closeAndClean(err): err must be an Error or null');
+    if (this._state === ConnState.Closed) return;
+    this.engine._close(this, err, true);
+  }
+
+  /**
+   * Closes the connection with TimeoutError("read timeout") if it is still
+   * open at `deadline` (a Date or epoch milliseconds, like Date.now()). null
+   * or 0 clears it. Reading does not move it: set it again to extend it.
+   */
+  setReadDeadline(deadline: Deadline): void {
+    this.engine._setDeadline(this, 0, deadline);
+  }
+
+  /**
+   * Closes the connection with TimeoutError("write timeout") if, at
+   * `deadline`, written data is still waiting for the peer. null or 0 clears it.
+   */
+  setWriteDeadline(deadline: Deadline): void {
+    this.engine._setDeadline(this, 1, deadline);
+  }
+
+  /** Attaches any value to the connection. */
+  setSession(session: unknown): void {
+    this.#session = session;
+  }
+
+  get session(): unknown {
+    return this.#session;
+  }
+
+  /** "127.0.0.1:8080", "[::1]:8080" or "unix:/path". */
+  get localAddr(): string {
+    this._local ??= this.engine._address(this, false);
+    return this._local ?? '';
+  }
+
+  /** The peer's address; for Unix sockets the peer is usually unnamed ("unix:"). */
+  get remoteAddr(): string {
+    this._remote ??= this.engine._address(this, true);
+    return this._remote ?? '';
+  }
+}

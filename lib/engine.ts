@@ -1,0 +1,506 @@
+// Engine: configuration, listening and dialing, the token -> Conn table, and
+// the batch dispatch: native hands over one batch of records per loop
+// iteration, JS answers with one command array (native.ts has the layout).
+import { Conn, ConnState, type Deadline } from './conn.js';
+import { parseAddress, resolveHost, formatAddress, type ParsedAddress } from './address.js';
+import {
+  EOFError,
+  NetClosedError,
+  OverflowError,
+  SysError,
+  TimeoutError,
+} from './errors.js';
+import {
+  binding,
+  CMD_CLOSE,
+  CMD_DEADLINE,
+  CMD_WRITE,
+  CMD_WRITE_REF,
+  REASON_EOF,
+  REASON_ERRNO,
+  REASON_LOCAL,
+  REASON_STOP,
+  REASON_OVERFLOW,
+  REASON_READ_TIMEOUT,
+  REASON_WRITE_TIMEOUT,
+  RECORD_INTS,
+  REC_CLOSE,
+  REC_DATA,
+  REC_DIAL_FAIL,
+  REC_DRAIN,
+  REC_OPEN,
+  type EngineHandle,
+  type NativeAddress,
+} from './native.js';
+
+export interface EngineOptions {
+  /** Addresses to listen on: "127.0.0.1:8080", "[::1]:8080", ":8080", "unix:/tmp/app.sock". */
+  addrs?: string[];
+  /** A connection opened (accepted, or dialed by this engine). */
+  onOpen?: (conn: Conn) => void;
+  /**
+   * Bytes arrived. `data` is a view of the engine's receive buffer, valid
+   * until this callback returns: copy it (Buffer.from(data)) to keep it.
+   */
+  onData?: (conn: Conn, data: Buffer) => void;
+  /** The connection closed: called exactly once, with null or the reason (errors.ts). */
+  onClose?: (conn: Conn, err: Error | null) => void;
+  /** A connection's write queue became empty. */
+  onDrain?: (conn: Conn) => void;
+  /** listen() backlog. Default 511. */
+  backlog?: number;
+  /** SO_REUSEPORT on listeners, so that several engines can share a port. Default false. */
+  reusePort?: boolean;
+  /** TCP_NODELAY on every TCP connection. Default true. */
+  noDelay?: boolean;
+  /** Bytes a connection may have queued; past it the connection closes with OverflowError. Default 64 MiB. */
+  maxWriteBufferSize?: number;
+  /** Online connections; more are closed at accept. Default 1,000,000. */
+  maxLoad?: number;
+  /** A graceful close waits this long (ms) for the peer to take our data and close its side. Default 5000. */
+  closeTimeout?: number;
+  /** dial() gives up after this many ms. Default 10000. */
+  dialTimeout?: number;
+  /** The receive slab: bytes read per loop iteration at most. Default 1 MiB. */
+  readBufferSize?: number;
+  /** Bytes read from one connection per iteration, so one busy peer cannot starve the rest. Default 64 KiB. */
+  readBudget?: number;
+  /** Poller events handled per iteration (at most 1024). Default 1024. */
+  maxEventsPerIteration?: number;
+  /** Whether the running engine keeps the process alive. Default true. */
+  ref?: boolean;
+}
+
+export interface EngineStats {
+  online: number;
+  accepted: number;
+  dialed: number;
+  closed: number;
+  /** Connections closed at accept (over maxLoad, or out of descriptors). */
+  rejected: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Bytes in all connections' write queues. */
+  queuedBytes: number;
+}
+
+type EngineState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+interface PendingDial {
+  gen: number;
+  remote: string;
+  resolve: (conn: Conn) => void;
+  reject: (err: Error) => void;
+}
+
+// Writes up to this size are copied into the out slab at once; larger ones
+// are handed to native by reference when the batch is flushed.
+const SMALL_WRITE = 16 * 1024;
+const OUT_SLAB_SIZE = 1024 * 1024;
+const CMD_CAPACITY = 8192;
+// Records per JS call: enough for a full iteration (every event plus every
+// accept of a few listeners); native splits larger batches.
+const RECORD_CAPACITY = 8192;
+
+function noop(): void {}
+
+function checkInt(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new TypeError(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
+function checkCallback<T>(name: string, fn: T | undefined): T | undefined {
+  if (fn !== undefined && typeof fn !== 'function') throw new TypeError(`${name} must be a function`);
+  return fn;
+}
+
+export class Engine {
+  readonly options: Readonly<Required<Omit<EngineOptions, 'onOpen' | 'onData' | 'onClose' | 'onDrain'>>>;
+  #onOpen: (conn: Conn) => void;
+  #onData: (conn: Conn, data: Buffer) => void;
+  #onClose: (conn: Conn, err: Error | null) => void;
+  #onDrain: ((conn: Conn) => void) | undefined;
+
+  #state: EngineState = 'new';
+  #handle: EngineHandle | undefined;
+  #conns: (Conn | undefined)[] = [];
+  #dials = new Map<number, PendingDial>();
+  #listeners = new Map<number, ParsedAddress & { bound: string }>();
+  #records = new Int32Array(RECORD_CAPACITY * RECORD_INTS);
+  #slab: Buffer = Buffer.alloc(0);
+  #cmds = new Int32Array(CMD_CAPACITY * RECORD_INTS);
+  #out = Buffer.allocUnsafeSlow(OUT_SLAB_SIZE);
+  #ncmds = 0;
+  #outUsed = 0;
+  #refs: Uint8Array[] = [];
+  #inBatch = false;
+  #flushScheduled = false;
+  #statsArray = new Float64Array(8);
+  #stopped: Promise<void> | undefined;
+  readonly #flushTask = (): void => {
+    this.#flushScheduled = false;
+    this.#flush();
+  };
+
+  constructor(options: EngineOptions = {}) {
+    if (options === null || typeof options !== 'object') throw new TypeError('new Engine(options): options must be an object');
+    const addrs = options.addrs ?? [];
+    if (!Array.isArray(addrs)) throw new TypeError('addrs must be an array of address strings');
+    for (const a of addrs) parseAddress(a);
+    this.#onOpen = checkCallback('onOpen', options.onOpen) ?? noop;
+    this.#onData = checkCallback('onData', options.onData) ?? noop;
+    this.#onClose = checkCallback('onClose', options.onClose) ?? noop;
+    this.#onDrain = checkCallback('onDrain', options.onDrain);
+    const bool = (name: string, v: unknown, dflt: boolean): boolean => {
+      if (v === undefined) return dflt;
+      if (typeof v !== 'boolean') throw new TypeError(`${name} must be a boolean`);
+      return v;
+    };
+    this.options = Object.freeze({
+      addrs: [...addrs],
+      backlog: checkInt('backlog', options.backlog ?? 511, 1, 65535),
+      reusePort: bool('reusePort', options.reusePort, false),
+      noDelay: bool('noDelay', options.noDelay, true),
+      maxWriteBufferSize: checkInt('maxWriteBufferSize', options.maxWriteBufferSize ?? 64 * 1024 * 1024, 1, 2 ** 32 - 1),
+      maxLoad: checkInt('maxLoad', options.maxLoad ?? 1_000_000, 1, 2 ** 32 - 1),
+      closeTimeout: checkInt('closeTimeout', options.closeTimeout ?? 5000, 0, 2 ** 31 - 1),
+      dialTimeout: checkInt('dialTimeout', options.dialTimeout ?? 10_000, 0, 2 ** 31 - 1),
+      readBufferSize: checkInt('readBufferSize', options.readBufferSize ?? 1024 * 1024, 4096, 2 ** 30),
+      readBudget: checkInt('readBudget', options.readBudget ?? 64 * 1024, 1, 2 ** 30),
+      maxEventsPerIteration: checkInt('maxEventsPerIteration', options.maxEventsPerIteration ?? 1024, 1, binding.constants.MAX_EVENTS ?? 1024),
+      ref: bool('ref', options.ref, true),
+    });
+  }
+
+  /** 'epoll' or 'kqueue'. */
+  static get backend(): string {
+    return binding.backend;
+  }
+
+  get running(): boolean {
+    return this.#state === 'running';
+  }
+
+  /** Opens the poller and every listener. Rejects (and releases everything) if any address cannot be listened on. */
+  async start(): Promise<void> {
+    if (this.#state !== 'new') throw new Error(`Engine.start(): the engine is already ${this.#state}`);
+    this.#state = 'starting';
+    const o = this.options;
+    const parsed = o.addrs.map(parseAddress);
+    let hosts: string[];
+    try {
+      hosts = await Promise.all(parsed.map((p) => (p.kind === 'inet' ? resolveHost(p.host) : Promise.resolve(''))));
+    } catch (err) {
+      this.#state = 'new';
+      throw err;
+    }
+    this.#slab = Buffer.allocUnsafeSlow(o.readBufferSize);
+    const handle = new binding.EngineHandle(
+      {
+        maxEvents: o.maxEventsPerIteration,
+        readBudget: o.readBudget,
+        acceptBudget: 256,
+        maxWriteBufferSize: o.maxWriteBufferSize,
+        closeTimeout: o.closeTimeout,
+        noDelay: o.noDelay,
+        maxLoad: o.maxLoad,
+      },
+      { records: this.#records, slab: this.#slab, cmds: this.#cmds, out: this.#out },
+      (count) => this.#onBatch(count),
+    );
+    for (let i = 0; i < parsed.length; i++) {
+      const p = parsed[i]!;
+      const id = p.kind === 'unix' ? handle.listenUnix(p.path, o.backlog) : handle.listen(hosts[i]!, p.port, o.backlog, o.reusePort);
+      if (id < 0) {
+        // Listeners opened so far close with the handle (no libuv handle yet).
+        this.#state = 'new';
+        this.#listeners.clear();
+        throw new SysError(-id, 'listen', o.addrs[i]);
+      }
+      const a = handle.listenerAddress(id);
+      const bound = typeof a === 'number' ? o.addrs[i]! : formatAddress(...a);
+      this.#listeners.set(id, { ...p, bound });
+    }
+    const r = handle.start();
+    if (r < 0) {
+      this.#state = 'new';
+      throw new SysError(-r, 'uv_poll_init');
+    }
+    if (!o.ref) handle.setRef(false);
+    this.#handle = handle;
+    this.#state = 'running';
+  }
+
+  /** The addresses actually listened on (port 0 replaced by the port the OS chose). */
+  addresses(): string[] {
+    return [...this.#listeners.values()].map((l) => l.bound);
+  }
+
+  /**
+   * Closes every connection (queued data gets one last non-blocking write,
+   * then FIN; onClose receives null) and every listener, and releases every
+   * descriptor. Resolves when the native side is fully closed.
+   */
+  stop(): Promise<void> {
+    if (this.#stopped !== undefined) return this.#stopped;
+    if (this.#state !== 'running') {
+      this.#state = 'stopped';
+      this.#stopped = Promise.resolve();
+      return this.#stopped;
+    }
+    this.#state = 'stopping';
+    const handle = this.#handle!;
+    this.#flush();
+    this.#stopped = new Promise<void>((resolve) => {
+      handle.stop(() => {
+        handle.stats(this.#statsArray); // stats() keeps answering with the final counts
+        this.#state = 'stopped';
+        this.#handle = undefined;
+        resolve();
+      });
+    });
+    return this.#stopped;
+  }
+
+  /** Connects to "host:port", "[v6]:port" or "unix:/path". The Conn also goes through onOpen. */
+  async dial(addr: string, options: { timeout?: number } = {}): Promise<Conn> {
+    const p = parseAddress(addr);
+    const timeout = checkInt('timeout', options.timeout ?? this.options.dialTimeout, 0, 2 ** 31 - 1);
+    const host = p.kind === 'inet' ? await resolveHost(p.host) : '';
+    if (this.#state !== 'running') throw new NetClosedError();
+    const handle = this.#handle!;
+    const r = p.kind === 'unix' ? handle.dialUnix(p.path, timeout) : handle.dial(host, p.port, timeout);
+    if (typeof r === 'number') throw new SysError(-r, 'dial', addr);
+    const [slot, gen] = r;
+    const remote = p.kind === 'unix' ? `unix:${p.path}` : formatAddress(host.includes(':') ? 'IPv6' : 'IPv4', host, p.port);
+    return new Promise<Conn>((resolve, reject) => {
+      this.#dials.set(slot, { gen, remote, resolve, reject });
+    });
+  }
+
+  stats(): EngineStats {
+    const s = this.#statsArray;
+    if (this.#handle !== undefined) this.#handle.stats(s);
+    return {
+      online: s[0]!,
+      accepted: s[1]!,
+      dialed: s[2]!,
+      closed: s[3]!,
+      rejected: s[4]!,
+      bytesIn: s[5]!,
+      bytesOut: s[6]!,
+      queuedBytes: s[7]!,
+    };
+  }
+
+  // -------------------------------------------------------------------------
+  // Batch dispatch
+
+  #onBatch(count: number): void {
+    const rec = this.#records;
+    const conns = this.#conns;
+    let failed = false;
+    let failure: unknown;
+    this.#inBatch = true;
+    for (let i = 0, p = 0; i < count; i++, p += RECORD_INTS) {
+      const type = rec[p]!;
+      const slot = rec[p + 1]!;
+      const gen = rec[p + 2]!;
+      try {
+        if (type === REC_DATA) {
+          const c = conns[slot];
+          // A callback earlier in this batch may have closed the connection.
+          if (c === undefined || c._gen !== gen || c._state !== ConnState.Open) continue;
+          const off = rec[p + 3]!;
+          this.#onData(c, this.#slab.subarray(off, off + rec[p + 4]!));
+        } else if (type === REC_OPEN) {
+          this.#opened(slot, gen, rec[p + 3]!);
+        } else if (type === REC_CLOSE) {
+          this.#closed(slot, gen, rec[p + 3]!, rec[p + 4]!);
+        } else if (type === REC_DRAIN) {
+          const c = conns[slot];
+          if (c === undefined || c._gen !== gen) continue;
+          c._drainHandler?.(c);
+          this.#onDrain?.(c);
+        } else if (type === REC_DIAL_FAIL) {
+          const d = this.#dials.get(slot);
+          if (d !== undefined && d.gen === gen) {
+            this.#dials.delete(slot);
+            const errno = rec[p + 3]!;
+            d.reject(errno === 110 /* ETIMEDOUT */ ? new TimeoutError('dial') : new SysError(errno, 'dial', d.remote));
+          }
+        }
+      } catch (err) {
+        // One throwing callback must not cost the other connections their
+        // data: finish the batch, then rethrow the first error.
+        if (!failed) {
+          failed = true;
+          failure = err;
+        }
+      }
+    }
+    this.#inBatch = false;
+    this.#flush();
+    if (failed) throw failure;
+  }
+
+  #opened(slot: number, gen: number, listener: number): void {
+    let c: Conn;
+    if (listener === -1) {
+      const d = this.#dials.get(slot);
+      if (d === undefined || d.gen !== gen) return;
+      this.#dials.delete(slot);
+      c = new Conn(this, slot, gen, undefined, d.remote);
+      this.#conns[slot] = c;
+      try {
+        this.#onOpen(c);
+      } finally {
+        d.resolve(c);
+      }
+      return;
+    }
+    const l = this.#listeners.get(listener);
+    const local = l?.kind === 'unix' ? `unix:${l.path}` : undefined;
+    c = new Conn(this, slot, gen, local, l?.kind === 'unix' ? 'unix:' : undefined);
+    this.#conns[slot] = c;
+    this.#onOpen(c);
+  }
+
+  #closed(slot: number, gen: number, reason: number, errno: number): void {
+    const c = this.#conns[slot];
+    if (c === undefined || c._gen !== gen) return;
+    // The peer address must be read before the slot is reused; it is kept
+    // natively until this record has been delivered.
+    if (c._remote === undefined) c._remote = this._address(c, true);
+    this.#conns[slot] = undefined;
+    c._state = ConnState.Closed;
+    // An error the user closed with wins. A plain close() reports null unless
+    // the close lost data (reset or timeout while flushing): that is not silent.
+    const err = c._closeErr ?? this.#closeError(reason, errno);
+    this.#onClose(c, err);
+  }
+
+  #closeError(reason: number, errno: number): Error | null {
+    switch (reason) {
+      case REASON_EOF:
+        return new EOFError();
+      case REASON_ERRNO:
+        return new SysError(errno);
+      case REASON_READ_TIMEOUT:
+        return new TimeoutError('read');
+      case REASON_WRITE_TIMEOUT:
+        return new TimeoutError('write');
+      case REASON_OVERFLOW:
+        return new OverflowError(this.options.maxWriteBufferSize);
+      case REASON_LOCAL:
+      case REASON_STOP:
+        return null;
+      default:
+        return new Error(`netloop: unknown close reason ${reason}`);
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Commands (called by Conn)
+
+  #pushCmd(op: number, c: Conn, a: number, b: number): void {
+    const q = this.#ncmds * RECORD_INTS;
+    const cmds = this.#cmds;
+    cmds[q] = op;
+    cmds[q + 1] = c._slot;
+    cmds[q + 2] = c._gen;
+    cmds[q + 3] = a;
+    cmds[q + 4] = b;
+    this.#ncmds++;
+    if (!this.#inBatch && !this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(this.#flushTask);
+    }
+  }
+
+  /** @internal */
+  _write(c: Conn, data: Uint8Array | string): void {
+    if (this.#state !== 'running') throw new NetClosedError();
+    if (typeof data === 'string') {
+      if (data.length === 0) return;
+      if (data.length * 3 <= SMALL_WRITE) {
+        if (this.#outUsed + data.length * 3 > OUT_SLAB_SIZE || this.#ncmds === CMD_CAPACITY) this.#flush();
+        const n = this.#out.write(data, this.#outUsed, 'utf8');
+        this.#pushCmd(CMD_WRITE, c, this.#outUsed, n);
+        this.#outUsed += n;
+        return;
+      }
+      data = Buffer.from(data, 'utf8');
+    } else if (!(data instanceof Uint8Array)) {
+      throw new TypeError(`write(data): data must be a Buffer, Uint8Array or string, got ${data === null ? 'null' : typeof data}`);
+    }
+    const len = data.byteLength;
+    if (len === 0) return;
+    if (len <= SMALL_WRITE) {
+      if (this.#outUsed + len > OUT_SLAB_SIZE || this.#ncmds === CMD_CAPACITY) this.#flush();
+      this.#out.set(data, this.#outUsed);
+      this.#pushCmd(CMD_WRITE, c, this.#outUsed, len);
+      this.#outUsed += len;
+      return;
+    }
+    if (this.#ncmds === CMD_CAPACITY) this.#flush();
+    this.#refs.push(data);
+    this.#pushCmd(CMD_WRITE_REF, c, this.#refs.length - 1, 0);
+  }
+
+  /** @internal */
+  _close(c: Conn, err: Error | null, abortive: boolean): void {
+    if (c._state === ConnState.Open) c._closeErr = err;
+    else if (abortive && err !== null) c._closeErr = err;
+    c._state = ConnState.Closing;
+    if (this.#state !== 'running') return;
+    this.#pushCmd(CMD_CLOSE, c, abortive ? 1 : 0, 0);
+  }
+
+  /** @internal */
+  _setDeadline(c: Conn, kind: 0 | 1, deadline: Deadline): void {
+    let ms: number;
+    if (deadline === null || deadline === 0) {
+      ms = -1;
+    } else {
+      const at = deadline instanceof Date ? deadline.getTime() : deadline;
+      if (typeof at !== 'number' || !Number.isFinite(at)) {
+        throw new TypeError('deadline must be a Date, epoch milliseconds (Date.now() + ms), or null');
+      }
+      ms = Math.min(Math.max(0, Math.ceil(at - Date.now())), 2 ** 31 - 1);
+    }
+    if (c._state === ConnState.Closed || this.#state !== 'running') return;
+    this.#pushCmd(CMD_DEADLINE, c, kind, ms);
+  }
+
+  /** @internal */
+  _bufferedAmount(c: Conn): number {
+    if (c._state === ConnState.Closed || this.#handle === undefined) return 0;
+    this.#flush();
+    return Math.max(0, this.#handle.queued(c._slot, c._gen));
+  }
+
+  /** @internal */
+  _address(c: Conn, peer: boolean): string | undefined {
+    if (this.#handle === undefined) return undefined;
+    const a: NativeAddress | number = this.#handle.address(c._slot, c._gen, peer);
+    if (typeof a === 'number') return undefined;
+    return formatAddress(...a);
+  }
+
+  #flush(): void {
+    if (this.#ncmds === 0 || this.#handle === undefined) return;
+    const n = this.#ncmds;
+    const refs = this.#refs;
+    this.#ncmds = 0;
+    this.#outUsed = 0;
+    if (refs.length > 0) {
+      this.#refs = [];
+      this.#handle.flush(n, refs);
+    } else {
+      this.#handle.flush(n);
+    }
+  }
+}

@@ -1,0 +1,70 @@
+// The error classes of the close-reporting contract (DESIGN.md). Each has a
+// stable `code`; messages follow Go's net package, which nbio users know.
+import { getSystemErrorMap } from 'node:util';
+
+/** Base class of every error netloop reports. */
+export class NetloopError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** The peer closed the TCP connection (FIN) without anything else to say. */
+export class EOFError extends NetloopError {
+  constructor() {
+    super('NETLOOP_EOF', 'EOF');
+  }
+}
+
+// One table, libuv's: errno -> [name, message] (for example
+// ECONNRESET -> "connection reset by peer"). Keyed by the negative errno.
+let systemErrors: Map<number, [string, string]> | undefined;
+
+/** Name and message of a positive errno value, e.g. [ 'ECONNRESET', 'connection reset by peer' ]. */
+export function describeErrno(errno: number): [string, string] {
+  systemErrors ??= getSystemErrorMap();
+  return systemErrors.get(-Math.abs(errno)) ?? [`E${Math.abs(errno)}`, `system error ${Math.abs(errno)}`];
+}
+
+/** A socket error reported by the operating system. `code` is the errno name. */
+export class SysError extends NetloopError {
+  readonly errno: number;
+  readonly syscall: string | undefined;
+  constructor(errno: number, syscall?: string, detail?: string) {
+    const [name, message] = describeErrno(errno);
+    const prefix = syscall !== undefined ? `${syscall}${detail !== undefined ? ' ' + detail : ''}: ` : '';
+    super(name, prefix + message);
+    this.errno = Math.abs(errno);
+    this.syscall = syscall;
+  }
+}
+
+export type TimeoutKind = 'read' | 'write' | 'dial' | 'io';
+
+/** A deadline passed: "read timeout", "write timeout", "dial timeout" or "i/o timeout". */
+export class TimeoutError extends NetloopError {
+  readonly kind: TimeoutKind;
+  constructor(kind: TimeoutKind) {
+    super('NETLOOP_TIMEOUT', `${kind === 'io' ? 'i/o' : kind} timeout`);
+    this.kind = kind;
+  }
+}
+
+/** The connection (or the engine) is closed; Go's "use of closed network connection". */
+export class NetClosedError extends NetloopError {
+  constructor() {
+    super('NETLOOP_CLOSED', 'use of closed network connection');
+  }
+}
+
+/** The write queue went past `maxWriteBufferSize`; the connection was closed and its queue dropped. */
+export class OverflowError extends NetloopError {
+  readonly limit: number;
+  constructor(limit: number) {
+    super('NETLOOP_OVERFLOW', `write buffer overflow: more than ${limit} bytes queued`);
+    this.limit = limit;
+  }
+}

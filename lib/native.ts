@@ -1,0 +1,70 @@
+// Loads the addon and describes it: the typed binding and the batch layout
+// (the numbers of native/batch.h; test/native.test.js checks they agree).
+import { createRequire } from 'node:module';
+
+export interface NativeArrays {
+  records: Int32Array;
+  slab: Buffer;
+  cmds: Int32Array;
+  out: Buffer;
+}
+
+export interface NativeConfig {
+  maxEvents: number;
+  readBudget: number;
+  acceptBudget: number;
+  maxWriteBufferSize: number;
+  closeTimeout: number;
+  noDelay: boolean;
+  maxLoad: number;
+}
+
+/** [family, host or path, port]; a negative number is -errno. */
+export type NativeAddress = [family: 'IPv4' | 'IPv6' | 'unix', host: string, port: number];
+
+export interface EngineHandle {
+  listen(host: string, port: number, backlog: number, reusePort: boolean): number;
+  listenUnix(path: string, backlog: number): number;
+  listenerAddress(id: number): NativeAddress | number;
+  dial(host: string, port: number, timeoutMs: number): [slot: number, gen: number] | number;
+  dialUnix(path: string, timeoutMs: number): [slot: number, gen: number] | number;
+  start(): number;
+  flush(count: number, refs?: Uint8Array[]): void;
+  stop(onClosed?: () => void): boolean;
+  queued(slot: number, gen: number): number;
+  address(slot: number, gen: number, peer: boolean): NativeAddress | number;
+  stats(out: Float64Array): void;
+  setRef(on: boolean): void;
+}
+
+interface Binding {
+  EngineHandle: new (config: NativeConfig, arrays: NativeArrays, onBatch: (count: number) => void) => EngineHandle;
+  constants: Record<string, number>;
+  backend: 'epoll' | 'kqueue';
+}
+
+const require = createRequire(import.meta.url);
+export const binding: Binding = require('../build/Release/netloop.node');
+
+// Batch layout: records and commands are runs of RECORD_INTS int32 values,
+// [type, slot, gen, a, b].
+export const RECORD_INTS = 5;
+
+export const REC_OPEN = 1; // a: listener id, -1 when dialed
+export const REC_DATA = 2; // a: slab offset, b: length
+export const REC_CLOSE = 3; // a: reason, b: errno
+export const REC_DRAIN = 4;
+export const REC_DIAL_FAIL = 5; // a: errno
+
+export const REASON_EOF = 1;
+export const REASON_ERRNO = 2;
+export const REASON_READ_TIMEOUT = 3;
+export const REASON_WRITE_TIMEOUT = 4;
+export const REASON_OVERFLOW = 5;
+export const REASON_LOCAL = 6;
+export const REASON_STOP = 7;
+
+export const CMD_WRITE = 1; // a: out offset, b: length
+export const CMD_WRITE_REF = 2; // a: refs index
+export const CMD_CLOSE = 3; // a: 0 graceful, 1 abortive
+export const CMD_DEADLINE = 4; // a: 0 read, 1 write; b: ms from now, -1 clears

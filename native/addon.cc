@@ -1,0 +1,583 @@
+// The host: binds one Loop to the libuv loop of the JS thread that owns it,
+// and exposes it to lib/native.ts as the class EngineHandle.
+//
+// Non-blocking I/O path: libuv watches the poller's own descriptor (a uv_poll_t
+// on the epoll/kqueue fd). When it is readable, Loop::Poll() runs one bounded
+// iteration with a zero timeout and the resulting records go to JS in one
+// MakeCallback (so microtasks and nextTicks run inside the batch, their writes
+// still corked). JS answers through flush(): one call per batch with a
+// command array. No thread hop and no JS call per event.
+//
+// Arguments are validated in lib/ (the friendly layer); the methods here only
+// guard against what would be undefined behaviour, and throw TypeError then.
+#include <napi.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "loop.h"
+
+namespace netloop {
+namespace {
+
+// A stalled consumer cannot make one wake-up deliver forever: after this many
+// record rounds the rest waits for the idle handle (next loop turn).
+constexpr int kMaxDispatchRounds = 64;
+
+class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit EngineHandle(const Napi::CallbackInfo& info);
+  ~EngineHandle() override;
+
+ private:
+  enum class State { kCreated, kRunning, kStopping, kClosed };
+
+  // JS methods.
+  Napi::Value Listen(const Napi::CallbackInfo& info);
+  Napi::Value ListenUnix(const Napi::CallbackInfo& info);
+  Napi::Value ListenerAddress(const Napi::CallbackInfo& info);
+  Napi::Value Dial(const Napi::CallbackInfo& info);
+  Napi::Value DialUnix(const Napi::CallbackInfo& info);
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value Flush(const Napi::CallbackInfo& info);
+  Napi::Value Stop(const Napi::CallbackInfo& info);
+  Napi::Value Queued(const Napi::CallbackInfo& info);
+  Napi::Value Address(const Napi::CallbackInfo& info);
+  Napi::Value Stats(const Napi::CallbackInfo& info);
+  Napi::Value SetRef(const Napi::CallbackInfo& info);
+
+  // libuv callbacks.
+  static void OnPoll(uv_poll_t* handle, int status, int events);
+  static void OnTimer(uv_timer_t* handle);
+  static void OnIdle(uv_idle_t* handle);
+  static void OnHandleClosed(uv_handle_t* handle);
+  static void OnEnvCleanup(napi_async_cleanup_hook_handle hook, void* arg);
+
+  // Hands every pending record to JS, in as few calls as the records array
+  // allows, then re-arms the idle handle and the deadline timer.
+  void Dispatch();
+  void AfterExternalChange();
+  void RearmTimer();
+  void CloseHandles();
+  void FinishClose();
+  Napi::Value AddressArray(Napi::Env env, int r, const AddressInfo& a);
+  Napi::Value DialResult(Napi::Env env, int r, uint32_t slot, uint32_t gen);
+
+  Loop loop_;
+  State state_ = State::kCreated;
+  uv_loop_t* uv_ = nullptr;
+  uv_poll_t poll_;
+  uv_timer_t timer_;
+  uv_idle_t idle_;
+  int open_handles_ = 0;
+  bool dispatching_ = false;
+  bool idle_active_ = false;
+  bool env_teardown_ = false;
+  int64_t timer_armed_ms_ = -2;  // the delay the timer was last armed with, -1 stopped
+  napi_async_cleanup_hook_handle cleanup_hook_ = nullptr;
+
+  Napi::FunctionReference on_batch_;
+  Napi::FunctionReference on_closed_;
+  Napi::ObjectReference arrays_;  // keeps the shared arrays alive
+  int32_t* records_ = nullptr;
+  size_t records_cap_ = 0;  // in records
+  const int32_t* cmds_ = nullptr;
+  size_t cmds_cap_ = 0;  // in commands
+  const uint8_t* out_ = nullptr;
+  size_t out_len_ = 0;
+  std::vector<iovec> refs_;
+  napi_async_context async_context_ = nullptr;
+};
+
+template <typename T>
+bool GetTypedArray(Napi::Value v, napi_typedarray_type type, T** data, size_t* len) {
+  if (!v.IsTypedArray()) return false;
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  if (ta.TypedArrayType() != type) return false;
+  *data = reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+  *len = ta.ElementLength();
+  return true;
+}
+
+uint32_t NumberField(Napi::Object o, const char* name, uint32_t fallback) {
+  Napi::Value v = o.Get(name);
+  if (!v.IsNumber()) return fallback;
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0) || d > 4294967295.0) return fallback;
+  return static_cast<uint32_t>(d);
+}
+
+Napi::Value ThrowType(Napi::Env env, const char* msg) {
+  Napi::TypeError::New(env, msg).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+Napi::Function EngineHandle::Define(Napi::Env env) {
+  return DefineClass(env, "EngineHandle",
+                     {
+                         InstanceMethod("listen", &EngineHandle::Listen),
+                         InstanceMethod("listenUnix", &EngineHandle::ListenUnix),
+                         InstanceMethod("listenerAddress", &EngineHandle::ListenerAddress),
+                         InstanceMethod("dial", &EngineHandle::Dial),
+                         InstanceMethod("dialUnix", &EngineHandle::DialUnix),
+                         InstanceMethod("start", &EngineHandle::Start),
+                         InstanceMethod("flush", &EngineHandle::Flush),
+                         InstanceMethod("stop", &EngineHandle::Stop),
+                         InstanceMethod("queued", &EngineHandle::Queued),
+                         InstanceMethod("address", &EngineHandle::Address),
+                         InstanceMethod("stats", &EngineHandle::Stats),
+                         InstanceMethod("setRef", &EngineHandle::SetRef),
+                     });
+}
+
+// new EngineHandle(config, arrays, onBatch)
+//   config: { maxEvents, readBudget, acceptBudget, maxWriteBufferSize, closeTimeout, noDelay, maxLoad }
+//   arrays: { records: Int32Array, slab: Buffer, cmds: Int32Array, out: Buffer }
+EngineHandle::EngineHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineHandle>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsObject() || !info[2].IsFunction()) {
+    ThrowType(env, "EngineHandle(config, arrays, onBatch): wrong arguments");
+    return;
+  }
+  Napi::Object config = info[0].As<Napi::Object>();
+  Napi::Object arrays = info[1].As<Napi::Object>();
+  uint8_t* slab = nullptr;
+  size_t slab_len = 0, records_len = 0, cmds_len = 0;
+  int32_t* cmds = nullptr;
+  uint8_t* out = nullptr;
+  if (!GetTypedArray(arrays.Get("records"), napi_int32_array, &records_, &records_len) ||
+      !GetTypedArray(arrays.Get("slab"), napi_uint8_array, &slab, &slab_len) ||
+      !GetTypedArray(arrays.Get("cmds"), napi_int32_array, &cmds, &cmds_len) ||
+      !GetTypedArray(arrays.Get("out"), napi_uint8_array, &out, &out_len_)) {
+    ThrowType(env, "EngineHandle: arrays must be { records: Int32Array, slab: Uint8Array, cmds: Int32Array, out: Uint8Array }");
+    return;
+  }
+  records_cap_ = records_len / kRecordInts;
+  cmds_ = cmds;
+  cmds_cap_ = cmds_len / kRecordInts;
+  out_ = out;
+  if (records_cap_ == 0 || cmds_cap_ == 0 || slab_len == 0) {
+    ThrowType(env, "EngineHandle: arrays must not be empty");
+    return;
+  }
+  arrays_ = Napi::Persistent(arrays);
+  on_batch_ = Napi::Persistent(info[2].As<Napi::Function>());
+
+  LoopConfig lc;
+  lc.max_events = static_cast<int>(NumberField(config, "maxEvents", 1024));
+  lc.read_budget = NumberField(config, "readBudget", 64 * 1024);
+  lc.accept_budget = static_cast<int>(NumberField(config, "acceptBudget", 256));
+  lc.max_write_buffer = NumberField(config, "maxWriteBufferSize", 64u * 1024 * 1024);
+  lc.close_timeout_ms = static_cast<int>(NumberField(config, "closeTimeout", 5000));
+  lc.max_load = NumberField(config, "maxLoad", 1000000);
+  lc.no_delay = config.Get("noDelay").ToBoolean().Value();
+  if (lc.read_budget == 0) lc.read_budget = 64 * 1024;
+  if (lc.accept_budget <= 0) lc.accept_budget = 256;
+
+  int r = loop_.Open(lc, slab, slab_len);
+  if (r < 0) {
+    Napi::Error e = Napi::Error::New(env, std::string("netloop: cannot open the poller: ") + std::strerror(-r));
+    e.Set("errno", Napi::Number::New(env, -r));
+    e.ThrowAsJavaScriptException();
+    return;
+  }
+  napi_status s = napi_get_uv_event_loop(env, &uv_);
+  if (s != napi_ok || uv_ == nullptr) {
+    Napi::Error::New(env, "netloop: no libuv loop for this environment").ThrowAsJavaScriptException();
+    return;
+  }
+  napi_async_init(env, Value(), Napi::String::New(env, "netloop:batch"), &async_context_);
+}
+
+EngineHandle::~EngineHandle() {
+  // Reached only when no libuv handle is open (a running engine holds a strong
+  // reference to itself until its handles have closed).
+  loop_.Close();
+  if (async_context_ != nullptr && !env_teardown_) napi_async_destroy(Env(), async_context_);
+}
+
+// ---------------------------------------------------------------------------
+// Listening and dialing
+
+Napi::Value EngineHandle::Listen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber()) {
+    return ThrowType(env, "listen(host, port, backlog, reusePort)");
+  }
+  std::string host = info[0].As<Napi::String>().Utf8Value();
+  int r = loop_.ListenInet(host.c_str(), info[1].As<Napi::Number>().Int32Value(),
+                           info[2].As<Napi::Number>().Int32Value(), info[3].ToBoolean().Value());
+  return Napi::Number::New(env, r);
+}
+
+Napi::Value EngineHandle::ListenUnix(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
+    return ThrowType(env, "listenUnix(path, backlog)");
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int r = loop_.ListenUnix(path.c_str(), info[1].As<Napi::Number>().Int32Value());
+  return Napi::Number::New(env, r);
+}
+
+Napi::Value EngineHandle::AddressArray(Napi::Env env, int r, const AddressInfo& a) {
+  if (r < 0) return Napi::Number::New(env, r);
+  Napi::Array out = Napi::Array::New(env, 3);
+  const char* family = a.family == AF_INET ? "IPv4" : a.family == AF_INET6 ? "IPv6" : "unix";
+  out.Set(0u, Napi::String::New(env, family));
+  out.Set(1u, Napi::String::New(env, a.host));
+  out.Set(2u, Napi::Number::New(env, a.port));
+  return out;
+}
+
+Napi::Value EngineHandle::ListenerAddress(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) return ThrowType(env, "listenerAddress(id)");
+  AddressInfo a;
+  int r = loop_.ListenerAddress(info[0].As<Napi::Number>().Int32Value(), &a);
+  return AddressArray(env, r, a);
+}
+
+Napi::Value EngineHandle::DialResult(Napi::Env env, int r, uint32_t slot, uint32_t gen) {
+  if (r < 0) return Napi::Number::New(env, r);
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, slot));
+  out.Set(1u, Napi::Number::New(env, static_cast<int32_t>(gen)));
+  AfterExternalChange();  // a unix connect may complete at once: deliver its OPEN
+  return out;
+}
+
+Napi::Value EngineHandle::Dial(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (state_ != State::kRunning) return Napi::Number::New(env, -EBADF);
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber()) {
+    return ThrowType(env, "dial(host, port, timeoutMs)");
+  }
+  std::string host = info[0].As<Napi::String>().Utf8Value();
+  uint32_t slot = 0, gen = 0;
+  int r = loop_.DialInet(host.c_str(), info[1].As<Napi::Number>().Int32Value(),
+                         info[2].As<Napi::Number>().Int32Value(), &slot, &gen);
+  return DialResult(env, r, slot, gen);
+}
+
+Napi::Value EngineHandle::DialUnix(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (state_ != State::kRunning) return Napi::Number::New(env, -EBADF);
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
+    return ThrowType(env, "dialUnix(path, timeoutMs)");
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  uint32_t slot = 0, gen = 0;
+  int r = loop_.DialUnix(path.c_str(), info[1].As<Napi::Number>().Int32Value(), &slot, &gen);
+  return DialResult(env, r, slot, gen);
+}
+
+// ---------------------------------------------------------------------------
+// Running
+
+Napi::Value EngineHandle::Start(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (state_ != State::kCreated) return ThrowType(env, "start(): the engine was already started");
+  int r = uv_poll_init(uv_, &poll_, loop_.poller_fd());
+  if (r < 0) return Napi::Number::New(env, r);
+  uv_timer_init(uv_, &timer_);
+  uv_idle_init(uv_, &idle_);
+  poll_.data = timer_.data = idle_.data = this;
+  open_handles_ = 3;
+  uv_poll_start(&poll_, UV_READABLE, &EngineHandle::OnPoll);
+  state_ = State::kRunning;
+  // A running engine must outlive its JS wrapper's last user reference: libuv
+  // points at it. Released in FinishClose().
+  Ref();
+  napi_add_async_cleanup_hook(env, &EngineHandle::OnEnvCleanup, this, &cleanup_hook_);
+  return Napi::Number::New(env, 0);
+}
+
+void EngineHandle::OnPoll(uv_poll_t* handle, int /*status*/, int /*events*/) {
+  auto* self = static_cast<EngineHandle*>(handle->data);
+  if (self->state_ != State::kRunning) return;
+  Napi::HandleScope scope(self->Env());
+  // Records left over from an earlier round go first: Poll() reuses the slab.
+  if (self->loop_.has_records()) self->Dispatch();
+  if (!self->loop_.has_records()) {
+    self->loop_.Poll();
+    self->Dispatch();
+  }
+}
+
+void EngineHandle::OnTimer(uv_timer_t* handle) {
+  auto* self = static_cast<EngineHandle*>(handle->data);
+  if (self->state_ != State::kRunning) return;
+  Napi::HandleScope scope(self->Env());
+  self->timer_armed_ms_ = -1;
+  self->loop_.ExpireTimers();
+  self->Dispatch();
+}
+
+void EngineHandle::OnIdle(uv_idle_t* handle) {
+  auto* self = static_cast<EngineHandle*>(handle->data);
+  Napi::HandleScope scope(self->Env());
+  self->Dispatch();
+}
+
+void EngineHandle::Dispatch() {
+  if (dispatching_ || env_teardown_) return;
+  dispatching_ = true;
+  Napi::Env env = Env();
+  for (int round = 0; round < kMaxDispatchRounds && loop_.has_records(); round++) {
+    size_t n = loop_.records().size() / kRecordInts;
+    if (n > records_cap_) n = records_cap_;
+    std::memcpy(records_, loop_.records().data(), n * kRecordInts * sizeof(int32_t));
+    loop_.ConsumeRecords(n);
+    napi_value argv[1] = {Napi::Number::New(env, static_cast<double>(n))};
+    napi_value result;
+    napi_status s = napi_make_callback(env, async_context_, Value(), on_batch_.Value(), 1, argv, &result);
+    if (s != napi_ok) {
+      // An exception escaped the batch handler (lib/ catches user callbacks'
+      // exceptions and rethrows the first after the batch): report it as
+      // uncaught, the way an EventEmitter listener's would be.
+      napi_value err;
+      if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+    }
+  }
+  if (!loop_.has_records()) loop_.FreeClosedSlots();
+  dispatching_ = false;
+  AfterExternalChange();
+}
+
+// Called after anything that may have produced records or moved a deadline
+// outside Dispatch(): a flush from a timer, a dial, the end of a batch.
+void EngineHandle::AfterExternalChange() {
+  if (state_ != State::kRunning) return;
+  bool want_idle = loop_.has_records() && !dispatching_;
+  if (want_idle && !idle_active_) {
+    uv_idle_start(&idle_, &EngineHandle::OnIdle);
+    idle_active_ = true;
+  } else if (!loop_.has_records() && idle_active_) {
+    uv_idle_stop(&idle_);
+    idle_active_ = false;
+  }
+  RearmTimer();
+}
+
+void EngineHandle::RearmTimer() {
+  int64_t ms = loop_.MsUntilNextDeadline();
+  if (ms < 0) {
+    if (timer_armed_ms_ != -1) uv_timer_stop(&timer_);
+    timer_armed_ms_ = -1;
+    return;
+  }
+  // Restarting a uv timer is cheap, but a read deadline pushed back after
+  // every message would do it on every batch: skip it when the earliest
+  // deadline did not move earlier than the armed one.
+  uint64_t due = uv_now(uv_) + static_cast<uint64_t>(ms);
+  uint64_t armed_due = timer_armed_ms_ >= 0 ? static_cast<uint64_t>(timer_armed_ms_) : UINT64_MAX;
+  if (due >= armed_due && timer_armed_ms_ >= 0) return;
+  uv_timer_start(&timer_, &EngineHandle::OnTimer, static_cast<uint64_t>(ms), 0);
+  timer_armed_ms_ = static_cast<int64_t>(due);
+}
+
+// flush(count, refs?): executes `count` commands from the shared command
+// array; refs is an array of Uint8Arrays that WRITE_REF commands index.
+Napi::Value EngineHandle::Flush(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) return ThrowType(env, "flush(count, refs)");
+  double count = info[0].As<Napi::Number>().DoubleValue();
+  if (!(count >= 0) || count > static_cast<double>(cmds_cap_)) return ThrowType(env, "flush: count out of range");
+  if (state_ != State::kRunning) return env.Undefined();
+  refs_.clear();
+  if (info.Length() >= 2 && info[1].IsArray()) {
+    Napi::Array refs = info[1].As<Napi::Array>();
+    uint32_t n = refs.Length();
+    refs_.reserve(n);
+    for (uint32_t i = 0; i < n; i++) {
+      uint8_t* data = nullptr;
+      size_t len = 0;
+      iovec v{nullptr, 0};
+      if (GetTypedArray(refs.Get(i), napi_uint8_array, &data, &len)) {
+        v.iov_base = data;
+        v.iov_len = len;
+      }
+      refs_.push_back(v);
+    }
+  }
+  loop_.Apply(cmds_, static_cast<size_t>(count), out_, out_len_, refs_.data(), refs_.size());
+  refs_.clear();
+  AfterExternalChange();
+  return env.Undefined();
+}
+
+// ---------------------------------------------------------------------------
+// Stopping
+
+Napi::Value EngineHandle::Stop(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (state_ != State::kRunning) return Napi::Boolean::New(env, false);
+  if (info.Length() >= 1 && info[0].IsFunction()) on_closed_ = Napi::Persistent(info[0].As<Napi::Function>());
+  loop_.Stop();
+  // The final batch (a CLOSE record per connection) goes out now, while the
+  // engine still counts as running; a stop() called from inside a batch
+  // leaves it to the batch that is being delivered.
+  Dispatch();
+  state_ = State::kStopping;
+  CloseHandles();
+  return Napi::Boolean::New(env, true);
+}
+
+void EngineHandle::CloseHandles() {
+  // Order matters: stop watching the poller fd before it is closed
+  // (FinishClose, once libuv has released all three handles).
+  uv_poll_stop(&poll_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), &EngineHandle::OnHandleClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &EngineHandle::OnHandleClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&idle_), &EngineHandle::OnHandleClosed);
+}
+
+void EngineHandle::OnHandleClosed(uv_handle_t* handle) {
+  auto* self = static_cast<EngineHandle*>(handle->data);
+  if (--self->open_handles_ == 0) self->FinishClose();
+}
+
+void EngineHandle::FinishClose() {
+  loop_.Close();
+  state_ = State::kClosed;
+  if (env_teardown_) {
+    // The environment is going away: no JS may run. The wrapper is finalized
+    // by the environment itself.
+    napi_remove_async_cleanup_hook(cleanup_hook_);
+    cleanup_hook_ = nullptr;
+    return;
+  }
+  if (cleanup_hook_ != nullptr) {
+    napi_remove_async_cleanup_hook(cleanup_hook_);
+    cleanup_hook_ = nullptr;
+  }
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+  if (!on_closed_.IsEmpty()) {
+    Napi::FunctionReference cb = std::move(on_closed_);
+    napi_value result;
+    if (napi_make_callback(env, async_context_, Value(), cb.Value(), 0, nullptr, &result) != napi_ok) {
+      napi_value err;
+      if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+    }
+  }
+  Unref();  // may finalize this object: nothing after it
+}
+
+void EngineHandle::OnEnvCleanup(napi_async_cleanup_hook_handle /*hook*/, void* arg) {
+  // The worker thread (or the process) is exiting with the engine running:
+  // close everything without calling into JS.
+  auto* self = static_cast<EngineHandle*>(arg);
+  self->env_teardown_ = true;
+  if (self->state_ == State::kRunning) {
+    self->state_ = State::kStopping;
+    self->CloseHandles();
+  } else if (self->state_ == State::kClosed) {
+    napi_remove_async_cleanup_hook(self->cleanup_hook_);
+    self->cleanup_hook_ = nullptr;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Queries
+
+Napi::Value EngineHandle::Queued(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) return ThrowType(env, "queued(slot, gen)");
+  int64_t q = loop_.Queued(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().Uint32Value());
+  return Napi::Number::New(env, static_cast<double>(q));
+}
+
+Napi::Value EngineHandle::Address(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    return ThrowType(env, "address(slot, gen, peer)");
+  }
+  AddressInfo a;
+  int r = loop_.Address(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().Uint32Value(),
+                        info[2].ToBoolean().Value(), &a);
+  return AddressArray(env, r, a);
+}
+
+// stats(out: Float64Array(8)): online, accepted, dialed, closed, rejected,
+// bytesIn, bytesOut, queued.
+Napi::Value EngineHandle::Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double* out = nullptr;
+  size_t len = 0;
+  if (info.Length() < 1 || !GetTypedArray(info[0], napi_float64_array, &out, &len) || len < 8) {
+    return ThrowType(env, "stats(Float64Array(8))");
+  }
+  const LoopStats& s = loop_.stats();
+  out[0] = static_cast<double>(s.online);
+  out[1] = static_cast<double>(s.accepted);
+  out[2] = static_cast<double>(s.dialed);
+  out[3] = static_cast<double>(s.closed);
+  out[4] = static_cast<double>(s.rejected);
+  out[5] = static_cast<double>(s.bytes_in);
+  out[6] = static_cast<double>(s.bytes_out);
+  out[7] = static_cast<double>(s.queued);
+  return env.Undefined();
+}
+
+// setRef(bool): whether a running engine keeps the process alive.
+Napi::Value EngineHandle::SetRef(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (state_ != State::kRunning) return env.Undefined();
+  bool on = info.Length() >= 1 && info[0].ToBoolean().Value();
+  uv_handle_t* handles[] = {reinterpret_cast<uv_handle_t*>(&poll_), reinterpret_cast<uv_handle_t*>(&timer_)};
+  for (uv_handle_t* h : handles) {
+    if (on) {
+      uv_ref(h);
+    } else {
+      uv_unref(h);
+    }
+  }
+  return env.Undefined();
+}
+
+Napi::Object Constants(Napi::Env env) {
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("RECORD_INTS", Napi::Number::New(env, kRecordInts));
+  c.Set("REC_OPEN", Napi::Number::New(env, kRecOpen));
+  c.Set("REC_DATA", Napi::Number::New(env, kRecData));
+  c.Set("REC_CLOSE", Napi::Number::New(env, kRecClose));
+  c.Set("REC_DRAIN", Napi::Number::New(env, kRecDrain));
+  c.Set("REC_DIAL_FAIL", Napi::Number::New(env, kRecDialFail));
+  c.Set("REASON_EOF", Napi::Number::New(env, kReasonEof));
+  c.Set("REASON_ERRNO", Napi::Number::New(env, kReasonErrno));
+  c.Set("REASON_READ_TIMEOUT", Napi::Number::New(env, kReasonReadTimeout));
+  c.Set("REASON_WRITE_TIMEOUT", Napi::Number::New(env, kReasonWriteTimeout));
+  c.Set("REASON_OVERFLOW", Napi::Number::New(env, kReasonOverflow));
+  c.Set("REASON_LOCAL", Napi::Number::New(env, kReasonLocal));
+  c.Set("REASON_STOP", Napi::Number::New(env, kReasonStop));
+  c.Set("CMD_WRITE", Napi::Number::New(env, kCmdWrite));
+  c.Set("CMD_WRITE_REF", Napi::Number::New(env, kCmdWriteRef));
+  c.Set("CMD_CLOSE", Napi::Number::New(env, kCmdClose));
+  c.Set("CMD_DEADLINE", Napi::Number::New(env, kCmdDeadline));
+  c.Set("MAX_EVENTS", Napi::Number::New(env, Poller::kMaxEvents));
+  return c;
+}
+
+}  // namespace
+
+Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
+  exports.Set("EngineHandle", EngineHandle::Define(env));
+  exports.Set("constants", Constants(env));
+#if defined(__linux__)
+  exports.Set("backend", "epoll");
+#else
+  exports.Set("backend", "kqueue");
+#endif
+  return exports;
+}
+
+}  // namespace netloop
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return netloop::InitAddon(env, exports); }
+
+NODE_API_MODULE(NODE_GYP_MODULE_NAME, InitModule)

@@ -1,0 +1,54 @@
+// The shared layout of the arrays that cross the native/JS boundary once per
+// batch. lib/native.ts mirrors these numbers; test/native/batch-layout checks
+// that both sides agree.
+//
+// Records (native -> JS) and commands (JS -> native) are both runs of
+// kRecordInts int32 values: [type, slot, gen, a, b].
+#ifndef NETLOOP_BATCH_H_
+#define NETLOOP_BATCH_H_
+
+#include <cstdint>
+
+namespace netloop {
+
+constexpr int kRecordInts = 5;
+
+// Record types.
+enum : int32_t {
+  kRecOpen = 1,      // a: listener id, or -1 for a dialed connection
+  kRecData = 2,      // a: offset in the receive slab, b: length
+  kRecClose = 3,     // a: close reason, b: errno (0 if none)
+  kRecDrain = 4,     // the write queue became empty
+  kRecDialFail = 5,  // a: errno; the connection never opened
+};
+
+// Close reasons (kRecClose a).
+enum : int32_t {
+  kReasonEof = 1,           // the peer closed its side (FIN)
+  kReasonErrno = 2,         // a socket error, b holds errno
+  kReasonReadTimeout = 3,   // the read deadline passed
+  kReasonWriteTimeout = 4,  // the write deadline (or a graceful close's flush) timed out
+  kReasonOverflow = 5,      // the write queue went over max_write_buffer
+  kReasonLocal = 6,         // closed by a CLOSE command
+  kReasonStop = 7,          // the engine stopped
+};
+
+// Command types.
+enum : int32_t {
+  kCmdWrite = 1,     // a: offset in the out slab, b: length
+  kCmdWriteRef = 2,  // a: index in the refs array, b: unused
+  kCmdClose = 3,     // a: 0 graceful (flush, FIN), 1 abortive (RST, drop queue)
+  kCmdDeadline = 4,  // a: 0 read, 1 write; b: ms from now, or -1 to clear
+};
+
+// Timer kinds (deadlines); a slot has at most one of each.
+enum : int {
+  kTimerRead = 0,
+  kTimerWrite = 1,
+  kTimerClose = 2,  // dial timeout, graceful close timeout, listener resume
+  kTimerKinds = 3,
+};
+
+}  // namespace netloop
+
+#endif  // NETLOOP_BATCH_H_

@@ -1,0 +1,830 @@
+#include "loop.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+
+namespace netloop {
+
+namespace {
+
+// sendmsg() takes at most IOV_MAX buffers; 64 keeps the stack array small and
+// is far more than one connection produces per batch in practice.
+constexpr int kIovBatch = 64;
+// Queued bytes are copied into chunks of at least this size, so that many
+// small writes to a slow reader do not become many small allocations.
+constexpr size_t kChunkMin = 16 * 1024;
+// A listener that fails with a persistent error (not EAGAIN) is paused for
+// this long instead of spinning the level-triggered loop at 100% CPU.
+constexpr int kListenerPauseMs = 100;
+
+enum SlotKind : uint8_t { kFree = 0, kListener = 1, kConn = 2 };
+
+enum SlotState : uint8_t {
+  kConnecting = 1,  // dial in progress
+  kOpen = 2,
+  kFlushing = 3,  // closing: the queue drains first, then FIN
+  kLinger = 4,    // FIN sent, reading (and discarding) until the peer's FIN
+  kClosed = 5,    // descriptor closed, CLOSE record not yet delivered
+};
+
+enum SlotFlags : uint8_t {
+  kFlagUnix = 1u << 0,
+  kFlagPeerEof = 1u << 1,
+  kFlagPaused = 1u << 2,  // listener paused after a persistent accept error
+};
+
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool WouldBlock(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
+
+uint32_t TimerId(uint32_t slot, int kind) { return slot * kTimerKinds + static_cast<uint32_t>(kind); }
+
+}  // namespace
+
+Loop::~Loop() { Close(); }
+
+int Loop::Open(const LoopConfig& config, uint8_t* slab, size_t slab_len) {
+  config_ = config;
+  if (config_.max_events <= 0 || config_.max_events > Poller::kMaxEvents) config_.max_events = Poller::kMaxEvents;
+  slab_ = slab;
+  slab_len_ = slab_len;
+  events_.resize(static_cast<size_t>(config_.max_events));
+  int r = poller_.Open();
+  if (r < 0) return r;
+  spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return 0;
+}
+
+void Loop::Close() {
+  for (uint32_t i = 0; i < slots_.size(); i++) {
+    Slot& s = slots_[i];
+    if (s.kind == kListener) {
+      CloseListener(i);
+    } else if (s.kind == kConn && s.fd >= 0) {
+      ::close(s.fd);
+      s.fd = -1;
+      FreeQueue(s);
+    }
+  }
+  poller_.Close();
+  if (spare_fd_ >= 0) ::close(spare_fd_);
+  spare_fd_ = -1;
+}
+
+// ---------------------------------------------------------------------------
+// Slots and records
+
+uint32_t Loop::NewSlot() {
+  uint32_t i;
+  if (!free_slots_.empty()) {
+    i = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    i = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back();
+  }
+  Slot& s = slots_[i];
+  s.fd = -1;
+  s.state = 0;
+  s.flags = 0;
+  s.interest = 0;
+  s.close_reason = 0;
+  s.close_errno = 0;
+  s.head = s.tail = nullptr;
+  s.queued = 0;
+  std::memset(&s.peer, 0, sizeof s.peer);
+  return i;
+}
+
+uint64_t Loop::TokenOf(uint32_t slot) const {
+  return (static_cast<uint64_t>(slots_[slot].gen) << 32) | slot;
+}
+
+Loop::Slot* Loop::Live(uint32_t slot, uint32_t gen) {
+  if (slot >= slots_.size()) return nullptr;
+  Slot& s = slots_[slot];
+  if (s.kind != kConn || s.gen != gen || s.state == kClosed) return nullptr;
+  return &s;
+}
+
+const Loop::Slot* Loop::Live(uint32_t slot, uint32_t gen) const {
+  return const_cast<Loop*>(this)->Live(slot, gen);
+}
+
+void Loop::Record(int32_t type, uint32_t slot, int32_t a, int32_t b) {
+  records_.push_back(type);
+  records_.push_back(static_cast<int32_t>(slot));
+  records_.push_back(static_cast<int32_t>(slots_[slot].gen));
+  records_.push_back(a);
+  records_.push_back(b);
+}
+
+void Loop::ConsumeRecords(size_t count) {
+  size_t ints = std::min(count * kRecordInts, records_.size());
+  records_.erase(records_.begin(), records_.begin() + static_cast<std::ptrdiff_t>(ints));
+}
+
+void Loop::FreeClosedSlots() {
+  for (uint32_t i : closed_slots_) {
+    Slot& s = slots_[i];
+    s.kind = kFree;
+    s.state = 0;
+    s.gen++;  // every token of the old connection is stale from here on
+    free_slots_.push_back(i);
+  }
+  closed_slots_.clear();
+}
+
+int Loop::SetInterest(uint32_t slot, uint32_t interest) {
+  Slot& s = slots_[slot];
+  if (s.interest == interest) return 0;
+  int r = poller_.Modify(s.fd, TokenOf(slot), s.interest, interest);
+  if (r == 0) s.interest = static_cast<uint8_t>(interest);
+  return r;
+}
+
+void Loop::SetTimer(uint32_t slot, int kind, int64_t when_ms) { timers_.Set(TimerId(slot, kind), when_ms); }
+
+void Loop::CancelTimers(uint32_t slot) {
+  for (int k = 0; k < kTimerKinds; k++) timers_.Cancel(TimerId(slot, k));
+}
+
+int64_t Loop::MsUntilNextDeadline() const {
+  int64_t when = timers_.Earliest();
+  if (when == TimerHeap::kNone) return -1;
+  int64_t left = when - NowMs();
+  return left < 0 ? 0 : left;
+}
+
+// ---------------------------------------------------------------------------
+// Listening and dialing
+
+int Loop::AddListener(int fd, bool is_unix, const char* path) {
+  uint32_t slot = NewSlot();
+  Slot& s = slots_[slot];
+  s.kind = kListener;
+  s.fd = fd;
+  s.flags = is_unix ? kFlagUnix : 0;
+  int r = poller_.Add(fd, TokenOf(slot), kInterestRead);
+  if (r < 0) {
+    ::close(fd);
+    if (path != nullptr) unlink(path);
+    s.kind = kFree;
+    s.fd = -1;
+    free_slots_.push_back(slot);
+    return r;
+  }
+  s.interest = kInterestRead;
+  listeners_.push_back(slot);
+  if (unix_paths_.size() <= slot) unix_paths_.resize(slot + 1);
+  unix_paths_[slot] = path != nullptr ? path : "";
+  return static_cast<int>(slot);
+}
+
+int Loop::ListenInet(const char* host, int port, int backlog, bool reuse_port) {
+  InetAddr addr;
+  socklen_t len;
+  int r = ParseInetAddr(host, port, &addr, &len);
+  if (r < 0) return r;
+  int fd = netloop::ListenInet(addr, len, backlog, reuse_port);
+  if (fd < 0) return fd;
+  return AddListener(fd, false, nullptr);
+}
+
+int Loop::ListenUnix(const char* path, int backlog) {
+  int fd = netloop::ListenUnix(path, backlog);
+  if (fd < 0) return fd;
+  return AddListener(fd, true, path);
+}
+
+int Loop::ListenerAddress(int id, AddressInfo* out) const {
+  if (id < 0 || static_cast<size_t>(id) >= slots_.size() || slots_[id].kind != kListener) return -EBADF;
+  int r = SocketAddress(slots_[id].fd, false, out->host, sizeof out->host, &out->port);
+  if (r < 0) return r;
+  out->family = r;
+  return 0;
+}
+
+int Loop::StartDial(int r, int fd, bool is_unix, const InetAddr* addr, int timeout_ms, uint32_t* out_slot,
+                    uint32_t* out_gen) {
+  if (r < 0) return r;
+  uint32_t slot = NewSlot();
+  Slot& s = slots_[slot];
+  s.kind = kConn;
+  s.fd = fd;
+  s.flags = is_unix ? kFlagUnix : 0;
+  if (addr != nullptr) s.peer = *addr;
+  bool connected = r == 0;
+  s.state = connected ? kOpen : kConnecting;
+  uint32_t interest = connected ? kInterestRead : kInterestWrite;
+  int ar = poller_.Add(fd, TokenOf(slot), interest);
+  if (ar < 0) {
+    ::close(fd);
+    s.fd = -1;
+    s.kind = kFree;
+    free_slots_.push_back(slot);
+    return ar;
+  }
+  s.interest = static_cast<uint8_t>(interest);
+  if (!is_unix && config_.no_delay) SetNoDelay(fd);
+  stats_.dialed++;
+  if (connected) {
+    stats_.online++;
+    Record(kRecOpen, slot, -1, 0);
+  } else if (timeout_ms > 0) {
+    SetTimer(slot, kTimerClose, NowMs() + timeout_ms);
+  }
+  *out_slot = slot;
+  *out_gen = s.gen;
+  return 0;
+}
+
+int Loop::DialInet(const char* host, int port, int timeout_ms, uint32_t* slot, uint32_t* gen) {
+  InetAddr addr;
+  socklen_t len;
+  int r = ParseInetAddr(host, port, &addr, &len);
+  if (r < 0) return r;
+  int fd = -1;
+  r = ConnectInet(addr, len, &fd);
+  return StartDial(r, fd, false, &addr, timeout_ms, slot, gen);
+}
+
+int Loop::DialUnix(const char* path, int timeout_ms, uint32_t* slot, uint32_t* gen) {
+  int fd = -1;
+  int r = ConnectUnix(path, &fd);
+  return StartDial(r, fd, true, nullptr, timeout_ms, slot, gen);
+}
+
+// ---------------------------------------------------------------------------
+// One iteration
+
+void Loop::Poll() {
+  slab_used_ = 0;
+  int n = poller_.Wait(events_.data(), config_.max_events, 0);
+  if (n <= 0) return;
+  for (int i = 0; i < n; i++) {
+    uint32_t slot = static_cast<uint32_t>(events_[i].token & 0xffffffffu);
+    uint32_t gen = static_cast<uint32_t>(events_[i].token >> 32);
+    uint32_t ev = events_[i].events;
+    // An earlier event of this batch may have closed this slot (and a later
+    // accept may even have reused it): the generation tells.
+    if (slot >= slots_.size() || slots_[slot].gen != gen) continue;
+    Slot& s = slots_[slot];
+    if (s.kind == kListener) {
+      OnListenerReady(slot);
+      continue;
+    }
+    if (s.kind != kConn || s.state == kClosed) continue;
+    if (s.state == kConnecting) {
+      OnConnectReady(slot);
+      continue;
+    }
+    if (ev & (kEventWritable | kEventError)) {
+      if (s.head != nullptr) OnWritable(slot);
+      if (slots_[slot].state == kClosed) continue;
+    }
+    if (ev & (kEventReadable | kEventHangup | kEventError)) OnReadable(slot);
+  }
+}
+
+void Loop::OnListenerReady(uint32_t lslot) {
+  for (int i = 0; i < config_.accept_budget; i++) {
+    InetAddr peer;
+    int fd = AcceptNonBlocking(slots_[lslot].fd, &peer);
+    if (fd < 0) {
+      int err = -fd;
+      if (WouldBlock(err)) return;
+      // The connection died in the backlog: not the listener's problem.
+      if (err == ECONNABORTED || err == EPROTO || err == EPERM || err == EINTR) continue;
+      if ((err == EMFILE || err == ENFILE) && spare_fd_ >= 0) {
+        // Out of descriptors: a level-triggered listener would report the
+        // pending connection forever. Free the spare descriptor, accept the
+        // connection and close it at once, then take the spare back.
+        ::close(spare_fd_);
+        spare_fd_ = -1;
+        int dropped = AcceptNonBlocking(slots_[lslot].fd, nullptr);
+        if (dropped >= 0) {
+          ::close(dropped);
+          stats_.rejected++;
+        }
+        spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (dropped >= 0) continue;
+      }
+      PauseListener(lslot, kListenerPauseMs);
+      return;
+    }
+    if (stats_.online >= config_.max_load) {
+      ::close(fd);
+      stats_.rejected++;
+      continue;
+    }
+    bool is_unix = (slots_[lslot].flags & kFlagUnix) != 0;
+    uint32_t slot = NewSlot();  // may reallocate slots_: no Slot& held across it
+    Slot& s = slots_[slot];
+    s.kind = kConn;
+    s.state = kOpen;
+    s.fd = fd;
+    s.flags = is_unix ? kFlagUnix : 0;
+    s.peer = peer;
+    if (!is_unix && config_.no_delay) SetNoDelay(fd);
+    if (poller_.Add(fd, TokenOf(slot), kInterestRead) < 0) {
+      ::close(fd);
+      s.fd = -1;
+      s.kind = kFree;
+      free_slots_.push_back(slot);
+      stats_.rejected++;
+      continue;
+    }
+    s.interest = kInterestRead;
+    stats_.online++;
+    stats_.accepted++;
+    Record(kRecOpen, slot, static_cast<int32_t>(lslot), 0);
+  }
+}
+
+void Loop::PauseListener(uint32_t lslot, int ms) {
+  Slot& s = slots_[lslot];
+  if (s.flags & kFlagPaused) return;
+  if (SetInterest(lslot, 0) == 0) {
+    s.flags |= kFlagPaused;
+    SetTimer(lslot, kTimerClose, NowMs() + ms);
+  }
+}
+
+void Loop::OnConnectReady(uint32_t slot) {
+  Slot& s = slots_[slot];
+  int err = SocketError(s.fd);
+  if (err < 0) {
+    CloseNow(slot, kReasonErrno, -err, false);
+    return;
+  }
+  timers_.Cancel(TimerId(slot, kTimerClose));
+  s.state = kOpen;
+  int r = SetInterest(slot, kInterestRead);
+  if (r < 0) {
+    CloseNow(slot, kReasonErrno, -r, false);
+    return;
+  }
+  stats_.online++;
+  Record(kRecOpen, slot, -1, 0);
+}
+
+void Loop::OnReadable(uint32_t slot) {
+  Slot& s = slots_[slot];
+  if (!(s.interest & kInterestRead)) {
+    // Hangup or error reported while we no longer read (flushing after the
+    // peer's FIN): the next write will surface the error, nothing to do.
+    return;
+  }
+  // Input that arrives after a local close (while flushing or lingering) is
+  // read only to be discarded, into a scratch buffer: the slab still holds
+  // this batch's undelivered data.
+  bool deliver = s.state == kOpen;
+  uint8_t* dst = discard_;
+  size_t want = sizeof discard_;
+  if (deliver) {
+    size_t room = slab_len_ - slab_used_;
+    if (room == 0) return;  // the slab is full: level-triggered, read next time
+    dst = slab_ + slab_used_;
+    want = std::min(room, config_.read_budget);
+  }
+  ssize_t r;
+  do {
+    r = ::read(s.fd, dst, want);
+  } while (r < 0 && errno == EINTR);
+  if (r > 0) {
+    stats_.bytes_in += static_cast<uint64_t>(r);
+    if (deliver) {
+      Record(kRecData, slot, static_cast<int32_t>(slab_used_), static_cast<int32_t>(r));
+      slab_used_ += static_cast<size_t>(r);
+    }
+    return;
+  }
+  if (r < 0) {
+    if (WouldBlock(errno)) return;
+    CloseNow(slot, kReasonErrno, errno, false);
+    return;
+  }
+  // r == 0: the peer's FIN.
+  s.flags |= kFlagPeerEof;
+  if (s.state == kLinger) {
+    CloseNow(slot, s.close_reason, s.close_errno, false);
+    return;
+  }
+  if (s.state == kOpen) {
+    s.close_reason = kReasonEof;
+    s.close_errno = 0;
+  }
+  if (s.head == nullptr) {
+    CloseNow(slot, s.close_reason, s.close_errno, false);
+    return;
+  }
+  // Data is still queued: the peer only closed its side, so deliver what we
+  // accepted before closing ours.
+  s.state = kFlushing;
+  int r2 = SetInterest(slot, kInterestWrite);
+  if (r2 < 0) CloseNow(slot, kReasonErrno, -r2, false);
+}
+
+void Loop::OnWritable(uint32_t slot) { DrainQueue(slot); }
+
+void Loop::ExpireTimers() {
+  int64_t now = NowMs();
+  uint32_t id;
+  while (timers_.PopDue(now, &id)) {
+    uint32_t slot = id / kTimerKinds;
+    int kind = static_cast<int>(id % kTimerKinds);
+    if (slot < slots_.size()) OnTimer(slot, kind);
+  }
+}
+
+void Loop::OnTimer(uint32_t slot, int kind) {
+  Slot& s = slots_[slot];
+  if (s.kind == kListener) {
+    if (s.flags & kFlagPaused) {
+      s.flags &= static_cast<uint8_t>(~kFlagPaused);
+      SetInterest(slot, kInterestRead);
+    }
+    return;
+  }
+  if (s.kind != kConn || s.state == kClosed) return;
+  switch (kind) {
+    case kTimerRead:
+      if (s.state == kOpen) CloseNow(slot, kReasonReadTimeout, 0, false);
+      break;
+    case kTimerWrite:
+      // A write deadline only matters while something is waiting to go out.
+      if (s.head != nullptr) CloseNow(slot, kReasonWriteTimeout, 0, true);
+      break;
+    case kTimerClose:
+      if (s.state == kConnecting) {
+        CloseNow(slot, kReasonErrno, ETIMEDOUT, false);
+      } else if (s.state == kFlushing) {
+        // The peer did not take our last bytes in time: they are lost, and
+        // onClose must say so rather than report a clean close.
+        CloseNow(slot, kReasonWriteTimeout, 0, true);
+      } else if (s.state == kLinger) {
+        // Our data and FIN went out; the peer just never closed its side.
+        CloseNow(slot, s.close_reason, s.close_errno, false);
+      }
+      break;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Writing
+
+void Loop::Write(uint32_t slot, iovec* iov, size_t count) {
+  Slot& s = slots_[slot];
+  if (s.state != kOpen && s.state != kFlushing) return;
+  size_t i = 0;
+  // Order: anything already queued goes first, and the queue drains on
+  // writable; only an empty queue lets us write directly.
+  while (s.head == nullptr && i < count) {
+    int n = static_cast<int>(std::min<size_t>(count - i, kIovBatch));
+    size_t want = 0;
+    for (int k = 0; k < n; k++) want += iov[i + static_cast<size_t>(k)].iov_len;
+    ssize_t r = SendVector(s.fd, iov + i, n);
+    if (r < 0) {
+      if (WouldBlock(static_cast<int>(-r))) break;
+      CloseNow(slot, kReasonErrno, static_cast<int32_t>(-r), false);
+      return;
+    }
+    stats_.bytes_out += static_cast<uint64_t>(r);
+    // Step past what was sent; iov is our scratch copy, so trim it in place.
+    size_t sent = static_cast<size_t>(r);
+    while (sent > 0 && sent >= iov[i].iov_len) {
+      sent -= iov[i].iov_len;
+      i++;
+    }
+    if (sent > 0) {
+      iov[i].iov_base = static_cast<uint8_t*>(iov[i].iov_base) + sent;
+      iov[i].iov_len -= sent;
+    }
+    if (static_cast<size_t>(r) < want) break;  // the kernel buffer is full
+  }
+  if (i == count) return;
+  bool was_empty = s.head == nullptr;
+  if (!Enqueue(slot, iov + i, count - i)) return;
+  if (was_empty) {
+    int r = SetInterest(slot, slots_[slot].interest | kInterestWrite);
+    if (r < 0) CloseNow(slot, kReasonErrno, -r, false);
+  }
+}
+
+bool Loop::Enqueue(uint32_t slot, const iovec* iov, size_t count) {
+  Slot& s = slots_[slot];
+  size_t total = 0;
+  for (size_t k = 0; k < count; k++) total += iov[k].iov_len;
+  if (s.queued + total > config_.max_write_buffer) {
+    // Stated policy: a connection whose peer cannot keep up past the limit is
+    // closed (OverflowError); its queue cannot be delivered and is dropped.
+    CloseNow(slot, kReasonOverflow, 0, true);
+    return false;
+  }
+  for (size_t k = 0; k < count; k++) {
+    const uint8_t* src = static_cast<const uint8_t*>(iov[k].iov_base);
+    size_t len = iov[k].iov_len;
+    while (len > 0) {
+      Chunk* t = s.tail;
+      if (t == nullptr || t->end == t->cap) {
+        size_t cap = std::max(kChunkMin, len);
+        auto* c = static_cast<Chunk*>(std::malloc(sizeof(Chunk) + cap));
+        if (c == nullptr) {
+          CloseNow(slot, kReasonErrno, ENOMEM, true);
+          return false;
+        }
+        c->next = nullptr;
+        c->cap = cap;
+        c->start = c->end = 0;
+        if (t == nullptr) {
+          s.head = c;
+        } else {
+          t->next = c;
+        }
+        s.tail = t = c;
+      }
+      size_t n = std::min(len, t->cap - t->end);
+      std::memcpy(t->data() + t->end, src, n);
+      t->end += n;
+      src += n;
+      len -= n;
+    }
+  }
+  s.queued += total;
+  stats_.queued += total;
+  return true;
+}
+
+void Loop::DrainQueue(uint32_t slot) {
+  Slot& s = slots_[slot];
+  while (s.head != nullptr) {
+    iovec iov[kIovBatch];
+    int n = 0;
+    size_t want = 0;
+    for (Chunk* c = s.head; c != nullptr && n < kIovBatch; c = c->next) {
+      iov[n].iov_base = c->data() + c->start;
+      iov[n].iov_len = c->end - c->start;
+      want += iov[n].iov_len;
+      n++;
+    }
+    ssize_t r = SendVector(s.fd, iov, n);
+    if (r < 0) {
+      if (WouldBlock(static_cast<int>(-r))) return;
+      CloseNow(slot, kReasonErrno, static_cast<int32_t>(-r), false);
+      return;
+    }
+    size_t sent = static_cast<size_t>(r);
+    stats_.bytes_out += sent;
+    s.queued -= sent;
+    stats_.queued -= sent;
+    while (sent > 0) {
+      Chunk* c = s.head;
+      size_t avail = c->end - c->start;
+      if (sent < avail) {
+        c->start += sent;
+        break;
+      }
+      sent -= avail;
+      s.head = c->next;
+      if (s.head == nullptr) s.tail = nullptr;
+      std::free(c);
+    }
+    if (static_cast<size_t>(r) < want) return;  // the kernel buffer is full
+  }
+  // The queue is empty.
+  if (s.state == kFlushing) {
+    FlushDone(slot);
+    return;
+  }
+  int r = SetInterest(slot, s.interest & ~kInterestWrite);
+  if (r < 0) {
+    CloseNow(slot, kReasonErrno, -r, false);
+    return;
+  }
+  Record(kRecDrain, slot, 0, 0);
+}
+
+void Loop::FreeQueue(Slot& s) {
+  Chunk* c = s.head;
+  while (c != nullptr) {
+    Chunk* next = c->next;
+    std::free(c);
+    c = next;
+  }
+  s.head = s.tail = nullptr;
+  stats_.queued -= s.queued;
+  s.queued = 0;
+}
+
+void Loop::Apply(const int32_t* cmds, size_t count, const uint8_t* out_slab, size_t out_len, const iovec* refs,
+                 size_t ref_count) {
+  // Pass 1: deadlines take effect at once; writes and closes are grouped per
+  // connection, in order, so that each connection gets one corked sendmsg.
+  if (group_of_slot_.size() < slots_.size()) group_of_slot_.resize(slots_.size(), -1);
+  int64_t now = NowMs();
+  for (size_t i = 0; i < count; i++) {
+    const int32_t* c = cmds + i * kRecordInts;
+    int32_t op = c[0];
+    uint32_t slot = static_cast<uint32_t>(c[1]);
+    uint32_t gen = static_cast<uint32_t>(c[2]);
+    if (Live(slot, gen) == nullptr) continue;  // closed meanwhile: its CLOSE record tells JS
+    if (op == kCmdDeadline) {
+      int kind = c[3] == 0 ? kTimerRead : kTimerWrite;
+      if (c[4] < 0) {
+        timers_.Cancel(TimerId(slot, kind));
+      } else {
+        SetTimer(slot, kind, now + c[4]);
+      }
+      continue;
+    }
+    Op o;
+    o.next = -1;
+    o.close_mode = -1;
+    o.iov.iov_base = nullptr;
+    o.iov.iov_len = 0;
+    if (op == kCmdWrite) {
+      size_t off = static_cast<uint32_t>(c[3]);
+      size_t len = static_cast<uint32_t>(c[4]);
+      if (off > out_len || len > out_len - off || len == 0) continue;  // JS validated; never trust it blindly
+      o.iov.iov_base = const_cast<uint8_t*>(out_slab + off);
+      o.iov.iov_len = len;
+    } else if (op == kCmdWriteRef) {
+      size_t idx = static_cast<uint32_t>(c[3]);
+      if (idx >= ref_count || refs[idx].iov_len == 0) continue;
+      o.iov = refs[idx];
+    } else if (op == kCmdClose) {
+      o.close_mode = c[3] == 1 ? 1 : 0;
+    } else {
+      continue;
+    }
+    int32_t oi = static_cast<int32_t>(ops_.size());
+    ops_.push_back(o);
+    int32_t g = group_of_slot_[slot];
+    if (g < 0) {
+      group_of_slot_[slot] = static_cast<int32_t>(groups_.size());
+      groups_.push_back(Group{slot, gen, oi, oi});
+    } else {
+      ops_[static_cast<size_t>(groups_[g].last)].next = oi;
+      groups_[g].last = oi;
+    }
+  }
+  // Pass 2: per connection, the writes in one sendmsg, then the close.
+  for (const Group& g : groups_) {
+    group_of_slot_[g.slot] = -1;
+    iov_scratch_.clear();
+    int32_t close_mode = -1;
+    for (int32_t oi = g.first; oi >= 0; oi = ops_[static_cast<size_t>(oi)].next) {
+      const Op& o = ops_[static_cast<size_t>(oi)];
+      if (o.close_mode >= 0) {
+        close_mode = o.close_mode;
+        break;  // JS refuses writes after a close; nothing after it counts
+      }
+      iov_scratch_.push_back(o.iov);
+    }
+    if (!iov_scratch_.empty() && Live(g.slot, g.gen) != nullptr) {
+      Write(g.slot, iov_scratch_.data(), iov_scratch_.size());
+    }
+    if (close_mode >= 0 && Live(g.slot, g.gen) != nullptr) LocalClose(g.slot, close_mode == 1);
+  }
+  groups_.clear();
+  ops_.clear();
+}
+
+// ---------------------------------------------------------------------------
+// Closing
+
+void Loop::LocalClose(uint32_t slot, bool abortive) {
+  Slot& s = slots_[slot];
+  if (abortive || s.state == kConnecting) {
+    CloseNow(slot, kReasonLocal, 0, abortive);
+    return;
+  }
+  if (s.state != kOpen) return;  // already closing gracefully
+  s.close_reason = kReasonLocal;
+  s.close_errno = 0;
+  SetTimer(slot, kTimerClose, NowMs() + config_.close_timeout_ms);
+  if (s.head == nullptr) {
+    FlushDone(slot);
+    return;
+  }
+  // Reads during the flush are discarded; keep reading so a reset is seen.
+  s.state = kFlushing;
+}
+
+void Loop::FlushDone(uint32_t slot) {
+  Slot& s = slots_[slot];
+  if (s.flags & kFlagPeerEof) {
+    // The peer has closed its side already: nothing to wait for.
+    CloseNow(slot, s.close_reason, s.close_errno, false);
+    return;
+  }
+  StartLinger(slot);
+}
+
+void Loop::StartLinger(uint32_t slot) {
+  // Send our FIN but keep reading until the peer's: closing with unread input
+  // would make the kernel send RST, and the peer could lose the last bytes we
+  // wrote before it read them.
+  Slot& s = slots_[slot];
+  if (shutdown(s.fd, SHUT_WR) < 0) {
+    CloseNow(slot, s.close_reason, s.close_errno, false);
+    return;
+  }
+  s.state = kLinger;
+  if (SetInterest(slot, kInterestRead) < 0) CloseNow(slot, s.close_reason, s.close_errno, false);
+}
+
+void Loop::CloseNow(uint32_t slot, int32_t reason, int32_t err, bool abortive) {
+  Slot& s = slots_[slot];
+  bool was_open = s.state != kConnecting;
+  if (s.fd >= 0) {
+    poller_.Remove(s.fd, s.interest);
+    if (abortive) SetAbortiveClose(s.fd);
+    ::close(s.fd);
+    s.fd = -1;
+  }
+  s.interest = 0;
+  FreeQueue(s);
+  CancelTimers(slot);
+  s.state = kClosed;
+  if (was_open) {
+    stats_.online--;
+    stats_.closed++;
+    Record(kRecClose, slot, reason, err);
+  } else {
+    Record(kRecDialFail, slot, reason == kReasonErrno ? err : ECANCELED, 0);
+  }
+  closed_slots_.push_back(slot);
+}
+
+void Loop::CloseListener(uint32_t slot) {
+  Slot& s = slots_[slot];
+  if (s.fd >= 0) {
+    poller_.Remove(s.fd, s.interest);
+    ::close(s.fd);
+    s.fd = -1;
+  }
+  timers_.Cancel(TimerId(slot, kTimerClose));
+  if (slot < unix_paths_.size() && !unix_paths_[slot].empty()) {
+    unlink(unix_paths_[slot].c_str());
+    unix_paths_[slot].clear();
+  }
+  s.kind = kFree;
+  s.gen++;
+  free_slots_.push_back(slot);
+}
+
+void Loop::Stop() {
+  for (uint32_t l : listeners_) {
+    if (slots_[l].kind == kListener) CloseListener(l);
+  }
+  listeners_.clear();
+  for (uint32_t i = 0; i < slots_.size(); i++) {
+    Slot& s = slots_[i];
+    if (s.kind != kConn || s.state == kClosed) continue;
+    if (s.head != nullptr && s.state != kConnecting) DrainQueue(i);  // a last try, never blocking
+    if (slots_[i].state == kClosed) continue;
+    CloseNow(i, kReasonStop, 0, false);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Queries
+
+int64_t Loop::Queued(uint32_t slot, uint32_t gen) const {
+  const Slot* s = Live(slot, gen);
+  return s == nullptr ? -1 : static_cast<int64_t>(s->queued);
+}
+
+int Loop::Address(uint32_t slot, uint32_t gen, bool peer, AddressInfo* out) const {
+  if (slot >= slots_.size()) return -EBADF;
+  const Slot& s = slots_[slot];
+  if (s.kind != kConn || s.gen != gen) return -EBADF;
+  if (peer && s.peer.sa.sa_family != 0) {
+    int port = FormatInetAddr(&s.peer.sa, out->host, sizeof out->host);
+    if (port < 0) return port;
+    out->family = s.peer.sa.sa_family;
+    out->port = port;
+    return 0;
+  }
+  if (s.fd < 0) return -EBADF;
+  int r = SocketAddress(s.fd, peer, out->host, sizeof out->host, &out->port);
+  if (r < 0) return r;
+  out->family = r;
+  return 0;
+}
+
+}  // namespace netloop

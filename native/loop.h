@@ -1,0 +1,211 @@
+// The loop: one poller, a slot table, write queues, deadlines and budgets.
+//
+// This file knows nothing about JavaScript. The host (addon.cc) drives it:
+// Poll() runs one bounded iteration and appends records (batch.h) describing
+// what happened; the host hands them to JS in one call; JS answers with a
+// command array that Apply() executes (writes, closes, deadlines). Any command
+// may close any connection, so every event and command is checked against the
+// slot's generation, and a closed slot is only reused once its close record has
+// been delivered (FreeClosedSlots).
+#ifndef NETLOOP_LOOP_H_
+#define NETLOOP_LOOP_H_
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "batch.h"
+#include "poller.h"
+#include "sockets.h"
+#include "timer_heap.h"
+
+namespace netloop {
+
+struct LoopConfig {
+  // Bytes read from one connection per iteration: one busy connection cannot
+  // fill the receive slab and starve the others.
+  size_t read_budget = 64 * 1024;
+  // Events taken from the poller per iteration, so that libuv regains control
+  // (timers, other handles) at a bounded interval.
+  int max_events = 1024;
+  // Connections accepted per listener per iteration (same reason).
+  int accept_budget = 256;
+  size_t max_write_buffer = 64u * 1024 * 1024;
+  // A graceful close (flush, FIN, wait for the peer's FIN) gives up after this.
+  int close_timeout_ms = 5000;
+  bool no_delay = true;
+  uint32_t max_load = 1000000;
+};
+
+struct LoopStats {
+  uint64_t online = 0;
+  uint64_t accepted = 0;
+  uint64_t dialed = 0;
+  uint64_t closed = 0;
+  uint64_t rejected = 0;  // closed at accept: over max_load, or out of descriptors
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t queued = 0;  // bytes in all write queues
+};
+
+struct AddressInfo {
+  int family = 0;  // AF_INET, AF_INET6, AF_UNIX
+  char host[112] = {0};
+  int port = 0;
+};
+
+class Loop {
+ public:
+  Loop() = default;
+  ~Loop();
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  // slab: the receive buffer, owned by the host; DATA records point into it
+  // and stay valid until the next Poll().
+  int Open(const LoopConfig& config, uint8_t* slab, size_t slab_len);
+  // Closes every descriptor at once without producing records (environment
+  // teardown). Stop() is the orderly way.
+  void Close();
+  int poller_fd() const { return poller_.fd(); }
+
+  // Listening: returns a listener id (>= 0) or -errno.
+  int ListenInet(const char* host, int port, int backlog, bool reuse_port);
+  int ListenUnix(const char* path, int backlog);
+  int ListenerAddress(int id, AddressInfo* out) const;
+  // Starts a non-blocking connect. On success the connection reports an OPEN
+  // record with listener -1, or a DIAL_FAIL record; returns 0 or -errno.
+  int DialInet(const char* host, int port, int timeout_ms, uint32_t* slot, uint32_t* gen);
+  int DialUnix(const char* path, int timeout_ms, uint32_t* slot, uint32_t* gen);
+
+  // One bounded iteration: accept, read into the slab, drain write queues.
+  // The host must have delivered every DATA record of the previous Poll().
+  void Poll();
+  // Fires due deadlines (read, write, close timeouts, listener resume).
+  void ExpireTimers();
+  // Executes a command array (batch.h); refs are the large buffers that
+  // WRITE_REF commands point at, valid for the duration of the call.
+  void Apply(const int32_t* cmds, size_t count, const uint8_t* out_slab, size_t out_len,
+             const iovec* refs, size_t ref_count);
+  // Orderly stop: a last non-blocking flush of every queue, then every
+  // connection is closed with a CLOSE(STOP) record and every listener closed.
+  void Stop();
+
+  // Milliseconds until the earliest deadline, or -1 when there is none.
+  int64_t MsUntilNextDeadline() const;
+
+  const std::vector<int32_t>& records() const { return records_; }
+  bool has_records() const { return !records_.empty(); }
+  // Removes the first `count` records (the host copied them out).
+  void ConsumeRecords(size_t count);
+  // Reuses the slots whose close records have all been delivered.
+  void FreeClosedSlots();
+
+  // Bytes queued for a connection, or -1 for a stale token.
+  int64_t Queued(uint32_t slot, uint32_t gen) const;
+  // Local or peer address of a live connection; -errno otherwise. The peer
+  // address of a TCP connection stays readable until the slot is reused, so
+  // that onClose can still log it.
+  int Address(uint32_t slot, uint32_t gen, bool peer, AddressInfo* out) const;
+
+  const LoopStats& stats() const { return stats_; }
+
+ private:
+  struct Chunk {
+    Chunk* next;
+    size_t cap;
+    size_t start;  // first unsent byte
+    size_t end;    // one past the last queued byte
+    uint8_t* data() { return reinterpret_cast<uint8_t*>(this + 1); }
+  };
+
+  struct Slot {
+    int fd = -1;
+    uint32_t gen = 0;
+    uint8_t kind = 0;  // SlotKind
+    uint8_t state = 0;
+    uint8_t flags = 0;
+    uint8_t interest = 0;
+    int32_t close_reason = 0;
+    int32_t close_errno = 0;
+    Chunk* head = nullptr;
+    Chunk* tail = nullptr;
+    size_t queued = 0;
+    InetAddr peer;  // TCP peer (accepted or dialed); family 0 otherwise
+  };
+
+
+  uint32_t NewSlot();
+  uint64_t TokenOf(uint32_t slot) const;
+  Slot* Live(uint32_t slot, uint32_t gen);
+  const Slot* Live(uint32_t slot, uint32_t gen) const;
+  void Record(int32_t type, uint32_t slot, int32_t a, int32_t b);
+  int SetInterest(uint32_t slot, uint32_t interest);
+  void SetTimer(uint32_t slot, int kind, int64_t when_ms);
+  void CancelTimers(uint32_t slot);
+  int AddListener(int fd, bool is_unix, const char* path);
+  int StartDial(int r, int fd, bool is_unix, const InetAddr* addr, int timeout_ms, uint32_t* slot,
+                uint32_t* gen);
+
+  void OnListenerReady(uint32_t slot);
+  void PauseListener(uint32_t slot, int ms);
+  void OnConnectReady(uint32_t slot);
+  void OnReadable(uint32_t slot);
+  void OnWritable(uint32_t slot);
+  void OnTimer(uint32_t slot, int kind);
+
+  // Sends iov now if nothing is queued before it, queues the rest.
+  void Write(uint32_t slot, iovec* iov, size_t count);
+  // Copies iov into the queue; false when the connection was closed instead.
+  bool Enqueue(uint32_t slot, const iovec* iov, size_t count);
+  void DrainQueue(uint32_t slot);
+  void FreeQueue(Slot& s);
+  void LocalClose(uint32_t slot, bool abortive);
+  void FlushDone(uint32_t slot);
+  void StartLinger(uint32_t slot);
+  // Closes the descriptor, drops the queue and records CLOSE (or DIAL_FAIL
+  // for a connection that never opened).
+  void CloseNow(uint32_t slot, int32_t reason, int32_t err, bool abortive);
+  void CloseListener(uint32_t slot);
+
+  LoopConfig config_;
+  Poller poller_;
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_slots_;
+  std::vector<uint32_t> closed_slots_;  // closed, waiting for FreeClosedSlots
+  std::vector<uint32_t> listeners_;
+  std::vector<std::string> unix_paths_;  // per listener slot, unlinked at close
+  TimerHeap timers_;
+  std::vector<int32_t> records_;
+  std::vector<PollEvent> events_;
+  // Apply() scratch: per-connection write groups, reused between calls.
+  std::vector<iovec> iov_scratch_;
+  std::vector<int32_t> group_of_slot_;
+  struct Group {
+    uint32_t slot;
+    uint32_t gen;
+    int32_t first;  // first op index in ops_, linked through Op::next
+    int32_t last;
+  };
+  struct Op {
+    int32_t next;
+    int32_t close_mode;  // -1 for a write
+    iovec iov;
+  };
+  std::vector<Group> groups_;
+  std::vector<Op> ops_;
+
+  uint8_t* slab_ = nullptr;
+  size_t slab_len_ = 0;
+  size_t slab_used_ = 0;
+  uint8_t discard_[16 * 1024];  // input read after a local close
+  int spare_fd_ = -1;  // released to accept-and-drop when out of descriptors
+  LoopStats stats_;
+};
+
+}  // namespace netloop
+
+#endif  // NETLOOP_LOOP_H_
