@@ -17,6 +17,14 @@
       "cflags!": ["-fexceptions"],
       "cflags_cc!": ["-fexceptions", "-std=gnu++17"],
       "cflags_cc": ["-std=c++17", "-O2", "-fno-exceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      # `node-gyp build --debug` (npm run test:asan) is the AddressSanitizer
+      # build: build/Debug/netloop.node, loaded when NETLOOP_BUILD=Debug.
+      "configurations": {
+        "Debug": {
+          "cflags_cc": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1"],
+          "ldflags": ["-fsanitize=address,undefined"]
+        }
+      },
       "conditions": [
         ["OS=='linux'", { "sources": ["native/poller_epoll.cc"] }],
         ["OS=='mac' or OS=='freebsd'", { "sources": ["native/poller_kqueue.cc"] }],

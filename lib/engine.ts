@@ -1,6 +1,7 @@
 // Engine: configuration, listening and dialing, the token -> Conn table, and
 // the batch dispatch: native hands over one batch of records per loop
 // iteration, JS answers with one command array (native.ts has the layout).
+import { constants as osConstants } from 'node:os';
 import { Conn, ConnState, type Deadline } from './conn.js';
 import { parseAddress, resolveHost, formatAddress, type ParsedAddress } from './address.js';
 import {
@@ -101,6 +102,8 @@ const CMD_CAPACITY = 8192;
 // Records per JS call: enough for a full iteration (every event plus every
 // accept of a few listeners); native splits larger batches.
 const RECORD_CAPACITY = 8192;
+
+const { ETIMEDOUT } = osConstants.errno;
 
 function noop(): void {}
 
@@ -329,7 +332,7 @@ export class Engine {
           if (d !== undefined && d.gen === gen) {
             this.#dials.delete(slot);
             const errno = rec[p + 3]!;
-            d.reject(errno === 110 /* ETIMEDOUT */ ? new TimeoutError('dial') : new SysError(errno, 'dial', d.remote));
+            d.reject(errno === ETIMEDOUT ? new TimeoutError('dial') : new SysError(errno, 'dial', d.remote));
           }
         }
       } catch (err) {

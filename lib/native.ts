@@ -44,7 +44,9 @@ interface Binding {
 }
 
 const require = createRequire(import.meta.url);
-export const binding: Binding = require('../build/Release/netloop.node');
+// NETLOOP_BUILD=Debug loads the AddressSanitizer build (npm run test:asan).
+const variant = process.env.NETLOOP_BUILD === 'Debug' ? 'Debug' : 'Release';
+export const binding: Binding = require(`../build/${variant}/netloop.node`);
 
 // Batch layout: records and commands are runs of RECORD_INTS int32 values,
 // [type, slot, gen, a, b].
