@@ -1,0 +1,7 @@
+// The scenarios `npm run bench -- <name>` knows. Add one by writing a module like tcp-echo.js and
+// listing it here.
+import tcpEcho from './tcp-echo.js';
+
+export const scenarios = {
+  [tcpEcho.name]: tcpEcho,
+};

@@ -1,0 +1,31 @@
+// tcp-echo: raw TCP echo. Each of `conns` connections keeps `inflight` messages of `size` bytes in
+// flight; every echoed byte is checked. Servers: anything in servers/index.js that serves 'tcp'.
+//
+// A scenario module says what it measures; the harness (run.js, harness/) does the rest:
+//   name, summary, proto, defaultServers
+//   options        scenario flags: { name: { default, min, integer, help } } (numbers)
+//   loadgenArgs(o) the netloop-loadgen arguments for parsed options o (host, port, pid are added)
+
+export default {
+  name: 'tcp-echo',
+  summary: 'raw TCP echo, closed loop, every byte verified',
+  proto: 'tcp',
+  defaultServers: ['netloop', 'net', 'c'],
+  options: {
+    conns: { default: 100, min: 1, integer: true, help: 'connections' },
+    inflight: { default: 4, min: 1, integer: true, help: 'messages in flight per connection' },
+    size: { default: 64, min: 1, integer: true, help: 'message size in bytes' },
+    duration: { default: 5, min: 0.1, help: 'measured seconds per run' },
+    warmup: { default: 1, min: 0, help: 'seconds before measuring (connect + warm up)' },
+    threads: { default: 1, min: 1, integer: true, help: 'load generator threads (all on its CPU when pinned)' },
+  },
+  loadgenArgs: (o) => [
+    '--proto', 'tcp',
+    '--conns', String(o.conns),
+    '--inflight', String(o.inflight),
+    '--size', String(o.size),
+    '--duration', String(o.duration),
+    '--warmup', String(o.warmup),
+    '--threads', String(o.threads),
+  ],
+};

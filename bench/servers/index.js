@@ -1,0 +1,40 @@
+// The servers under test. Each entry says how to start it for a protocol on a host and port; the
+// harness pins, starts, waits for and stops it. Add a server by adding an entry here.
+//
+//   describe            one line for --help and the report
+//   protocols           the --proto values it serves (a scenario only runs servers that serve its)
+//   command({ proto, host, port }) -> { file, args }   the program to exec (not through a shell,
+//                       so the pid the harness sees is the server's own)
+//   missing()           null when it can start, else why not (checked before any run)
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { benchDir, echoCPath, netloopCliPath } from '../harness/paths.js';
+
+const node = process.execPath;
+
+export const servers = {
+  netloop: {
+    describe: 'netloop engine: node dist/cli.js echo',
+    protocols: ['tcp'],
+    command: ({ proto, host, port }) => ({
+      file: node,
+      args: [netloopCliPath, 'echo', '--proto', proto, '--host', host, '--port', String(port)],
+    }),
+    missing: () => (existsSync(netloopCliPath) ? null : `${netloopCliPath} not found: run \`npm run build\``),
+  },
+  net: {
+    describe: "Node's net module: bench/servers/net-echo.js",
+    protocols: ['tcp'],
+    command: ({ host, port }) => ({
+      file: node,
+      args: [path.join(benchDir, 'servers', 'net-echo.js'), '--host', host, '--port', String(port)],
+    }),
+    missing: () => null,
+  },
+  c: {
+    describe: 'C epoll echo server (the ceiling): build/Release/netloop-echo-c',
+    protocols: ['tcp'],
+    command: ({ host, port }) => ({ file: echoCPath, args: ['--host', host, '--port', String(port)] }),
+    missing: () => (existsSync(echoCPath) ? null : `${echoCPath} not found`),
+  },
+};
