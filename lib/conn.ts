@@ -56,6 +56,14 @@ export class Conn {
   writev(list: ReadonlyArray<Uint8Array | string>): void {
     if (this._state !== ConnState.Open) throw new NetClosedError();
     if (!Array.isArray(list)) throw new TypeError('writev(list): list must be an array of Buffers or strings');
+    // All or nothing: a bad element must not leave the ones before it queued
+    // (in a framed protocol that would corrupt the stream).
+    for (let i = 0; i < list.length; i++) {
+      const data: unknown = list[i];
+      if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
+        throw new TypeError(`writev(list): list[${i}] must be a Buffer, Uint8Array or string, got ${data === null ? 'null' : typeof data}`);
+      }
+    }
     for (const data of list) this.engine._write(this, data);
   }
 

@@ -103,7 +103,7 @@ const CMD_CAPACITY = 8192;
 // accept of a few listeners); native splits larger batches.
 const RECORD_CAPACITY = 8192;
 
-const { ETIMEDOUT } = osConstants.errno;
+const { ETIMEDOUT, ECANCELED } = osConstants.errno;
 
 function noop(): void {}
 
@@ -217,7 +217,7 @@ export class Engine {
       const p = parsed[i]!;
       const id = p.kind === 'unix' ? handle.listenUnix(p.path, o.backlog) : handle.listen(hosts[i]!, p.port, o.backlog, o.reusePort);
       if (id < 0) {
-        // Listeners opened so far close with the handle (no libuv handle yet).
+        handle.destroy(); // the poller and the listeners opened so far, now
         this.#state = 'new';
         this.#listeners.clear();
         throw new SysError(-id, 'listen', o.addrs[i]);
@@ -228,6 +228,8 @@ export class Engine {
     }
     const r = handle.start();
     if (r < 0) {
+      handle.destroy();
+      this.#listeners.clear();
       this.#state = 'new';
       throw new SysError(-r, 'uv_poll_init');
     }
@@ -332,7 +334,13 @@ export class Engine {
           if (d !== undefined && d.gen === gen) {
             this.#dials.delete(slot);
             const errno = rec[p + 3]!;
-            d.reject(errno === ETIMEDOUT ? new TimeoutError('dial') : new SysError(errno, 'dial', d.remote));
+            d.reject(
+              errno === ETIMEDOUT
+                ? new TimeoutError('dial')
+                : errno === ECANCELED // the engine stopped while dialing
+                  ? new NetClosedError()
+                  : new SysError(errno, 'dial', d.remote),
+            );
           }
         }
       } catch (err) {

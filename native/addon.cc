@@ -48,6 +48,7 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
   Napi::Value Address(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value SetRef(const Napi::CallbackInfo& info);
+  Napi::Value Destroy(const Napi::CallbackInfo& info);
 
   // libuv callbacks.
   static void OnPoll(uv_poll_t* handle, int status, int events);
@@ -110,6 +111,14 @@ uint32_t NumberField(Napi::Object o, const char* name, uint32_t fallback) {
   return static_cast<uint32_t>(d);
 }
 
+// A port argument: an integer from 0 to 65535, else -1 (NaN would otherwise
+// become port 0, "any port").
+int PortArg(Napi::Value v) {
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 65535) || d != static_cast<double>(static_cast<int>(d))) return -1;
+  return static_cast<int>(d);
+}
+
 Napi::Value ThrowType(Napi::Env env, const char* msg) {
   Napi::TypeError::New(env, msg).ThrowAsJavaScriptException();
   return env.Undefined();
@@ -130,6 +139,7 @@ Napi::Function EngineHandle::Define(Napi::Env env) {
                          InstanceMethod("address", &EngineHandle::Address),
                          InstanceMethod("stats", &EngineHandle::Stats),
                          InstanceMethod("setRef", &EngineHandle::SetRef),
+                         InstanceMethod("destroy", &EngineHandle::Destroy),
                      });
 }
 
@@ -208,7 +218,7 @@ Napi::Value EngineHandle::Listen(const Napi::CallbackInfo& info) {
     return ThrowType(env, "listen(host, port, backlog, reusePort)");
   }
   std::string host = info[0].As<Napi::String>().Utf8Value();
-  int r = loop_.ListenInet(host.c_str(), info[1].As<Napi::Number>().Int32Value(),
+  int r = loop_.ListenInet(host.c_str(), PortArg(info[1]),
                            info[2].As<Napi::Number>().Int32Value(), info[3].ToBoolean().Value());
   return Napi::Number::New(env, r);
 }
@@ -252,23 +262,23 @@ Napi::Value EngineHandle::DialResult(Napi::Env env, int r, uint32_t slot, uint32
 
 Napi::Value EngineHandle::Dial(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (state_ != State::kRunning) return Napi::Number::New(env, -EBADF);
   if (info.Length() < 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber()) {
     return ThrowType(env, "dial(host, port, timeoutMs)");
   }
+  if (state_ != State::kRunning) return Napi::Number::New(env, -EBADF);
   std::string host = info[0].As<Napi::String>().Utf8Value();
   uint32_t slot = 0, gen = 0;
-  int r = loop_.DialInet(host.c_str(), info[1].As<Napi::Number>().Int32Value(),
+  int r = loop_.DialInet(host.c_str(), PortArg(info[1]),
                          info[2].As<Napi::Number>().Int32Value(), &slot, &gen);
   return DialResult(env, r, slot, gen);
 }
 
 Napi::Value EngineHandle::DialUnix(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (state_ != State::kRunning) return Napi::Number::New(env, -EBADF);
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
     return ThrowType(env, "dialUnix(path, timeoutMs)");
   }
+  if (state_ != State::kRunning) return Napi::Number::New(env, -EBADF);
   std::string path = info[0].As<Napi::String>().Utf8Value();
   uint32_t slot = 0, gen = 0;
   int r = loop_.DialUnix(path.c_str(), info[1].As<Napi::Number>().Int32Value(), &slot, &gen);
@@ -522,6 +532,17 @@ Napi::Value EngineHandle::Stats(const Napi::CallbackInfo& info) {
   out[6] = static_cast<double>(s.bytes_out);
   out[7] = static_cast<double>(s.queued);
   return env.Undefined();
+}
+
+// destroy(): releases a handle that was never started (start() failed
+// half-way, e.g. one of several listeners hit EADDRINUSE) at once instead of
+// leaving its descriptors to the garbage collector.
+Napi::Value EngineHandle::Destroy(const Napi::CallbackInfo& info) {
+  if (state_ == State::kCreated) {
+    loop_.Close();
+    state_ = State::kClosed;
+  }
+  return info.Env().Undefined();
 }
 
 // setRef(bool): whether a running engine keeps the process alive.

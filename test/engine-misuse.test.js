@@ -1,0 +1,480 @@
+// Misuse gets a clear error, never a crash: bad addresses and options, writes
+// after a close, wrong write arguments, start/stop out of order, a port in use
+// (and no descriptor left behind), bad deadlines, and the native EngineHandle
+// called with wrong argument types.
+import t from 'tap';
+import net from 'node:net';
+import fs from 'node:fs';
+import os from 'node:os';
+import { Engine, NetClosedError, SysError, NetloopError } from '../dist/index.js';
+import { binding, RECORD_INTS, REC_OPEN } from '../dist/native.js';
+
+t.setTimeout(20_000);
+
+function signal() {
+  const waiters = [];
+  return {
+    poke() {
+      for (const w of [...waiters]) {
+        if (w.pred()) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve();
+        }
+      }
+    },
+    until(pred) {
+      if (pred()) return Promise.resolve();
+      return new Promise((resolve) => waiters.push({ pred, resolve }));
+    },
+  };
+}
+
+async function errorOf(promise) {
+  try {
+    await promise;
+  } catch (err) {
+    return err;
+  }
+  return null;
+}
+
+function openFds() {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+function connect(port) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('error', reject);
+    s.once('connect', () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+  });
+}
+
+// An echo engine with one net client connected; resolves to the server-side Conn.
+async function connected(t, extra = {}) {
+  const sig = signal();
+  const ev = { opens: [], closes: [] };
+  const engine = new Engine({
+    addrs: ['127.0.0.1:0'],
+    onOpen: (c) => {
+      ev.opens.push(c);
+      sig.poke();
+    },
+    onData: (c, d) => c.write(d),
+    onClose: (c, err) => {
+      ev.closes.push([c, err]);
+      sig.poke();
+    },
+    ...extra,
+  });
+  await engine.start();
+  t.teardown(() => engine.stop());
+  const port = Number(/:(\d+)$/.exec(engine.addresses()[0])[1]);
+  const client = await connect(port);
+  t.teardown(() => client.destroy());
+  const got = [];
+  client.on('data', (d) => {
+    got.push(d);
+    sig.poke();
+  });
+  await sig.until(() => ev.opens.length === 1);
+  return { engine, ev, sig, client, conn: ev.opens[0], got: () => Buffer.concat(got), port };
+}
+
+const BAD_ADDRESSES = [
+  ['127.0.0.1', 'address "127.0.0.1": missing ":port"'],
+  ['abc', 'address "abc": missing ":port"'],
+  ['127.0.0.1:70000', 'address "127.0.0.1:70000": port must be an integer from 0 to 65535'],
+  ['127.0.0.1:', 'address "127.0.0.1:": port must be an integer from 0 to 65535'],
+  ['127.0.0.1:-1', 'address "127.0.0.1:-1": port must be an integer from 0 to 65535'],
+  ['127.0.0.1:8o', 'address "127.0.0.1:8o": port must be an integer from 0 to 65535'],
+  ['::1:8080', 'address "::1:8080": write IPv6 addresses as "[::1]:port"'],
+  ['[::1]', 'address "[::1]": expected "[ipv6]:port"'],
+  ['[::1]8080', 'address "[::1]8080": expected "[ipv6]:port"'],
+  ['[127.0.0.1]:80', 'address "[127.0.0.1]:80": "127.0.0.1" is not an IPv6 address'],
+  ['unix:', 'address "unix:": the unix socket path is empty'],
+  ['unix:/tmp/a\u0000b', 'address "unix:/tmp/a\u0000b": the unix socket path contains a NUL byte'],
+  [8080, 'address must be a string like "127.0.0.1:8080" or "unix:/path", got number'],
+  [null, 'address must be a string like "127.0.0.1:8080" or "unix:/path", got object'],
+  [undefined, 'address must be a string like "127.0.0.1:8080" or "unix:/path", got undefined'],
+];
+
+t.test('bad addresses throw TypeError at new Engine and at dial', { timeout: 10_000 }, async (t) => {
+  for (const [addr, message] of BAD_ADDRESSES) {
+    t.throws(() => new Engine({ addrs: [addr] }), { name: 'TypeError', message }, `new Engine: ${JSON.stringify(addr)}`);
+    t.throws(() => new Engine({ addrs: [addr] }), TypeError);
+  }
+  t.throws(() => new Engine({ addrs: '127.0.0.1:0' }), { name: 'TypeError', message: 'addrs must be an array of address strings' });
+  t.throws(() => new Engine(null), { name: 'TypeError', message: 'new Engine(options): options must be an object' });
+  t.throws(() => new Engine(5), { name: 'TypeError', message: 'new Engine(options): options must be an object' });
+
+  let opens = 0;
+  const engine = new Engine({ onOpen: () => opens++ });
+  await engine.start();
+  t.teardown(() => engine.stop());
+  for (const [addr, message] of BAD_ADDRESSES) {
+    const err = await errorOf(engine.dial(addr));
+    t.type(err, TypeError, `dial: ${JSON.stringify(addr)}`);
+    t.equal(err?.message, message);
+  }
+  const err = await errorOf(engine.dial('127.0.0.1:1', { timeout: 'soon' }));
+  t.type(err, TypeError, 'dial timeout of the wrong type');
+  t.equal(err?.message, 'timeout must be an integer from 0 to 2147483647, got soon');
+  const err2 = await errorOf(engine.dial('127.0.0.1:1', { timeout: -5 }));
+  t.equal(err2?.message, 'timeout must be an integer from 0 to 2147483647, got -5');
+  t.equal(opens, 0, 'nothing was dialed');
+  t.equal(engine.stats().dialed, 0, 'stats agree');
+});
+
+t.test('wrong option types throw TypeError', async (t) => {
+  const cases = [
+    [{ backlog: 'x' }, 'backlog must be an integer from 1 to 65535, got x'],
+    [{ backlog: 0 }, 'backlog must be an integer from 1 to 65535, got 0'],
+    [{ backlog: 1.5 }, 'backlog must be an integer from 1 to 65535, got 1.5'],
+    [{ maxWriteBufferSize: -1 }, 'maxWriteBufferSize must be an integer from 1 to 4294967295, got -1'],
+    [{ maxWriteBufferSize: NaN }, 'maxWriteBufferSize must be an integer from 1 to 4294967295, got NaN'],
+    [{ maxLoad: '10' }, 'maxLoad must be an integer from 1 to 4294967295, got 10'],
+    [{ closeTimeout: -1 }, 'closeTimeout must be an integer from 0 to 2147483647, got -1'],
+    [{ dialTimeout: Infinity }, 'dialTimeout must be an integer from 0 to 2147483647, got Infinity'],
+    [{ readBufferSize: 100 }, 'readBufferSize must be an integer from 4096 to 1073741824, got 100'],
+    [{ readBudget: 0 }, 'readBudget must be an integer from 1 to 1073741824, got 0'],
+    [{ maxEventsPerIteration: 5000 }, 'maxEventsPerIteration must be an integer from 1 to 1024, got 5000'],
+    [{ onData: 5 }, 'onData must be a function'],
+    [{ onOpen: 'x' }, 'onOpen must be a function'],
+    [{ onClose: {} }, 'onClose must be a function'],
+    [{ onDrain: true }, 'onDrain must be a function'],
+    [{ reusePort: 'yes' }, 'reusePort must be a boolean'],
+    [{ noDelay: 1 }, 'noDelay must be a boolean'],
+    [{ ref: null }, 'ref must be a boolean'],
+  ];
+  for (const [opts, message] of cases) {
+    t.throws(() => new Engine(opts), { name: 'TypeError', message }, JSON.stringify(opts) ?? String(opts));
+  }
+  t.throws(() => new Engine({ backlog: 'x' }), TypeError, 'a TypeError instance');
+});
+
+t.test('write after close() and after onClose throws NetClosedError', { timeout: 10_000 }, async (t) => {
+  const { ev, sig, client, conn, got } = await connected(t);
+  conn.write('before');
+  conn.close();
+  const check = (fn, label) => {
+    let err;
+    try {
+      fn();
+    } catch (e) {
+      err = e;
+    }
+    t.type(err, NetClosedError, label);
+    t.type(err, NetloopError);
+    t.equal(err?.code, 'NETLOOP_CLOSED');
+    t.equal(err?.message, 'use of closed network connection');
+  };
+  check(() => conn.write('after'), 'write after close()');
+  check(() => conn.write(Buffer.from('after')), 'write(Buffer) after close()');
+  check(() => conn.writev(['a', 'b']), 'writev after close()');
+  t.equal(conn.closed, true);
+  await new Promise((resolve) => client.once('end', resolve));
+  t.equal(got().toString(), 'before', 'only the bytes written before close() arrived');
+  await sig.until(() => ev.closes.length === 1);
+  check(() => conn.write('after'), 'write after onClose');
+  check(() => conn.writev([Buffer.alloc(1)]), 'writev after onClose');
+  t.equal(ev.closes.length, 1, 'onClose once');
+  t.equal(ev.closes[0][1], null, 'graceful close: null');
+  // Closing again is a no-op, not an error.
+  conn.close();
+  conn.closeWithError(new Error('late'));
+  conn.closeAndClean();
+  t.equal(ev.closes.length, 1, 'still one onClose');
+});
+
+t.test('write of a wrong type throws TypeError; the connection keeps working', { timeout: 10_000 }, async (t) => {
+  const { ev, sig, client, conn, got } = await connected(t);
+  const bad = [
+    [123, 'write(data): data must be a Buffer, Uint8Array or string, got number'],
+    [null, 'write(data): data must be a Buffer, Uint8Array or string, got null'],
+    [{}, 'write(data): data must be a Buffer, Uint8Array or string, got object'],
+    [undefined, 'write(data): data must be a Buffer, Uint8Array or string, got undefined'],
+    [[1, 2], 'write(data): data must be a Buffer, Uint8Array or string, got object'],
+    [new ArrayBuffer(4), 'write(data): data must be a Buffer, Uint8Array or string, got object'],
+  ];
+  for (const [data, message] of bad) {
+    t.throws(() => conn.write(data), { name: 'TypeError', message }, `write(${String(data)})`);
+  }
+  t.throws(() => conn.writev('abc'), { name: 'TypeError', message: 'writev(list): list must be an array of Buffers or strings' });
+  t.throws(() => conn.writev(null), TypeError, 'writev(null)');
+  t.throws(() => conn.onDrain(5), { name: 'TypeError', message: 'onDrain(handler): handler must be a function or null' });
+  t.throws(() => conn.closeWithError('bye'), { name: 'TypeError', message: 'closeWithError(err): err must be an Error or null' });
+  t.throws(() => conn.closeAndClean(42), { name: 'TypeError', message: 'closeAndClean(err): err must be an Error or null' });
+  t.equal(conn.closed, false, 'none of these closed the connection');
+  // Still usable: an echo round trip with exact bytes.
+  client.write('ping');
+  await sig.until(() => got().length >= 4);
+  t.equal(got().toString(), 'ping', 'echo still works, and nothing stray was sent');
+  t.equal(ev.closes.length, 0, 'no onClose');
+});
+
+t.test('a writev with a bad element throws and queues nothing', { timeout: 10_000 }, async (t) => {
+  // writev queues its list "as one write": a TypeError half-way must not
+  // leave the first elements on the wire (a framed protocol would be corrupted).
+  const { sig, client, conn, got } = await connected(t);
+  t.throws(() => conn.writev(['half', 123, 'rest']), TypeError, 'writev([string, number, string])');
+  conn.write('|ok');
+  client.write('x'); // the echo marks the end of what the engine sent
+  await sig.until(() => got().includes('x'));
+  t.equal(got().toString(), '|okx', 'nothing from the failed writev reached the peer');
+});
+
+t.test('setReadDeadline / setWriteDeadline with a wrong type throw TypeError', { timeout: 10_000 }, async (t) => {
+  const { ev, sig, client, conn, got } = await connected(t);
+  const message = 'deadline must be a Date, epoch milliseconds (Date.now() + ms), or null';
+  for (const v of ['soon', {}, NaN, Infinity, undefined, new Date('nope')]) {
+    t.throws(() => conn.setReadDeadline(v), { name: 'TypeError', message }, `setReadDeadline(${String(v)})`);
+    t.throws(() => conn.setWriteDeadline(v), { name: 'TypeError', message }, `setWriteDeadline(${String(v)})`);
+  }
+  t.equal(conn.closed, false);
+  client.write('still');
+  await sig.until(() => got().length >= 5);
+  t.equal(got().toString(), 'still', 'the connection is unaffected');
+  t.equal(ev.closes.length, 0);
+});
+
+t.test('start() twice rejects; stop() twice resolves', { timeout: 10_000 }, async (t) => {
+  const engine = new Engine({ addrs: ['127.0.0.1:0'] });
+  t.teardown(() => engine.stop());
+  await engine.start();
+  t.equal(engine.running, true);
+  const err = await errorOf(engine.start());
+  t.type(err, Error, 'second start() rejects');
+  t.equal(err?.message, 'Engine.start(): the engine is already running');
+  t.equal(engine.running, true, 'still running');
+  const addrs = engine.addresses();
+  t.equal(addrs.length, 1, 'still one listener');
+
+  // start() while a start() is in progress.
+  const e2 = new Engine({ addrs: ['127.0.0.1:0'] });
+  t.teardown(() => e2.stop());
+  const p1 = e2.start();
+  const err2 = await errorOf(e2.start());
+  await p1;
+  t.equal(err2?.message, 'Engine.start(): the engine is already starting');
+
+  const s1 = engine.stop();
+  const s2 = engine.stop();
+  t.equal(s1, s2, 'the same promise');
+  t.equal(await s1, undefined, 'resolves');
+  t.equal(await engine.stop(), undefined, 'a third stop() after completion resolves too');
+  t.equal(engine.running, false);
+  const err3 = await errorOf(engine.start());
+  t.equal(err3?.message, 'Engine.start(): the engine is already stopped', 'no restart after stop()');
+
+  // stop() on an engine that never started.
+  const e3 = new Engine({});
+  t.equal(await e3.stop(), undefined, 'stop() before start() resolves');
+  t.equal(await e3.stop(), undefined, 'twice');
+});
+
+t.test('a port already in use: SysError EADDRINUSE, and no descriptor left behind', { timeout: 10_000 }, async (t) => {
+  const busy = net.createServer();
+  await new Promise((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise((r) => busy.close(r)));
+  const port = busy.address().port;
+
+  const before = openFds();
+  const engine = new Engine({ addrs: [`127.0.0.1:${port}`] });
+  const err = await errorOf(engine.start());
+  const after = openFds();
+  t.type(err, SysError);
+  t.type(err, NetloopError);
+  t.equal(err?.code, 'EADDRINUSE', 'code');
+  t.equal(err?.errno, 98, 'errno');
+  t.equal(err?.message, `listen 127.0.0.1:${port}: address already in use`, 'message');
+  t.equal(engine.running, false, 'not running');
+  t.equal(after, before, `no descriptor left open (${before} before, ${after} after)`);
+  t.equal(await engine.stop(), undefined, 'stop() after a failed start() resolves');
+});
+
+t.test('a failed start() releases the listeners it had already opened', { timeout: 10_000 }, async (t) => {
+  const busy = net.createServer();
+  await new Promise((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise((r) => busy.close(r)));
+  const busyPort = busy.address().port;
+  // A port that was free a moment ago.
+  const probe = net.createServer();
+  await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const freePort = probe.address().port;
+  await new Promise((resolve) => probe.close(resolve));
+
+  const before = openFds();
+  const engine = new Engine({ addrs: [`127.0.0.1:${freePort}`, `127.0.0.1:${busyPort}`] });
+  const err = await errorOf(engine.start());
+  t.equal(err?.code, 'EADDRINUSE');
+  t.equal(err?.message, `listen 127.0.0.1:${busyPort}: address already in use`);
+  t.equal(openFds(), before, 'no descriptor left open');
+  // The first listener must be gone: the port can be listened on again.
+  const again = net.createServer();
+  const listenErr = await new Promise((resolve) => {
+    again.once('error', (e) => resolve(e.code));
+    again.listen(freePort, '127.0.0.1', () => resolve(null));
+  });
+  if (listenErr === null) await new Promise((r) => again.close(r));
+  t.equal(listenErr, null, `127.0.0.1:${freePort} is free again`);
+});
+
+// --- The native EngineHandle, called directly ------------------------------
+
+function arrays() {
+  return {
+    records: new Int32Array(64 * RECORD_INTS),
+    slab: Buffer.alloc(64 * 1024),
+    cmds: new Int32Array(64 * RECORD_INTS),
+    out: Buffer.alloc(64 * 1024),
+  };
+}
+
+const CONFIG = {
+  maxEvents: 64,
+  readBudget: 64 * 1024,
+  acceptBudget: 16,
+  maxWriteBufferSize: 1 << 20,
+  closeTimeout: 1000,
+  noDelay: true,
+  maxLoad: 100,
+};
+
+t.test('native EngineHandle: wrong constructor arguments throw TypeError', async (t) => {
+  const wrong = 'EngineHandle(config, arrays, onBatch): wrong arguments';
+  const badArrays = 'EngineHandle: arrays must be { records: Int32Array, slab: Uint8Array, cmds: Int32Array, out: Uint8Array }';
+  const cases = [
+    ['no arguments', () => new binding.EngineHandle(), wrong],
+    ['config null', () => new binding.EngineHandle(null, arrays(), () => {}), wrong],
+    ['arrays a string', () => new binding.EngineHandle(CONFIG, 'x', () => {}), wrong],
+    ['onBatch not a function', () => new binding.EngineHandle(CONFIG, arrays(), 5), wrong],
+    ['records Float64Array', () => new binding.EngineHandle(CONFIG, { ...arrays(), records: new Float64Array(320) }, () => {}), badArrays],
+    ['slab a plain array', () => new binding.EngineHandle(CONFIG, { ...arrays(), slab: [1, 2, 3] }, () => {}), badArrays],
+    ['cmds missing', () => new binding.EngineHandle(CONFIG, { ...arrays(), cmds: undefined }, () => {}), badArrays],
+    ['out an ArrayBuffer', () => new binding.EngineHandle(CONFIG, { ...arrays(), out: new ArrayBuffer(16) }, () => {}), badArrays],
+    ['records empty', () => new binding.EngineHandle(CONFIG, { ...arrays(), records: new Int32Array(4) }, () => {}), 'EngineHandle: arrays must not be empty'],
+    ['slab empty', () => new binding.EngineHandle(CONFIG, { ...arrays(), slab: Buffer.alloc(0) }, () => {}), 'EngineHandle: arrays must not be empty'],
+  ];
+  for (const [label, fn, message] of cases) t.throws(fn, { name: 'TypeError', message }, label);
+  t.throws(() => binding.EngineHandle(CONFIG, arrays(), () => {}), TypeError, 'called without new');
+});
+
+t.test('native EngineHandle: wrong method arguments throw TypeError, and it still works', { timeout: 10_000 }, async (t) => {
+  const a = arrays();
+  const opens = [];
+  let batches = 0;
+  const sig = signal();
+  const h = new binding.EngineHandle(CONFIG, a, (n) => {
+    batches++;
+    for (let i = 0; i < n; i++) if (a.records[i * RECORD_INTS] === REC_OPEN) opens.push(a.records[i * RECORD_INTS + 1]);
+    sig.poke();
+  });
+  let stopped = false;
+  t.teardown(() => {
+    if (!stopped) return new Promise((resolve) => h.stop(resolve) || resolve());
+  });
+  const before = [
+    ['listen()', () => h.listen(), 'listen(host, port, backlog, reusePort)'],
+    ['listen(numbers)', () => h.listen(1, 2, 3, false), 'listen(host, port, backlog, reusePort)'],
+    ['listen(port string)', () => h.listen('127.0.0.1', '0', 5, false), 'listen(host, port, backlog, reusePort)'],
+    ['listen(backlog string)', () => h.listen('127.0.0.1', 0, 'x', false), 'listen(host, port, backlog, reusePort)'],
+    ['listen(3 args)', () => h.listen('127.0.0.1', 0, 5), 'listen(host, port, backlog, reusePort)'],
+    ['listenUnix(number)', () => h.listenUnix(5, 5), 'listenUnix(path, backlog)'],
+    ['listenUnix(backlog string)', () => h.listenUnix('/tmp/x', 'y'), 'listenUnix(path, backlog)'],
+    ['listenerAddress(string)', () => h.listenerAddress('a'), 'listenerAddress(id)'],
+    ['flush(string)', () => h.flush('x'), 'flush(count, refs)'],
+    ['flush()', () => h.flush(), 'flush(count, refs)'],
+    ['queued(string, n)', () => h.queued('a', 1), 'queued(slot, gen)'],
+    ['queued(n)', () => h.queued(1), 'queued(slot, gen)'],
+    ['address(n)', () => h.address(1), 'address(slot, gen, peer)'],
+    ['address(string, n, b)', () => h.address('1', 0, true), 'address(slot, gen, peer)'],
+    ['stats(Float64Array(7))', () => h.stats(new Float64Array(7)), 'stats(Float64Array(8))'],
+    ['stats([])', () => h.stats([]), 'stats(Float64Array(8))'],
+    ['stats(Int32Array(8))', () => h.stats(new Int32Array(8)), 'stats(Float64Array(8))'],
+    ['stats()', () => h.stats(), 'stats(Float64Array(8))'],
+  ];
+  for (const [label, fn, message] of before) t.throws(fn, { name: 'TypeError', message }, label);
+  // Values of the right type but out of range are errors as values, not exceptions.
+  t.equal(h.listen('127.0.0.1', 70000, 5, false), -22, 'port 70000: -EINVAL');
+  t.equal(h.listen('not an ip', 0, 5, false), -22, 'bad host: -EINVAL');
+  t.equal(h.listenerAddress(999), -9, 'unknown listener: -EBADF');
+  t.equal(h.queued(12345, 0), -1, 'unknown slot: -1');
+  t.equal(h.address(12345, 0, true), -9, 'unknown slot: -EBADF');
+
+  const id = h.listen('127.0.0.1', 0, 16, false);
+  t.ok(id >= 0, 'listen works after the bad calls');
+  const la = h.listenerAddress(id);
+  t.equal(la[0], 'IPv4');
+  t.equal(la[1], '127.0.0.1');
+  t.equal(h.start(), 0, 'start');
+  t.throws(() => h.start(), { name: 'TypeError', message: 'start(): the engine was already started' }, 'start() twice');
+
+  const running = [
+    ['dial(number)', () => h.dial(5), 'dial(host, port, timeoutMs)'],
+    ['dial(port string)', () => h.dial('127.0.0.1', 'x', 5), 'dial(host, port, timeoutMs)'],
+    ['dial(2 args)', () => h.dial('127.0.0.1', 1), 'dial(host, port, timeoutMs)'],
+    ['dialUnix(number)', () => h.dialUnix(5, 1), 'dialUnix(path, timeoutMs)'],
+    ['dialUnix(timeout string)', () => h.dialUnix('/tmp/x', 'a'), 'dialUnix(path, timeoutMs)'],
+    ['flush(string)', () => h.flush('x'), 'flush(count, refs)'],
+    ['flush(-1)', () => h.flush(-1), 'flush: count out of range'],
+    ['flush(NaN)', () => h.flush(NaN), 'flush: count out of range'],
+    ['flush(Infinity)', () => h.flush(Infinity), 'flush: count out of range'],
+    ['flush(capacity + 1)', () => h.flush(65), 'flush: count out of range'],
+  ];
+  for (const [label, fn, message] of running) t.throws(fn, { name: 'TypeError', message }, label);
+  t.throws(() => Object.getPrototypeOf(h).listen.call({}, '127.0.0.1', 0, 5, false), TypeError, 'a method called on a foreign object');
+  t.equal(h.flush(0, 'not an array'), undefined, 'flush(0, non-array refs) is harmless');
+  t.equal(h.dial('no such host', 80, 100), -22, 'dial to a non-numeric host: -EINVAL');
+
+  // Still alive: accept a net client.
+  const [, , port] = la;
+  const s = await connect(port);
+  t.teardown(() => s.destroy());
+  await sig.until(() => opens.length === 1);
+  t.equal(opens.length, 1, 'the OPEN record arrived');
+  t.ok(batches >= 1);
+  await new Promise((resolve) => t.equal(h.stop(resolve), true, 'stop() returns true'));
+  stopped = true;
+  t.equal(h.stop(() => {}), false, 'stop() again returns false');
+  t.equal(h.flush(0), undefined, 'flush after stop is a no-op');
+  t.equal(h.dial('127.0.0.1', port, 100), -9, 'dial after stop: -EBADF');
+});
+
+t.test('native EngineHandle: destroy() of a never-started handle releases everything at once', { timeout: 10_000 }, async (t) => {
+  const dir = fs.mkdtempSync(`${os.tmpdir()}/netloop-misuse-`);
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const sockPath = `${dir}/h.sock`;
+  const before = openFds();
+  let batches = 0;
+  const h = new binding.EngineHandle(CONFIG, arrays(), () => batches++);
+  const id = h.listen('127.0.0.1', 0, 16, false);
+  t.ok(id >= 0, 'a TCP listener');
+  const port = h.listenerAddress(id)[2];
+  t.ok(h.listenUnix(sockPath, 16) >= 0, 'a unix listener');
+  t.ok(fs.existsSync(sockPath), 'its socket file exists');
+  t.ok(openFds() > before, 'descriptors are open');
+  t.equal(h.destroy(), undefined, 'destroy()');
+  t.equal(openFds(), before, 'every descriptor released at once');
+  t.notOk(fs.existsSync(sockPath), 'the socket file was removed');
+  t.equal(h.destroy(), undefined, 'destroy() twice is harmless');
+  // The TCP port is free again.
+  const again = net.createServer();
+  const code = await new Promise((resolve) => {
+    again.once('error', (e) => resolve(e.code));
+    again.listen(port, '127.0.0.1', () => resolve(null));
+  });
+  if (code === null) await new Promise((r) => again.close(r));
+  t.equal(code, null, `127.0.0.1:${port} is free again`);
+  // A destroyed handle refuses everything without crashing.
+  t.throws(() => h.start(), TypeError, 'start() after destroy() throws TypeError');
+  t.equal(h.dial('127.0.0.1', port, 100), -9, 'dial: -EBADF');
+  t.equal(h.stop(() => {}), false, 'stop: false');
+  t.equal(h.flush(0), undefined, 'flush: no-op');
+  t.ok(h.listen('127.0.0.1', 0, 16, false) < 0, 'listen after destroy() fails with an errno');
+  t.equal(openFds(), before, 'and leaves nothing open');
+  t.equal(batches, 0, 'onBatch never called');
+});
