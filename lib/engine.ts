@@ -316,8 +316,9 @@ export class Engine {
       try {
         if (type === REC_DATA) {
           const c = conns[slot];
-          // A callback earlier in this batch may have closed the connection.
-          if (c === undefined || c._gen !== gen || c._state !== ConnState.Open) continue;
+          // A callback earlier in this batch may have closed the connection,
+          // or stopped the engine (whose close records come later in the batch).
+          if (c === undefined || c._gen !== gen || c._state !== ConnState.Open || this.#state !== 'running') continue;
           const off = rec[p + 3]!;
           this.#onData(c, this.#slab.subarray(off, off + rec[p + 4]!));
         } else if (type === REC_OPEN) {
@@ -326,7 +327,7 @@ export class Engine {
           this.#closed(slot, gen, rec[p + 3]!, rec[p + 4]!);
         } else if (type === REC_DRAIN) {
           const c = conns[slot];
-          if (c === undefined || c._gen !== gen) continue;
+          if (c === undefined || c._gen !== gen || this.#state !== 'running') continue;
           c._drainHandler?.(c);
           this.#onDrain?.(c);
         } else if (type === REC_DIAL_FAIL) {
@@ -417,6 +418,7 @@ export class Engine {
   // Commands (called by Conn)
 
   #pushCmd(op: number, c: Conn, a: number, b: number): void {
+    if (this.#ncmds === CMD_CAPACITY) this.#flush(); // _write checks before it copies into the out slab
     const q = this.#ncmds * RECORD_INTS;
     const cmds = this.#cmds;
     cmds[q] = op;

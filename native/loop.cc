@@ -21,6 +21,10 @@ constexpr int kIovBatch = 64;
 // Queued bytes are copied into chunks of at least this size, so that many
 // small writes to a slow reader do not become many small allocations.
 constexpr size_t kChunkMin = 16 * 1024;
+// The smallest slab share a ready socket gets per iteration: below this,
+// syscall overhead would dominate. With more ready sockets than the slab
+// has shares, the rotating start in Poll() spreads the reads over iterations.
+constexpr size_t kMinReadShare = 4096;
 // A listener that fails with a persistent error (not EAGAIN) is paused for
 // this long instead of spinning the level-triggered loop at 100% CPU.
 constexpr int kListenerPauseMs = 100;
@@ -274,19 +278,28 @@ void Loop::Poll() {
   slab_used_ = 0;
   int n = poller_.Wait(events_.data(), config_.max_events, 0);
   if (n <= 0) return;
-  for (int i = 0; i < n; i++) {
+  // Fairness between busy connections. Each ready socket may read its share
+  // of the slab (at least kMinReadShare, at most read_budget), and the batch
+  // starts at a rotating index: level-triggered epoll reports ready sockets
+  // in much the same order every time, so without the rotation the first
+  // sockets would fill the slab on every pass and the last never be read.
+  size_t share = slab_len_ / static_cast<size_t>(n);
+  read_share_ = std::min(config_.read_budget, std::max(share, kMinReadShare));
+  int start = static_cast<int>(rotation_++ % static_cast<uint32_t>(n));
+  for (int k = 0; k < n; k++) {
+    int i = start + k < n ? start + k : start + k - n;
     uint32_t slot = static_cast<uint32_t>(events_[i].token & 0xffffffffu);
     uint32_t gen = static_cast<uint32_t>(events_[i].token >> 32);
     uint32_t ev = events_[i].events;
-    // An earlier event of this batch may have closed this slot (and a later
-    // accept may even have reused it): the generation tells.
+    // A stale token: the slot was closed and freed after the kernel queued
+    // this event.
     if (slot >= slots_.size() || slots_[slot].gen != gen) continue;
     Slot& s = slots_[slot];
     if (s.kind == kListener) {
       OnListenerReady(slot);
       continue;
     }
-    if (s.kind != kConn || s.state == kClosed) continue;
+    if (s.kind != kConn || s.state == kClosed) continue;  // closed earlier in this batch
     if (s.state == kConnecting) {
       OnConnectReady(slot);
       continue;
@@ -398,7 +411,7 @@ void Loop::OnReadable(uint32_t slot) {
     size_t room = slab_len_ - slab_used_;
     if (room == 0) return;  // the slab is full: level-triggered, read next time
     dst = slab_ + slab_used_;
-    want = std::min(room, config_.read_budget);
+    want = std::min(room, read_share_);
   }
   ssize_t r;
   do {
@@ -689,10 +702,11 @@ void Loop::Apply(const int32_t* cmds, size_t count, const uint8_t* out_slab, siz
     for (int32_t oi = g.first; oi >= 0; oi = ops_[static_cast<size_t>(oi)].next) {
       const Op& o = ops_[static_cast<size_t>(oi)];
       if (o.close_mode >= 0) {
-        close_mode = o.close_mode;
-        break;  // JS refuses writes after a close; nothing after it counts
+        // close() then closeAndClean() in one tick: the abortive one wins.
+        close_mode = std::max(close_mode, o.close_mode);
+      } else if (close_mode < 0) {
+        iov_scratch_.push_back(o.iov);  // JS refuses writes after a close anyway
       }
-      iov_scratch_.push_back(o.iov);
     }
     if (!iov_scratch_.empty() && Live(g.slot, g.gen) != nullptr) {
       Write(g.slot, iov_scratch_.data(), iov_scratch_.size());
@@ -710,6 +724,12 @@ void Loop::LocalClose(uint32_t slot, bool abortive) {
   Slot& s = slots_[slot];
   if (abortive || s.state == kConnecting) {
     CloseNow(slot, kReasonLocal, 0, abortive);
+    return;
+  }
+  if (s.state == kFlushing && !timers_.Has(TimerId(slot, kTimerClose))) {
+    // Flushing after the peer's FIN (which set no timer): a close() now must
+    // still be bounded by close_timeout, like any graceful close.
+    SetTimer(slot, kTimerClose, NowMs() + config_.close_timeout_ms);
     return;
   }
   if (s.state != kOpen) return;  // already closing gracefully

@@ -201,6 +201,8 @@ class Loop {
   uint8_t* slab_ = nullptr;
   size_t slab_len_ = 0;
   size_t slab_used_ = 0;
+  size_t read_share_ = 0;  // bytes one socket may read in this iteration
+  uint32_t rotation_ = 0;  // where the next Poll() starts in its event list
   uint8_t discard_[16 * 1024];  // input read after a local close
   int spare_fd_ = -1;  // released to accept-and-drop when out of descriptors
   LoopStats stats_;
