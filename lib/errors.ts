@@ -68,3 +68,31 @@ export class OverflowError extends NetloopError {
     this.limit = limit;
   }
 }
+
+/**
+ * The WebSocket peer broke the protocol. `closeCode` is the status the
+ * connection is closed with: 1002 (protocol error), 1007 (invalid payload
+ * data, e.g. bad UTF-8) or 1009 (message too big). `code` names the exact
+ * violation (for example 'WS_ERR_EXPECTED_MASK').
+ */
+export class ProtocolError extends NetloopError {
+  readonly closeCode: number;
+  constructor(code: string, closeCode: number, message: string) {
+    super(code, message);
+    this.closeCode = closeCode;
+  }
+}
+
+/**
+ * A request head netloop will not accept. `status` is the HTTP status to
+ * answer with before closing: 400 (malformed), 431 (head too large or too
+ * many header lines) or 505 (HTTP version). `code` names the exact problem
+ * (for example 'HTTP_ERR_OBS_FOLD').
+ */
+export class HttpError extends NetloopError {
+  readonly status: number;
+  constructor(code: string, status: number, message: string) {
+    super(code, message);
+    this.status = status;
+  }
+}

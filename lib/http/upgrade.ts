@@ -1,0 +1,195 @@
+// The server side of the WebSocket opening handshake (RFC 6455 §4.2.1,
+// §4.2.2) as a pure function: a parsed request head and the server's
+// options in, the bytes of the 101 response or the rejection to send out.
+import { createHash } from 'node:crypto';
+import { isToken, listElements, listHasToken } from './chars.js';
+import { httpResponse, responseHead } from './response.js';
+import type { RequestHead } from './request-parser.js';
+
+/** §1.3: the GUID appended to the client's key before hashing. */
+export const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+/** The only protocol version RFC 6455 defines (§4.4). */
+export const WEBSOCKET_VERSION = '13';
+
+/** Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key + GUID)) (§4.2.2). */
+export function computeAccept(key: string): string {
+  return createHash('sha1').update(key + WEBSOCKET_GUID, 'latin1').digest('base64');
+}
+
+// A key is 16 random bytes in base64 (§4.1): always 22 characters and "==".
+// Non-zero pad bits in the 22nd character are tolerated, as base64 decoders
+// usually do; the value still decodes to 16 bytes.
+const KEY_PATTERN = /^[A-Za-z0-9+/]{22}==$/;
+
+/** What a negotiateExtensions hook agreed to. */
+export interface ExtensionAgreement {
+  /** Value of the Sec-WebSocket-Extensions response header; omitted when undefined or ''. */
+  responseHeaderValue?: string;
+  /** Whether RSV1 has a meaning on this connection (permessage-deflate). */
+  rsv1Allowed: boolean;
+}
+
+export interface UpgradeOptions {
+  /**
+   * Paths served, compared with the path of the request-target (the query
+   * removed, no percent-decoding): one, a list, or a predicate. Default: any.
+   */
+  path?: string | readonly string[] | ((path: string, head: RequestHead) => boolean);
+  /** Subprotocols the server speaks, in order of preference. */
+  subprotocols?: readonly string[];
+  /** Decides whether a page from `origin` may connect (Origin is sent by browsers only). false: 403. */
+  checkOrigin?: (origin: string | undefined, head: RequestHead) => boolean;
+  /**
+   * Called with the client's Sec-WebSocket-Extensions offer (all lines
+   * joined), when it made one. Returns what was agreed, or null to accept no
+   * extension. Throwing rejects the handshake with 400.
+   */
+  negotiateExtensions?: (offer: string, head: RequestHead) => ExtensionAgreement | null;
+  /** Extra headers for the 101 response. */
+  headers?: Iterable<readonly [string, string]> | Readonly<Record<string, string>>;
+}
+
+export interface UpgradeAccepted {
+  accept: true;
+  /** The 101 response, to write as is. */
+  responseHead: Buffer;
+  /** The chosen subprotocol, '' when none. */
+  protocol: string;
+  /** The Sec-WebSocket-Extensions response value, '' when none. */
+  extensions: string;
+  rsv1Allowed: boolean;
+  /** Path of the request-target. */
+  path: string;
+}
+
+export interface UpgradeRejected {
+  accept: false;
+  status: number;
+  /** Headers the rejection must carry (Allow for 405, Sec-WebSocket-Version for 426). */
+  headers: Array<[string, string]>;
+  /** A short plain-text explanation. */
+  body: string;
+  /** Stable code for logs and tests, e.g. 'WS_ERR_INVALID_KEY'. */
+  code: string;
+}
+
+export type UpgradeResult = UpgradeAccepted | UpgradeRejected;
+
+function reject(status: number, code: string, body: string, headers: Array<[string, string]> = []): UpgradeRejected {
+  return { accept: false, status, headers, body, code };
+}
+
+/**
+ * The path of a request-target: origin-form "/chat?x=1" gives "/chat",
+ * absolute-form "ws://host/chat?x=1" gives "/chat" ("/" when empty).
+ * undefined for the asterisk and authority forms, which cannot name a
+ * WebSocket resource.
+ */
+export function targetPath(target: string): string | undefined {
+  let path: string;
+  if (target.startsWith('/')) {
+    path = target;
+  } else {
+    const m = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*(.*)$/.exec(target);
+    if (m === null) return undefined;
+    path = m[1] === '' || m[1]!.startsWith('?') ? '/' + m[1]! : m[1]!;
+  }
+  const q = path.search(/[?#]/);
+  return q === -1 ? path : path.slice(0, q);
+}
+
+/** True if the request asks for a WebSocket (Upgrade lists "websocket"): route it to checkUpgrade(). */
+export function isWebSocketUpgrade(head: RequestHead): boolean {
+  return listHasToken(head.get('upgrade'), 'websocket');
+}
+
+function pathAllowed(allowed: UpgradeOptions['path'], path: string, head: RequestHead): boolean {
+  if (allowed === undefined) return true;
+  if (typeof allowed === 'string') return path === allowed;
+  if (typeof allowed === 'function') return allowed(path, head);
+  return allowed.includes(path);
+}
+
+/**
+ * Checks a request head against RFC 6455 §4.2.1 and the server's options,
+ * in this order: method GET (405, with Allow: GET), HTTP/1.1 (400), a
+ * request-target with a path (400) the server serves (404), exactly one
+ * Host (400), Upgrade listing "websocket" (400), Connection listing
+ * "upgrade" (400), exactly one Sec-WebSocket-Key of 16 base64 bytes (400),
+ * Sec-WebSocket-Version 13 (426, with Sec-WebSocket-Version: 13), the
+ * origin (403), the subprotocol list (400 if malformed), the extensions
+ * (400 if the hook throws). Exceptions from checkOrigin propagate.
+ */
+export function checkUpgrade(head: RequestHead, options: UpgradeOptions = {}): UpgradeResult {
+  if (head.method !== 'GET') {
+    return reject(405, 'WS_ERR_METHOD_NOT_ALLOWED', 'A WebSocket handshake is a GET request\n', [['Allow', 'GET']]);
+  }
+  if (head.version !== '1.1') return reject(400, 'WS_ERR_HTTP_VERSION', 'A WebSocket handshake needs HTTP/1.1\n');
+  const path = targetPath(head.target);
+  if (path === undefined) return reject(400, 'WS_ERR_INVALID_TARGET', 'The request-target has no path\n');
+  if (!pathAllowed(options.path, path, head)) return reject(404, 'WS_ERR_NOT_FOUND', 'Not Found\n');
+  if (head.count('host') !== 1) return reject(400, 'WS_ERR_INVALID_HOST', 'Exactly one Host header is required\n');
+  if (!isWebSocketUpgrade(head)) return reject(400, 'WS_ERR_INVALID_UPGRADE', 'The Upgrade header must list "websocket"\n');
+  if (!listHasToken(head.get('connection'), 'upgrade')) {
+    return reject(400, 'WS_ERR_INVALID_CONNECTION', 'The Connection header must list "upgrade"\n');
+  }
+  const keys = head.getAll('sec-websocket-key');
+  const key = keys[0];
+  if (keys.length !== 1 || key === undefined || !KEY_PATTERN.test(key)) {
+    return reject(400, 'WS_ERR_INVALID_KEY', 'Sec-WebSocket-Key must be 16 bytes in base64\n');
+  }
+  if (head.get('sec-websocket-version') !== WEBSOCKET_VERSION) {
+    return reject(426, 'WS_ERR_UNSUPPORTED_VERSION', 'Sec-WebSocket-Version must be 13\n', [['Sec-WebSocket-Version', WEBSOCKET_VERSION]]);
+  }
+  if (options.checkOrigin !== undefined && !options.checkOrigin(head.get('origin'), head)) {
+    return reject(403, 'WS_ERR_FORBIDDEN_ORIGIN', 'Forbidden\n');
+  }
+
+  let protocol = '';
+  const offered = head.get('sec-websocket-protocol');
+  if (offered !== undefined) {
+    const list = listElements(offered);
+    if (list.length === 0 || !list.every(isToken)) {
+      return reject(400, 'WS_ERR_INVALID_PROTOCOL', 'Sec-WebSocket-Protocol must be a list of tokens\n');
+    }
+    // The server's preference wins; subprotocol names are compared exactly.
+    protocol = options.subprotocols?.find((p) => list.includes(p)) ?? '';
+  }
+
+  let extensions = '';
+  let rsv1Allowed = false;
+  const offer = head.get('sec-websocket-extensions');
+  if (offer !== undefined && options.negotiateExtensions !== undefined) {
+    let agreed: ExtensionAgreement | null;
+    try {
+      agreed = options.negotiateExtensions(offer, head);
+    } catch (err) {
+      return reject(400, 'WS_ERR_INVALID_EXTENSIONS', `Invalid Sec-WebSocket-Extensions: ${(err as Error)?.message ?? String(err)}\n`);
+    }
+    if (agreed !== null) {
+      extensions = agreed.responseHeaderValue ?? '';
+      rsv1Allowed = agreed.rsv1Allowed;
+    }
+  }
+
+  const headers: Array<readonly [string, string]> = [
+    ['Upgrade', 'websocket'],
+    ['Connection', 'Upgrade'],
+    ['Sec-WebSocket-Accept', computeAccept(key)],
+  ];
+  if (protocol !== '') headers.push(['Sec-WebSocket-Protocol', protocol]);
+  if (extensions !== '') headers.push(['Sec-WebSocket-Extensions', extensions]);
+  if (options.headers !== undefined) {
+    const extra = Symbol.iterator in options.headers
+      ? (options.headers as Iterable<readonly [string, string]>)
+      : Object.entries(options.headers as Readonly<Record<string, string>>);
+    for (const h of extra) headers.push(h);
+  }
+  return { accept: true, responseHead: responseHead(101, headers), protocol, extensions, rsv1Allowed, path };
+}
+
+/** The bytes of a rejection (status, its required headers, the body, Connection: close). */
+export function rejectionResponse(r: UpgradeRejected): Buffer {
+  return httpResponse(r.status, r.headers, r.body);
+}
