@@ -206,7 +206,7 @@ EngineHandle::~EngineHandle() {
   // Reached only when no libuv handle is open (a running engine holds a strong
   // reference to itself until its handles have closed).
   loop_.Close();
-  if (async_context_ != nullptr && !env_teardown_) napi_async_destroy(Env(), async_context_);
+  if (async_context_ != nullptr) napi_async_destroy(Env(), async_context_);
 }
 
 // ---------------------------------------------------------------------------
@@ -455,8 +455,11 @@ void EngineHandle::FinishClose() {
   loop_.Close();
   state_ = State::kClosed;
   if (env_teardown_) {
-    // The environment is going away: no JS may run. The wrapper is finalized
-    // by the environment itself.
+    // The environment is going away: no JS may run, but it is still alive
+    // until the hook is removed, so release what it allocated for us now (the
+    // wrapper is finalized by the environment itself, maybe without a GC).
+    napi_async_destroy(Env(), async_context_);
+    async_context_ = nullptr;
     napi_remove_async_cleanup_hook(cleanup_hook_);
     cleanup_hook_ = nullptr;
     return;
@@ -475,6 +478,8 @@ void EngineHandle::FinishClose() {
       if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
     }
   }
+  napi_async_destroy(env, async_context_);
+  async_context_ = nullptr;
   Unref();  // may finalize this object: nothing after it
 }
 
