@@ -2,6 +2,7 @@
 // The netloop command: `netloop echo` runs an echo server until SIGINT/SIGTERM.
 import { parseArgs } from 'node:util';
 import { Engine } from './engine.js';
+import { Upgrader } from './websocket/upgrader.js';
 
 const HELP = `Usage: netloop <command> [options]
 
@@ -9,17 +10,22 @@ Commands:
   echo                Run an echo server until SIGINT or SIGTERM, then stop cleanly.
 
 Options for echo:
-  --proto <tcp>       Protocol to echo. Only "tcp" (raw bytes) for now.   [default: tcp]
+  --proto <tcp|ws>    tcp: raw bytes; ws: WebSocket, every message echoed
+                      with its type (text or binary).                     [default: tcp]
   --host <addr>       Address to listen on (IPv4, IPv6 or a host name).   [default: 127.0.0.1]
   --port <n>          TCP port; 0 lets the OS choose (printed at start).  [default: 8080]
   --unix <path>       Listen on a Unix domain socket instead of TCP.
   --reuse-port        Set SO_REUSEPORT, so several servers can share the port.
-  --max-load <n>      Online connections; more are closed at accept.      [default: 1000000]
+  --max-load <n>      Online connections; more are closed at accept
+                      (ws: answered 503).                                 [default: 1000000]
+  --path <path>       ws: the path that upgrades (others get 404).        [default: any]
+  --compression       ws: offer permessage-deflate (RFC 7692).
   --quiet             Print nothing but errors.
   -h, --help          Show this help.
 
 Examples:
   netloop echo --proto tcp --host 127.0.0.1 --port 9000
+  netloop echo --proto ws --port 9001
   netloop echo --unix /tmp/echo.sock
 `;
 
@@ -30,7 +36,7 @@ function fail(message: string): never {
 
 async function echo(values: Record<string, string | boolean | undefined>): Promise<void> {
   const proto = (values.proto as string | undefined) ?? 'tcp';
-  if (proto !== 'tcp') fail(`--proto ${proto}: only "tcp" is available`);
+  if (proto !== 'tcp' && proto !== 'ws') fail(`--proto ${proto}: expected "tcp" or "ws"`);
   const portText = (values.port as string | undefined) ?? '8080';
   if (!/^\d+$/.test(portText) || Number(portText) > 65535) fail(`--port ${portText}: expected an integer from 0 to 65535`);
   const host = (values.host as string | undefined) ?? '127.0.0.1';
@@ -40,14 +46,25 @@ async function echo(values: Record<string, string | boolean | undefined>): Promi
   if (!/^\d+$/.test(maxLoadText) || Number(maxLoadText) < 1) fail(`--max-load ${maxLoadText}: expected a positive integer`);
   const quiet = values.quiet === true;
 
-  const engine = new Engine({
-    addrs: [addr],
-    reusePort: values['reuse-port'] === true,
-    maxLoad: Number(maxLoadText),
-    // `data` is only valid during the callback; write() copies small
-    // buffers at once and sends large ones before the slab is reused.
-    onData: (conn, data) => conn.write(data),
-  });
+  const common = { addrs: [addr], reusePort: values['reuse-port'] === true };
+  let engine: Engine;
+  if (proto === 'ws') {
+    const upgrader = new Upgrader({
+      maxLoad: Number(maxLoadText),
+      ...(values.path !== undefined ? { path: values.path as string } : {}),
+      ...(values.compression === true ? { compression: true } : {}),
+    });
+    upgrader.onMessage((conn, type, data) => conn.writeMessage(type, data));
+    engine = new Engine({ ...common, upgrader });
+  } else {
+    engine = new Engine({
+      ...common,
+      maxLoad: Number(maxLoadText),
+      // `data` is only valid during the callback; write() copies small
+      // buffers at once and sends large ones before the slab is reused.
+      onData: (conn, data) => conn.write(data),
+    });
+  }
   try {
     await engine.start();
   } catch (err) {
@@ -87,6 +104,8 @@ async function main(argv: string[]): Promise<void> {
         unix: { type: 'string' },
         'reuse-port': { type: 'boolean' },
         'max-load': { type: 'string' },
+        path: { type: 'string' },
+        compression: { type: 'boolean' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },

@@ -16,6 +16,17 @@ export const enum ConnState {
 
 export type Deadline = Date | number | null;
 
+/**
+ * @internal A protocol layered on raw connections (lib/websocket). The engine
+ * calls it instead of its own onData/onClose/onDrain for connections whose
+ * _proto is set.
+ */
+export interface ConnProtocol {
+  onData(conn: Conn, data: Buffer): void;
+  onClose(conn: Conn, err: Error | null): void;
+  onDrain(conn: Conn): void;
+}
+
 export class Conn {
   /** @internal */ _slot: number;
   /** @internal */ _gen: number;
@@ -24,6 +35,14 @@ export class Conn {
   /** @internal */ _drainHandler: ((conn: Conn) => void) | undefined = undefined;
   /** @internal */ _local: string | undefined;
   /** @internal */ _remote: string | undefined;
+  /**
+   * @internal The protocol running on this connection (the WebSocket
+   * handshake, then the WebSocket itself), or undefined for raw bytes given
+   * to the engine's onData. One shared handler object per protocol; the
+   * per-connection state lives in _protoState.
+   */
+  _proto: ConnProtocol | undefined = undefined;
+  /** @internal */ _protoState: unknown = undefined;
   readonly engine: Engine;
   #session: unknown = undefined;
 

@@ -2,7 +2,7 @@
 // the batch dispatch: native hands over one batch of records per loop
 // iteration, JS answers with one command array (native.ts has the layout).
 import { constants as osConstants } from 'node:os';
-import { Conn, ConnState, type Deadline } from './conn.js';
+import { Conn, ConnState, type ConnProtocol, type Deadline } from './conn.js';
 import { parseAddress, resolveHost, formatAddress, type ParsedAddress } from './address.js';
 import {
   EOFError,
@@ -70,6 +70,25 @@ export interface EngineOptions {
   maxEventsPerIteration?: number;
   /** Whether the running engine keeps the process alive. Default true. */
   ref?: boolean;
+  /**
+   * Serve WebSocket (and plain HTTP) on the accepted connections with this
+   * upgrader instead of onOpen/onData/onClose (which must then be left out).
+   */
+  upgrader?: EngineUpgrader;
+}
+
+/**
+ * @internal What the Engine needs of a protocol that takes over accepted
+ * connections (websocket/upgrader.ts implements it).
+ */
+export interface EngineUpgrader {
+  /** Called once, when the engine is constructed with this upgrader. */
+  attach(engine: Engine): void;
+  /** A connection was accepted: set conn._proto (and state) or handle it. */
+  accept(conn: Conn): void;
+  /** The engine started (timers may start) or is about to stop (say goodbye, then resolve). */
+  started(engine: Engine): void;
+  stopping(engine: Engine): Promise<void> | void;
 }
 
 export interface EngineStats {
@@ -90,6 +109,7 @@ type EngineState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 interface PendingDial {
   gen: number;
   remote: string;
+  proto: ConnProtocol | undefined;
   resolve: (conn: Conn) => void;
   reject: (err: Error) => void;
 }
@@ -120,7 +140,9 @@ function checkCallback<T>(name: string, fn: T | undefined): T | undefined {
 }
 
 export class Engine {
-  readonly options: Readonly<Required<Omit<EngineOptions, 'onOpen' | 'onData' | 'onClose' | 'onDrain'>>>;
+  readonly options: Readonly<Required<Omit<EngineOptions, 'onOpen' | 'onData' | 'onClose' | 'onDrain' | 'upgrader'>>>;
+  readonly #upgrader: EngineUpgrader | undefined;
+  #online = 0;
   #onOpen: (conn: Conn) => void;
   #onData: (conn: Conn, data: Buffer) => void;
   #onClose: (conn: Conn, err: Error | null) => void;
@@ -156,6 +178,16 @@ export class Engine {
     this.#onData = checkCallback('onData', options.onData) ?? noop;
     this.#onClose = checkCallback('onClose', options.onClose) ?? noop;
     this.#onDrain = checkCallback('onDrain', options.onDrain);
+    if (options.upgrader !== undefined) {
+      const u = options.upgrader as Partial<EngineUpgrader> | null;
+      if (u === null || typeof u !== 'object' || typeof u.attach !== 'function' || typeof u.accept !== 'function') {
+        throw new TypeError('upgrader must be an Upgrader (new Upgrader(...))');
+      }
+      if (options.onOpen !== undefined || options.onData !== undefined || options.onClose !== undefined) {
+        throw new TypeError('with an upgrader, set onOpen/onMessage/onClose on the upgrader, not on the engine');
+      }
+      this.#upgrader = options.upgrader;
+    }
     const bool = (name: string, v: unknown, dflt: boolean): boolean => {
       if (v === undefined) return dflt;
       if (typeof v !== 'boolean') throw new TypeError(`${name} must be a boolean`);
@@ -175,6 +207,7 @@ export class Engine {
       maxEventsPerIteration: checkInt('maxEventsPerIteration', options.maxEventsPerIteration ?? 1024, 1, binding.constants.MAX_EVENTS ?? 1024),
       ref: bool('ref', options.ref, true),
     });
+    this.#upgrader?.attach(this);
   }
 
   /** 'epoll' or 'kqueue'. */
@@ -236,6 +269,7 @@ export class Engine {
     if (!o.ref) handle.setRef(false);
     this.#handle = handle;
     this.#state = 'running';
+    this.#upgrader?.started(this);
   }
 
   /** The addresses actually listened on (port 0 replaced by the port the OS chose). */
@@ -255,10 +289,23 @@ export class Engine {
       this.#stopped = Promise.resolve();
       return this.#stopped;
     }
+    const goodbye = this.#upgrader?.stopping(this);
+    if (goodbye !== undefined) {
+      // The upgrader says goodbye to its peers (WebSocket close 1001) while
+      // the engine still runs, then the engine stops as usual.
+      this.#stopped = Promise.resolve(goodbye).then(() => this.#stopNative());
+      return this.#stopped;
+    }
+    this.#stopped = this.#stopNative();
+    return this.#stopped;
+  }
+
+  #stopNative(): Promise<void> {
+    if (this.#state !== 'running') return Promise.resolve();
     this.#state = 'stopping';
     const handle = this.#handle!;
     this.#flush();
-    this.#stopped = new Promise<void>((resolve) => {
+    return new Promise<void>((resolve) => {
       handle.stop(() => {
         handle.stats(this.#statsArray); // stats() keeps answering with the final counts
         this.#state = 'stopped';
@@ -266,11 +313,10 @@ export class Engine {
         resolve();
       });
     });
-    return this.#stopped;
   }
 
   /** Connects to "host:port", "[v6]:port" or "unix:/path". The Conn also goes through onOpen. */
-  async dial(addr: string, options: { timeout?: number } = {}): Promise<Conn> {
+  async dial(addr: string, options: { timeout?: number; /** @internal */ proto?: ConnProtocol } = {}): Promise<Conn> {
     const p = parseAddress(addr);
     const timeout = checkInt('timeout', options.timeout ?? this.options.dialTimeout, 0, 2 ** 31 - 1);
     const host = p.kind === 'inet' ? await resolveHost(p.host) : '';
@@ -281,7 +327,7 @@ export class Engine {
     const [slot, gen] = r;
     const remote = p.kind === 'unix' ? `unix:${p.path}` : formatAddress(host.includes(':') ? 'IPv6' : 'IPv4', host, p.port);
     return new Promise<Conn>((resolve, reject) => {
-      this.#dials.set(slot, { gen, remote, resolve, reject });
+      this.#dials.set(slot, { gen, remote, proto: options.proto, resolve, reject });
     });
   }
 
@@ -320,7 +366,9 @@ export class Engine {
           // or stopped the engine (whose close records come later in the batch).
           if (c === undefined || c._gen !== gen || c._state !== ConnState.Open || this.#state !== 'running') continue;
           const off = rec[p + 3]!;
-          this.#onData(c, this.#slab.subarray(off, off + rec[p + 4]!));
+          const data = this.#slab.subarray(off, off + rec[p + 4]!);
+          if (c._proto !== undefined) c._proto.onData(c, data);
+          else this.#onData(c, data);
         } else if (type === REC_OPEN) {
           this.#opened(slot, gen, rec[p + 3]!);
         } else if (type === REC_CLOSE) {
@@ -328,6 +376,10 @@ export class Engine {
         } else if (type === REC_DRAIN) {
           const c = conns[slot];
           if (c === undefined || c._gen !== gen || this.#state !== 'running') continue;
+          if (c._proto !== undefined) {
+            c._proto.onDrain(c);
+            continue;
+          }
           c._drainHandler?.(c);
           this.#onDrain?.(c);
         } else if (type === REC_DIAL_FAIL) {
@@ -366,6 +418,12 @@ export class Engine {
       this.#dials.delete(slot);
       c = new Conn(this, slot, gen, undefined, d.remote);
       this.#conns[slot] = c;
+      this.#online++;
+      if (d.proto !== undefined) {
+        c._proto = d.proto; // a protocol's own dial (a WebSocket client): its caller is told
+        d.resolve(c);
+        return;
+      }
       try {
         this.#onOpen(c);
       } finally {
@@ -377,7 +435,9 @@ export class Engine {
     const local = l?.kind === 'unix' ? `unix:${l.path}` : undefined;
     c = new Conn(this, slot, gen, local, l?.kind === 'unix' ? 'unix:' : undefined);
     this.#conns[slot] = c;
-    this.#onOpen(c);
+    this.#online++;
+    if (this.#upgrader !== undefined) this.#upgrader.accept(c);
+    else this.#onOpen(c);
   }
 
   #closed(slot: number, gen: number, reason: number, errno: number): void {
@@ -387,11 +447,13 @@ export class Engine {
     // natively until this record has been delivered.
     if (c._remote === undefined) c._remote = this._address(c, true);
     this.#conns[slot] = undefined;
+    this.#online--;
     c._state = ConnState.Closed;
     // An error the user closed with wins. A plain close() reports null unless
     // the close lost data (reset or timeout while flushing): that is not silent.
     const err = c._closeErr ?? this.#closeError(reason, errno);
-    this.#onClose(c, err);
+    if (c._proto !== undefined) c._proto.onClose(c, err);
+    else this.#onClose(c, err);
   }
 
   #closeError(reason: number, errno: number): Error | null {
@@ -461,6 +523,42 @@ export class Engine {
     if (this.#ncmds === CMD_CAPACITY) this.#flush();
     this.#refs.push(data);
     this.#pushCmd(CMD_WRITE_REF, c, this.#refs.length - 1, 0);
+  }
+
+  /** @internal Copies src[start, end) into the outgoing slab for `c` (no subarray allocated). */
+  _writeBytes(c: Conn, src: Uint8Array, start: number, end: number): void {
+    if (this.#state !== 'running') throw new NetClosedError();
+    const len = end - start;
+    if (len <= 0) return;
+    if (len > SMALL_WRITE) {
+      this._write(c, src.subarray(start, end));
+      return;
+    }
+    if (this.#outUsed + len > OUT_SLAB_SIZE || this.#ncmds === CMD_CAPACITY) this.#flush();
+    const out = this.#out;
+    let o = this.#outUsed;
+    if (len <= 16) {
+      for (let i = start; i < end; i++) out[o++] = src[i]!;
+    } else {
+      out.set(src.subarray(start, end), o);
+    }
+    this.#pushCmd(CMD_WRITE, c, this.#outUsed, len);
+    this.#outUsed += len;
+  }
+
+  /** @internal Whether the running engine keeps the process alive (the shared client engine: while it has connections). */
+  _setRef(on: boolean): void {
+    this.#handle?.setRef(on);
+  }
+
+  /** @internal Online connections as JS sees them (accepted or dialed, not yet closed). */
+  get _online(): number {
+    return this.#online;
+  }
+
+  /** @internal Calls fn for every open connection. */
+  _forEachConn(fn: (conn: Conn) => void): void {
+    for (const c of this.#conns) if (c !== undefined && c._state !== ConnState.Closed) fn(c);
   }
 
   /** @internal */

@@ -96,3 +96,17 @@ export class HttpError extends NetloopError {
     this.status = status;
   }
 }
+
+/**
+ * The peer closed the WebSocket with a close frame whose code is not 1000:
+ * 1001, 3000-4999, another valid code, or 1005 (an empty close frame).
+ */
+export class CloseError extends NetloopError {
+  readonly closeCode: number;
+  readonly reason: string;
+  constructor(closeCode: number, reason: string) {
+    super('NETLOOP_WS_CLOSE', `websocket: close ${closeCode}${reason !== '' ? ' ' + reason : ''}`);
+    this.closeCode = closeCode;
+    this.reason = reason;
+  }
+}

@@ -3,8 +3,19 @@ export { Engine } from './engine.js';
 export type { EngineOptions, EngineStats } from './engine.js';
 export { Conn } from './conn.js';
 export type { Deadline } from './conn.js';
+export { Upgrader } from './websocket/upgrader.js';
+export type { UpgraderOptions, HttpAnswer } from './websocket/upgrader.js';
+export { WebSocketConn } from './websocket/conn.js';
+export { dial, HandshakeError } from './websocket/client.js';
+export type { DialOptions } from './websocket/client.js';
+export type { CloseInfo, CloseInitiator } from './websocket/conn.js';
+export type { MessageType } from './websocket/opcodes.js';
+export type { RequestHead } from './http/request-parser.js';
 export {
   NetloopError,
+  CloseError,
+  ProtocolError,
+  HttpError,
   EOFError,
   SysError,
   TimeoutError,

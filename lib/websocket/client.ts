@@ -1,0 +1,255 @@
+// The WebSocket client: dial('ws://host:port/path', options) opens a TCP
+// connection on an Engine, performs the opening handshake (RFC 6455 §4.1)
+// and resolves to a WebSocketConn with the same API as the server's, with
+// every frame masked.
+import { randomBytes } from 'node:crypto';
+import type { Conn, ConnProtocol } from '../conn.js';
+import { Engine } from '../engine.js';
+import { HttpError, NetClosedError, NetloopError, ProtocolError, TimeoutError } from '../errors.js';
+import { ResponseParser, headerValue, type ResponseParser as Parser } from '../http/response-parser.js';
+import { computeAccept } from '../http/upgrade.js';
+import { listElements, listHasToken } from '../http/chars.js';
+import { WebSocketConn, type WebSocketOwner } from './conn.js';
+import type { MessageType } from './opcodes.js';
+import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
+
+export interface DialOptions {
+  /** The engine to dial from. Default: a shared client engine, started on first use. */
+  engine?: Engine;
+  /** Subprotocols to offer, in order of preference. */
+  subprotocols?: readonly string[];
+  /** Extra request headers (Origin, Authorization, ...). */
+  headers?: Readonly<Record<string, string>>;
+  /** Connect plus handshake must finish within this many ms. Default 10000. */
+  handshakeTimeout?: number;
+  /** After sending a close frame, the server's answer is awaited this long (ms). Default 5000. */
+  closeTimeout?: number;
+  /** Bytes a received message may have; past it: close 1009. 0 = no limit. Default 16 MiB. */
+  messageLengthLimit?: number;
+  onMessage?: (c: WebSocketConn, type: MessageType, data: Buffer) => void;
+  /** Frame-level delivery instead of onMessage. */
+  onDataFrame?: (c: WebSocketConn, type: MessageType, fin: boolean, data: Buffer) => void;
+  /** Called exactly once, after the connection closed. */
+  onClose?: (c: WebSocketConn, err: Error | null) => void;
+  /** The server's close frame. */
+  closeHandler?: (c: WebSocketConn, code: number, reason: string) => void;
+  /** Replaces the automatic pong. */
+  pingHandler?: (c: WebSocketConn, data: Buffer) => void;
+  pongHandler?: (c: WebSocketConn, data: Buffer) => void;
+}
+
+/** The handshake failed: the server answered something other than a valid 101. */
+export class HandshakeError extends NetloopError {
+  readonly status: number;
+  constructor(code: string, status: number, message: string) {
+    super(code, message);
+    this.status = status;
+  }
+}
+
+let sharedEngine: Engine | undefined;
+let sharedStarting: Promise<Engine> | undefined;
+let sharedOpen = 0;
+
+// The shared engine keeps the process alive only while it has connections,
+// like a Node socket would.
+function sharedRef(delta: number): void {
+  sharedOpen += delta;
+  sharedEngine?._setRef(sharedOpen > 0);
+}
+
+async function defaultEngine(): Promise<Engine> {
+  if (sharedEngine !== undefined) return sharedEngine;
+  sharedStarting ??= (async () => {
+    const e = new Engine({ ref: false });
+    await e.start();
+    sharedEngine = e;
+    return e;
+  })();
+  return sharedStarting;
+}
+
+function parseUrl(url: string): { host: string; port: number; path: string; hostHeader: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new TypeError(`dial: "${url}" is not a URL`);
+  }
+  if (u.protocol !== 'ws:') {
+    throw new TypeError(u.protocol === 'wss:' ? 'dial: wss:// (TLS) is not supported' : `dial: the URL must start with ws://, got ${u.protocol}`);
+  }
+  if (u.hash !== '') throw new TypeError('dial: a WebSocket URL has no fragment (#...)');
+  const port = u.port === '' ? 80 : Number(u.port);
+  const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+  return { host, port, path: (u.pathname || '/') + u.search, hostHeader: u.host };
+}
+
+class ClientSession implements ReceiverHandlers, WebSocketOwner {
+  readonly closeTimeout: number;
+  ws!: WebSocketConn;
+  constructor(readonly o: DialOptions) {
+    this.closeTimeout = o.closeTimeout ?? 5000;
+  }
+  get closeHandler(): DialOptions['closeHandler'] {
+    return this.o.closeHandler;
+  }
+  deliverClose(ws: WebSocketConn, err: Error | null): void {
+    sharedRefIfShared(ws, -1);
+    this.o.onClose?.(ws, err);
+  }
+  onMessage(type: MessageType, data: Buffer): void {
+    this.o.onMessage?.(this.ws, type, data);
+  }
+  onPing(data: Buffer): void {
+    if (this.o.pingHandler !== undefined) this.o.pingHandler(this.ws, data);
+    else this.ws._autoPong(data);
+  }
+  onPong(data: Buffer): void {
+    this.o.pongHandler?.(this.ws, data);
+  }
+  onClose(code: number, reason: string): void {
+    this.ws._peerClose(code, reason);
+  }
+  onError(err: ProtocolError): void {
+    this.ws._protocolError(err);
+  }
+}
+
+class FrameClientSession extends ClientSession {
+  onDataFrame(type: MessageType, fin: boolean, data: Buffer): void {
+    this.o.onDataFrame!(this.ws, type, fin, data);
+  }
+}
+
+function sharedRefIfShared(ws: WebSocketConn, delta: number): void {
+  if (ws._raw.engine === sharedEngine) sharedRef(delta);
+}
+
+interface Handshake {
+  key: string;
+  parser: Parser;
+  path: string;
+  offered: readonly string[];
+  session: ClientSession;
+  resolve: (ws: WebSocketConn) => void;
+  reject: (err: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+const websocketProto: ConnProtocol = {
+  onData(conn, data) {
+    (conn._protoState as WebSocketConn)._receiver?.push(data);
+  },
+  onClose(conn, err) {
+    (conn._protoState as WebSocketConn)._closed(err);
+  },
+  onDrain() {},
+};
+
+const handshakeProto: ConnProtocol = {
+  onData(conn, data) {
+    const h = conn._protoState as Handshake;
+    const r = h.parser.push(data);
+    if (r === 'need-more') return;
+    if (r instanceof HttpError) {
+      fail(conn, h, new HandshakeError('WS_ERR_HANDSHAKE', 0, `invalid handshake response: ${r.message}`));
+      return;
+    }
+    const head = r.head;
+    if (head.status !== 101) {
+      fail(conn, h, new HandshakeError('WS_ERR_HANDSHAKE_STATUS', head.status, `the server answered ${head.status} ${head.reason}`.trimEnd()));
+      return;
+    }
+    if (!listHasToken(headerValue(head, 'upgrade'), 'websocket') || !listHasToken(headerValue(head, 'connection'), 'upgrade')) {
+      fail(conn, h, new HandshakeError('WS_ERR_HANDSHAKE', 101, 'the 101 response lacks Upgrade: websocket or Connection: upgrade'));
+      return;
+    }
+    if (headerValue(head, 'sec-websocket-accept') !== computeAccept(h.key)) {
+      fail(conn, h, new HandshakeError('WS_ERR_HANDSHAKE_ACCEPT', 101, 'Sec-WebSocket-Accept does not match the key'));
+      return;
+    }
+    const protocol = headerValue(head, 'sec-websocket-protocol') ?? '';
+    if (protocol !== '' && !h.offered.includes(protocol)) {
+      fail(conn, h, new HandshakeError('WS_ERR_HANDSHAKE_PROTOCOL', 101, `the server chose subprotocol "${protocol}", which was not offered`));
+      return;
+    }
+    if (headerValue(head, 'sec-websocket-extensions') !== undefined) {
+      const names = listElements(headerValue(head, 'sec-websocket-extensions')!);
+      fail(conn, h, new HandshakeError('WS_ERR_HANDSHAKE_EXTENSION', 101, `the server accepted extensions that were not offered: ${names.join(', ')}`));
+      return;
+    }
+    clearTimeout(h.timer);
+    const s = h.session;
+    const ws = new WebSocketConn(conn, s, true, protocol, h.path);
+    s.ws = ws;
+    ws._receiver = new Receiver(s, { role: 'client', maxMessageLength: s.o.messageLengthLimit ?? DEFAULT_MAX_MESSAGE_LENGTH });
+    conn._proto = websocketProto;
+    conn._protoState = ws;
+    sharedRefIfShared(ws, +1);
+    h.resolve(ws);
+    if (r.consumed < data.length) websocketProto.onData(conn, data.subarray(r.consumed));
+  },
+  onClose(conn, err) {
+    const h = conn._protoState as Handshake;
+    fail(conn, h, err ?? new NetClosedError());
+  },
+  onDrain() {},
+};
+
+function fail(conn: Conn, h: Handshake, err: Error): void {
+  clearTimeout(h.timer);
+  conn._protoState = undefined;
+  conn._proto = undefined;
+  conn.closeAndClean(err);
+  h.reject(err);
+}
+
+/** Opens a WebSocket connection to a ws:// URL. */
+export async function dial(url: string, options: DialOptions = {}): Promise<WebSocketConn> {
+  if (typeof url !== 'string') throw new TypeError('dial(url, options): url must be a string');
+  if (options === null || typeof options !== 'object') throw new TypeError('dial(url, options): options must be an object');
+  const target = parseUrl(url);
+  const offered = options.subprotocols ?? [];
+  if (!Array.isArray(offered) || !offered.every((p) => typeof p === 'string' && /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(p))) {
+    throw new TypeError('dial: subprotocols must be an array of tokens');
+  }
+  for (const name of ['onMessage', 'onDataFrame', 'onClose', 'closeHandler', 'pingHandler', 'pongHandler'] as const) {
+    if (options[name] !== undefined && typeof options[name] !== 'function') throw new TypeError(`dial: ${name} must be a function`);
+  }
+  const timeout = options.handshakeTimeout ?? 10_000;
+  const engine = options.engine ?? (await defaultEngine());
+  const addr = target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
+  const started = Date.now();
+  const conn = await engine.dial(addr, { timeout, proto: handshakeProto });
+  const key = randomBytes(16).toString('base64');
+  const lines = [
+    `GET ${target.path} HTTP/1.1`,
+    `Host: ${target.hostHeader}`,
+    'Upgrade: websocket',
+    'Connection: Upgrade',
+    `Sec-WebSocket-Key: ${key}`,
+    'Sec-WebSocket-Version: 13',
+  ];
+  if (offered.length > 0) lines.push(`Sec-WebSocket-Protocol: ${offered.join(', ')}`);
+  for (const [name, value] of Object.entries(options.headers ?? {})) {
+    if (/[\r\n]/.test(name + value)) throw new TypeError('dial: header names and values must not contain CR or LF');
+    lines.push(`${name}: ${value}`);
+  }
+  return new Promise<WebSocketConn>((resolve, reject) => {
+    const session = options.onDataFrame !== undefined ? new FrameClientSession(options) : new ClientSession(options);
+    const left = Math.max(1, timeout - (Date.now() - started));
+    const h: Handshake = {
+      key,
+      parser: new ResponseParser(),
+      path: target.path,
+      offered,
+      session,
+      resolve,
+      reject,
+      timer: setTimeout(() => fail(conn, h, new TimeoutError('read')), left),
+    };
+    conn._protoState = h;
+    conn.write(lines.join('\r\n') + '\r\n\r\n');
+  });
+}

@@ -1,0 +1,315 @@
+// WebSocketConn: one WebSocket connection (server or client side) on a raw
+// Conn. It owns the receiver, writes frames through the raw connection's
+// corked write path, runs the closing handshake, and decides what onClose
+// reports (DESIGN.md, "Close reporting contract", non-blocking column).
+//
+// What onClose receives, first match wins:
+//   1. an error the user closed with (closeWithError, closeAndClean);
+//   2. a protocol error we detected (ProtocolError, its close code sent);
+//   3. the peer's close frame: null for 1000 or when we started the
+//      handshake, CloseError for any other code (1005 for an empty frame);
+//   4. what the transport saw (EOFError, SysError, TimeoutError, or null
+//      when the engine stopped).
+import type { Conn, Deadline } from '../conn.js';
+import { CloseError, NetClosedError } from '../errors.js';
+import type { ProtocolError } from '../errors.js';
+import { CloseCode, MAX_CLOSE_REASON_BYTES, isValidCloseCode } from './close.js';
+import { MAX_CONTROL_PAYLOAD, Opcode, type MessageType } from './opcodes.js';
+import type { Receiver } from './receiver.js';
+import { frame, writeFrameHeader } from './sender.js';
+
+/** Who started the close: we did, the peer did (close frame), or the connection just dropped. */
+export type CloseInitiator = 'local' | 'peer' | 'network';
+
+/** The protocol-level facts of a close; identical in every I/O mode. */
+export interface CloseInfo {
+  /** The close code received from the peer; the code we sent for a protocol error; 1006 when no close frame was exchanged. */
+  code: number;
+  reason: string;
+  /** True when both close frames were exchanged. */
+  wasClean: boolean;
+  initiator: CloseInitiator;
+  /** What onClose received. */
+  error: Error | null;
+}
+
+/** @internal What a WebSocketConn needs of its owner (the Upgrader, or a client's handlers). */
+export interface WebSocketOwner {
+  /** Close handshake timeout, ms. */
+  readonly closeTimeout: number;
+  /** Calls the user's onClose. */
+  deliverClose(ws: WebSocketConn, err: Error | null): void;
+  /** The user's close handler (setCloseHandler), if any. */
+  readonly closeHandler: ((ws: WebSocketConn, code: number, reason: string) => void) | undefined;
+}
+
+/** @internal Compression of outgoing messages (permessage-deflate), when negotiated. */
+export interface MessageCompressor {
+  /** The compressed payload (RFC 7692 tail removed), or null to send this message uncompressed. */
+  compress(data: Buffer): Buffer | null;
+  close(): void;
+}
+
+const enum WsState {
+  Open = 0,
+  CloseSent = 1, // our close frame is out; waiting for the peer's
+  Closed = 2, // onClose delivered
+}
+
+// Server frame headers are built here and copied into the engine's out slab.
+const header = new Uint8Array(14);
+
+function opcodeOf(type: unknown, what: string): number {
+  if (type === 'text') return Opcode.Text;
+  if (type === 'binary') return Opcode.Binary;
+  throw new TypeError(`${what}: type must be 'text' or 'binary', got ${String(type)}`);
+}
+
+function checkPayload(data: unknown, what: string): asserts data is Uint8Array | string {
+  if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
+    throw new TypeError(`${what}: data must be a Buffer, Uint8Array or string, got ${data === null ? 'null' : typeof data}`);
+  }
+}
+
+export class WebSocketConn {
+  /** @internal */ readonly _raw: Conn;
+  /** @internal */ readonly _owner: WebSocketOwner;
+  /** @internal */ _receiver: Receiver | null = null;
+  /** @internal */ _compressor: MessageCompressor | null = null;
+  /** @internal */ _lastRead = 0; // Date.now() of the last bytes received (keepalive)
+  /** The subprotocol agreed in the handshake, '' when none. */
+  readonly subprotocol: string;
+  /** The request path (server side) or the dialed path (client side). */
+  readonly path: string;
+  /** Set once the connection has closed (and in onClose). */
+  closeInfo: CloseInfo | null = null;
+  #state = WsState.Open;
+  readonly #masked: boolean; // client side: every frame is masked
+  #fragmentOpcode = 0; // the opcode of a message being sent in fragments, 0 when none
+  #err: Error | null | undefined = undefined;
+  #session: unknown = undefined;
+
+  /** @internal */
+  constructor(raw: Conn, owner: WebSocketOwner, masked: boolean, subprotocol: string, path: string) {
+    this._raw = raw;
+    this._owner = owner;
+    this.#masked = masked;
+    this.subprotocol = subprotocol;
+    this.path = path;
+  }
+
+  /** True once a close frame was sent or the connection closed: no more messages may be written. */
+  get closed(): boolean {
+    return this.#state !== WsState.Open;
+  }
+
+  /**
+   * Sends a whole message. Text is sent as UTF-8 (give a string, or bytes you
+   * know are valid UTF-8). Throws NetClosedError once the closing handshake
+   * has started.
+   */
+  writeMessage(type: MessageType, data: Uint8Array | string): void {
+    const opcode = opcodeOf(type, 'writeMessage');
+    checkPayload(data, 'writeMessage');
+    if (this.#state !== WsState.Open) throw new NetClosedError();
+    if (this.#fragmentOpcode !== 0) throw new Error('writeMessage: a fragmented message is being sent with writeFrame(); finish it first');
+    const c = this._compressor;
+    if (c !== null) {
+      const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+      const packed = c.compress(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      if (packed !== null) {
+        this.#send(opcode, packed, true, true);
+        return;
+      }
+      this.#send(opcode, bytes, true, false);
+      return;
+    }
+    this.#send(opcode, data, true, false);
+  }
+
+  /**
+   * Sends one frame of a message, for manual fragmentation: the first call
+   * starts a message of `type`, the following ones continue it, the one with
+   * `fin` true ends it. Fragments are never compressed.
+   */
+  writeFrame(type: MessageType, data: Uint8Array | string, fin = true): void {
+    const opcode = opcodeOf(type, 'writeFrame');
+    checkPayload(data, 'writeFrame');
+    if (typeof fin !== 'boolean') throw new TypeError('writeFrame: fin must be a boolean');
+    if (this.#state !== WsState.Open) throw new NetClosedError();
+    let sendOpcode = opcode;
+    if (this.#fragmentOpcode !== 0) {
+      if (this.#fragmentOpcode !== opcode) throw new Error(`writeFrame: a ${this.#fragmentOpcode === Opcode.Text ? 'text' : 'binary'} message is being sent`);
+      sendOpcode = Opcode.Continuation;
+    }
+    this.#fragmentOpcode = fin ? 0 : opcode;
+    this.#send(sendOpcode, data, fin, false);
+  }
+
+  /** Sends a ping (at most 125 bytes of payload). */
+  ping(data: Uint8Array | string = ''): void {
+    this.#control(Opcode.Ping, data, 'ping');
+  }
+
+  /** Sends a pong (at most 125 bytes); pings are answered automatically unless a ping handler is set. */
+  pong(data: Uint8Array | string = ''): void {
+    this.#control(Opcode.Pong, data, 'pong');
+  }
+
+  /**
+   * Starts the closing handshake: sends a close frame with `code` and
+   * `reason` (at most 123 bytes of UTF-8), then waits for the peer's close
+   * frame (at most the close timeout) and closes the TCP connection.
+   * Everything written before is delivered first. onClose receives null if
+   * the peer answers.
+   */
+  writeClose(code: number = CloseCode.Normal, reason = ''): void {
+    if (!isValidCloseCode(code)) throw new RangeError(`writeClose: ${String(code)} is not a close code that may be sent`);
+    if (typeof reason !== 'string') throw new TypeError('writeClose: reason must be a string');
+    if (Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES) throw new RangeError(`writeClose: the reason is longer than ${MAX_CLOSE_REASON_BYTES} bytes`);
+    if (this.#state !== WsState.Open) return;
+    this.#sendClose(code, reason);
+    this._raw.setReadDeadline(Date.now() + this._owner.closeTimeout);
+  }
+
+  /** Closes the TCP connection now, without a close frame (what was written is still flushed); onClose receives `err`. */
+  closeWithError(err: Error | null): void {
+    if (err !== null && !(err instanceof Error)) throw new TypeError('closeWithError(err): err must be an Error or null');
+    if (this.#state === WsState.Closed) return;
+    this.#localClose(err);
+    this._raw.closeWithError(err);
+  }
+
+  /** Closes now and releases everything: queued data dropped, RST sent; onClose receives `err`. */
+  closeAndClean(err: Error | null = null): void {
+    if (err !== null && !(err instanceof Error)) throw new TypeError('closeAndClean(err): err must be an Error or null');
+    if (this.#state === WsState.Closed) return;
+    this.#localClose(err);
+    this._raw.closeAndClean(err);
+  }
+
+  setReadDeadline(deadline: Deadline): void {
+    this._raw.setReadDeadline(deadline);
+  }
+
+  setWriteDeadline(deadline: Deadline): void {
+    this._raw.setWriteDeadline(deadline);
+  }
+
+  setSession(session: unknown): void {
+    this.#session = session;
+  }
+
+  get session(): unknown {
+    return this.#session;
+  }
+
+  get bufferedAmount(): number {
+    return this._raw.bufferedAmount;
+  }
+
+  get remoteAddr(): string {
+    return this._raw.remoteAddr;
+  }
+
+  get localAddr(): string {
+    return this._raw.localAddr;
+  }
+
+  // -------------------------------------------------------------------------
+  // Writing frames
+
+  #send(opcode: number, data: Uint8Array | string, fin: boolean, rsv1: boolean): void {
+    const raw = this._raw;
+    if (this.#masked) {
+      raw.writev(frame(opcode, data, { fin, rsv1, mask: true }));
+      return;
+    }
+    const len = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+    const n = writeFrameHeader(header, 0, opcode, len, fin, rsv1, null);
+    raw.engine._writeBytes(raw, header, 0, n);
+    if (len > 0) raw.write(data);
+  }
+
+  #control(opcode: number, data: Uint8Array | string, what: string): void {
+    checkPayload(data, what);
+    const len = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+    if (len > MAX_CONTROL_PAYLOAD) throw new RangeError(`${what}: a control frame carries at most ${MAX_CONTROL_PAYLOAD} bytes`);
+    if (this.#state !== WsState.Open) throw new NetClosedError();
+    this.#send(opcode, data, true, false);
+  }
+
+  #sendClose(code: number, reason: string): void {
+    this.#state = WsState.CloseSent;
+    if (code === CloseCode.NoStatus) {
+      this.#send(Opcode.Close, '', true, false); // echo an empty close as an empty close
+      return;
+    }
+    const payload = Buffer.allocUnsafe(2 + Buffer.byteLength(reason));
+    payload.writeUInt16BE(code, 0);
+    payload.write(reason, 2, 'utf8');
+    this.#send(Opcode.Close, payload, true, false);
+  }
+
+  #localClose(err: Error | null): void {
+    if (this.#err === undefined) this.#err = err;
+    if (this.closeInfo === null) this.closeInfo = { code: CloseCode.Abnormal, reason: '', wasClean: false, initiator: 'local', error: err };
+    this.#state = WsState.CloseSent;
+  }
+
+  // -------------------------------------------------------------------------
+  // Events from the receiver and the raw connection (websocket/upgrader.ts)
+
+  /** @internal The peer's ping: answered with a pong unless the owner handles pings itself. */
+  _autoPong(data: Buffer): void {
+    if (this.#state === WsState.Open) this.#send(Opcode.Pong, data, true, false);
+  }
+
+  /** @internal The peer's close frame. */
+  _peerClose(code: number, reason: string): void {
+    if (this.#state === WsState.Closed) return;
+    const weStarted = this.#state === WsState.CloseSent;
+    if (this.#err === undefined) {
+      // A normal close, or the answer to ours, is no error; anything else is.
+      this.#err = weStarted || code === CloseCode.Normal ? null : new CloseError(code, reason);
+    }
+    if (this.closeInfo === null || weStarted) {
+      this.closeInfo = { code, reason, wasClean: true, initiator: weStarted ? 'local' : 'peer', error: this.#err };
+    }
+    if (!weStarted) this.#sendClose(code, ''); // echo the code (RFC 6455 §5.5.1)
+    // The server closes the TCP connection first (§7.1.1); a client would
+    // wait for it, but waiting gains nothing here: our FIN follows our close
+    // frame and the peer's close frame has been read.
+    this._raw.close();
+    this._owner.closeHandler?.(this, code, reason);
+  }
+
+  /** @internal A protocol violation by the peer: send its close code, deliver what was written, close. */
+  _protocolError(err: ProtocolError): void {
+    if (this.#state === WsState.Closed) return;
+    if (this.#err === undefined) this.#err = err;
+    if (this.closeInfo === null) this.closeInfo = { code: err.closeCode, reason: '', wasClean: false, initiator: 'local', error: err };
+    if (this.#state === WsState.Open) this.#sendClose(err.closeCode, '');
+    this._raw.close();
+  }
+
+  /** @internal The raw connection closed: report once. */
+  _closed(transportErr: Error | null): void {
+    if (this.#state === WsState.Closed) return;
+    const weStarted = this.#state === WsState.CloseSent;
+    this.#state = WsState.Closed;
+    const err = this.#err !== undefined ? this.#err : transportErr;
+    if (this.closeInfo === null) {
+      // No close frame came back: our writeClose went unanswered, or the
+      // connection just dropped.
+      this.closeInfo = { code: CloseCode.Abnormal, reason: '', wasClean: false, initiator: weStarted ? 'local' : 'network', error: err };
+    } else {
+      this.closeInfo.error = err;
+    }
+    this._receiver?.stop();
+    this._receiver = null;
+    this._compressor?.close();
+    this._compressor = null;
+    this._owner.deliverClose(this, err);
+  }
+}

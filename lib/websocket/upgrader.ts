@@ -1,0 +1,366 @@
+// Upgrader: the nbio-style server API. Given to an Engine ({ upgrader }), it
+// takes over every accepted connection: reads the HTTP/1.1 request head,
+// answers plain HTTP or upgrades to WebSocket, then parses frames and calls
+// the user's handlers.
+//
+// Per connection it keeps as little as it can: no parser object until bytes
+// arrive, no timers (deadlines are the engine's), and the receiver's
+// handlers are one shared object per upgrader that is pointed at the
+// connection being parsed (Receiver.push() is synchronous and not re-entrant).
+import type { Conn, ConnProtocol } from '../conn.js';
+import type { Engine, EngineUpgrader } from '../engine.js';
+import { HttpError, ProtocolError } from '../errors.js';
+import { RequestParser, type RequestHead } from '../http/request-parser.js';
+import { httpResponse, type HeaderList } from '../http/response.js';
+import { checkUpgrade, isWebSocketUpgrade, rejectionResponse } from '../http/upgrade.js';
+import { CloseCode } from './close.js';
+import { WebSocketConn, type WebSocketOwner } from './conn.js';
+import type { MessageType } from './opcodes.js';
+import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
+
+/** A plain HTTP answer for a request that is not a WebSocket upgrade. */
+export interface HttpAnswer {
+  status: number;
+  headers?: HeaderList;
+  body?: string | Uint8Array;
+}
+
+export interface UpgraderOptions {
+  /** Paths that upgrade: one, a list, or a predicate. Default: any path. */
+  path?: string | readonly string[] | ((path: string, head: RequestHead) => boolean);
+  /** Subprotocols spoken, in order of preference. */
+  subprotocols?: readonly string[];
+  /** Decides whether a page from `origin` may connect. false: 403. Default: every origin. */
+  checkOrigin?: (origin: string | undefined, head: RequestHead) => boolean;
+  /** Bytes a message may have, after inflation; past it: close 1009. 0 = no limit. Default 16 MiB. */
+  messageLengthLimit?: number;
+  /** A connection silent for this long (ms) is closed (TimeoutError "read timeout"); pings go out at half of it. 0 disables. Default 120000. */
+  keepaliveTime?: number;
+  /** The request head must arrive within this many ms. Default 10000. */
+  handshakeTimeout?: number;
+  /** After sending a close frame, the peer's answer is awaited this long (ms). Default 5000. */
+  closeTimeout?: number;
+  /** Request head limits: bytes and header lines (431 past them). Defaults 8 KiB and 40. */
+  maxHeadSize?: number;
+  maxHeaders?: number;
+  /** Online connections past which new ones get 503 before their handshake. Default 1,000,000. */
+  maxLoad?: number;
+  /** Extra headers on every 101 response. */
+  headers?: Readonly<Record<string, string>>;
+  /** Answers requests that are not WebSocket upgrades; without it they get 404 (or 400 for a broken upgrade). */
+  httpHandler?: (head: RequestHead, conn: Conn) => HttpAnswer;
+}
+
+type OpenHandler = (c: WebSocketConn) => void;
+type MessageHandler = (c: WebSocketConn, type: MessageType, data: Buffer) => void;
+type DataFrameHandler = (c: WebSocketConn, type: MessageType, fin: boolean, data: Buffer) => void;
+type CloseHandler = (c: WebSocketConn, err: Error | null) => void;
+type CloseFrameHandler = (c: WebSocketConn, code: number, reason: string) => void;
+type PingHandler = (c: WebSocketConn, data: Buffer) => void;
+
+function checkMs(name: string, v: unknown, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 2 ** 31 - 1) {
+    throw new TypeError(`${name} must be a number of milliseconds from 0 to 2^31-1, got ${String(v)}`);
+  }
+  return v;
+}
+
+function checkCount(name: string, v: unknown, dflt: number, min: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new TypeError(`${name} must be an integer >= ${min}, got ${String(v)}`);
+  return v;
+}
+
+function fn<T>(name: string, f: T): T {
+  if (typeof f !== 'function') throw new TypeError(`${name}(handler): handler must be a function`);
+  return f;
+}
+
+/**
+ * The shared receiver handlers: `ws` is the connection whose bytes are
+ * being pushed. Two classes, because the receiver chooses frame-level or
+ * message-level delivery by whether onDataFrame exists.
+ */
+class MessageSink implements ReceiverHandlers {
+  ws!: WebSocketConn;
+  constructor(readonly owner: Upgrader) {}
+  onMessage(type: MessageType, data: Buffer): void {
+    this.owner._onMessage(this.ws, type, data);
+  }
+  onPing(data: Buffer): void {
+    this.owner._onPing(this.ws, data);
+  }
+  onPong(data: Buffer): void {
+    this.owner._onPong?.(this.ws, data);
+  }
+  onClose(code: number, reason: string): void {
+    this.ws._peerClose(code, reason);
+  }
+  onError(err: ProtocolError): void {
+    this.ws._protocolError(err);
+  }
+}
+
+class FrameSink extends MessageSink {
+  onDataFrame(type: MessageType, fin: boolean, data: Buffer): void {
+    this.owner._onDataFrame!(this.ws, type, fin, data);
+  }
+}
+
+export class Upgrader implements EngineUpgrader, WebSocketOwner {
+  readonly options: Readonly<UpgraderOptions>;
+  readonly closeTimeout: number;
+  readonly keepaliveTime: number;
+  readonly handshakeTimeout: number;
+  readonly messageLengthLimit: number;
+  readonly maxLoad: number;
+  #onOpen: OpenHandler | undefined;
+  /** @internal */ _onMessage: MessageHandler = () => {};
+  /** @internal */ _onDataFrame: DataFrameHandler | undefined;
+  #onClose: CloseHandler | undefined;
+  #closeHandler: CloseFrameHandler | undefined;
+  #pingHandler: PingHandler | undefined;
+  /** @internal */ _onPong: PingHandler | undefined;
+  #sink: MessageSink | undefined;
+  readonly #keepalive = new Map<Engine, ReturnType<typeof setInterval>>();
+
+  // The protocol objects the engine calls for our connections.
+  readonly #handshake: ConnProtocol;
+  readonly #websocket: ConnProtocol;
+
+  constructor(options: UpgraderOptions = {}) {
+    if (options === null || typeof options !== 'object') throw new TypeError('new Upgrader(options): options must be an object');
+    this.options = { ...options };
+    this.closeTimeout = checkMs('closeTimeout', options.closeTimeout, 5000);
+    this.keepaliveTime = checkMs('keepaliveTime', options.keepaliveTime, 120_000);
+    this.handshakeTimeout = checkMs('handshakeTimeout', options.handshakeTimeout, 10_000);
+    this.messageLengthLimit = checkCount('messageLengthLimit', options.messageLengthLimit, DEFAULT_MAX_MESSAGE_LENGTH, 0);
+    this.maxLoad = checkCount('maxLoad', options.maxLoad, 1_000_000, 1);
+    checkCount('maxHeadSize', options.maxHeadSize, 8192, 64);
+    checkCount('maxHeaders', options.maxHeaders, 40, 1);
+    if (options.subprotocols !== undefined && !Array.isArray(options.subprotocols)) throw new TypeError('subprotocols must be an array of strings');
+    if (options.checkOrigin !== undefined) fn('checkOrigin', options.checkOrigin);
+    if (options.httpHandler !== undefined) fn('httpHandler', options.httpHandler);
+
+    const self = this;
+    this.#handshake = {
+      onData: (conn, data) => self.#handshakeData(conn, data),
+      onClose: () => {}, // never upgraded: the user never saw it
+      onDrain: () => {},
+    };
+    this.#websocket = {
+      onData(conn, data) {
+        const ws = conn._protoState as WebSocketConn;
+        ws._lastRead = Date.now();
+        const sink = self.#sink!;
+        sink.ws = ws;
+        ws._receiver?.push(data);
+      },
+      onClose(conn, err) {
+        (conn._protoState as WebSocketConn)._closed(err);
+      },
+      onDrain(conn) {
+        const ws = conn._protoState as WebSocketConn;
+        self.#onDrain?.(ws);
+      },
+    };
+  }
+
+  #onDrain: OpenHandler | undefined;
+
+  /** Called when a connection has upgraded. */
+  onOpen(handler: OpenHandler): this {
+    this.#onOpen = fn('onOpen', handler);
+    return this;
+  }
+
+  /** Called with each complete message. `data` is yours to keep. */
+  onMessage(handler: MessageHandler): this {
+    this._onMessage = fn('onMessage', handler);
+    return this;
+  }
+
+  /** Frame-level delivery instead of onMessage (fragments are not buffered). Set it before connections arrive. */
+  onDataFrame(handler: DataFrameHandler): this {
+    this._onDataFrame = fn('onDataFrame', handler);
+    return this;
+  }
+
+  /** Called exactly once per upgraded connection, with null or why it closed (see the close contract). */
+  onClose(handler: CloseHandler): this {
+    this.#onClose = fn('onClose', handler);
+    return this;
+  }
+
+  /** Called when a connection's write queue becomes empty. */
+  onDrain(handler: OpenHandler): this {
+    this.#onDrain = fn('onDrain', handler);
+    return this;
+  }
+
+  /** Called with the peer's close frame (code, reason); 1005 and '' for an empty one. */
+  setCloseHandler(handler: CloseFrameHandler | null): this {
+    this.#closeHandler = handler === null ? undefined : fn('setCloseHandler', handler);
+    return this;
+  }
+
+  /** Replaces the default ping handling (a pong with the same payload). */
+  setPingHandler(handler: PingHandler | null): this {
+    this.#pingHandler = handler === null ? undefined : fn('setPingHandler', handler);
+    return this;
+  }
+
+  setPongHandler(handler: PingHandler | null): this {
+    this._onPong = handler === null ? undefined : fn('setPongHandler', handler);
+    return this;
+  }
+
+  /** @internal */
+  get closeHandler(): CloseFrameHandler | undefined {
+    return this.#closeHandler;
+  }
+
+  /** @internal */
+  deliverClose(ws: WebSocketConn, err: Error | null): void {
+    this.#onClose?.(ws, err);
+  }
+
+  /** @internal */
+  _onPing(ws: WebSocketConn, data: Buffer): void {
+    if (this.#pingHandler !== undefined) this.#pingHandler(ws, data);
+    else ws._autoPong(data);
+  }
+
+  // -------------------------------------------------------------------------
+  // EngineUpgrader
+
+  /** @internal */
+  attach(_engine: Engine): void {}
+
+  /** @internal */
+  started(engine: Engine): void {
+    if (this.keepaliveTime === 0) return;
+    const period = Math.max(1, Math.floor(this.keepaliveTime / 2));
+    const timer = setInterval(() => this.#sweep(engine, period), period);
+    timer.unref();
+    this.#keepalive.set(engine, timer);
+  }
+
+  /** @internal Engine stop: close 1001 to every WebSocket, wait for the answers (closeTimeout at most). */
+  stopping(engine: Engine): Promise<void> | void {
+    const timer = this.#keepalive.get(engine);
+    if (timer !== undefined) clearInterval(timer);
+    this.#keepalive.delete(engine);
+    const waiting: WebSocketConn[] = [];
+    engine._forEachConn((conn) => {
+      if (conn._proto !== this.#websocket) {
+        conn.close(); // still in its handshake
+        return;
+      }
+      const ws = conn._protoState as WebSocketConn;
+      if (!ws.closed) ws.writeClose(CloseCode.GoingAway, '');
+      waiting.push(ws);
+    });
+    if (waiting.length === 0) return;
+    return new Promise<void>((resolve) => {
+      const deadline = Date.now() + this.closeTimeout;
+      const poll = (): void => {
+        if (waiting.every((ws) => ws.closeInfo !== null && ws._raw.closed && ws._receiver === null) || Date.now() >= deadline) {
+          resolve();
+          return;
+        }
+        setTimeout(poll, 10);
+      };
+      poll();
+    });
+  }
+
+  /** @internal A connection was accepted. */
+  accept(conn: Conn): void {
+    if (conn.engine._online > this.maxLoad) {
+      conn.write(httpResponse(503, [['Retry-After', '1']], 'Too many connections\n'));
+      conn.close();
+      return;
+    }
+    conn._proto = this.#handshake;
+    conn.setReadDeadline(Date.now() + this.handshakeTimeout);
+  }
+
+  // Keepalive: one timer per engine, not per connection. Connections that
+  // were silent for half the keepalive time get a ping; each connection's
+  // read deadline (the engine's timer heap) is moved to its last activity
+  // plus the keepalive time plus one sweep period, so a connection is
+  // closed after keepaliveTime to 1.5 x keepaliveTime of silence.
+  #sweep(engine: Engine, period: number): void {
+    const now = Date.now();
+    engine._forEachConn((conn) => {
+      if (conn._proto !== this.#websocket) return;
+      const ws = conn._protoState as WebSocketConn;
+      if (ws.closed) return;
+      if (now - ws._lastRead >= period) ws.ping();
+      conn.setReadDeadline(ws._lastRead + this.keepaliveTime + period);
+    });
+  }
+
+  // -------------------------------------------------------------------------
+  // The handshake
+
+  #handshakeData(conn: Conn, data: Buffer): void {
+    let parser = conn._protoState as RequestParser | undefined;
+    if (parser === undefined) {
+      parser = new RequestParser({ maxHeadSize: this.options.maxHeadSize ?? 8192, maxHeaders: this.options.maxHeaders ?? 40 });
+      conn._protoState = parser;
+    }
+    const r = parser.push(data);
+    if (r === 'need-more') return;
+    conn._protoState = undefined;
+    if (r instanceof HttpError) {
+      this.#refuse(conn, httpResponse(r.status, [], `${r.message}\n`));
+      return;
+    }
+    const head = r.head;
+    if (!isWebSocketUpgrade(head) && this.options.httpHandler !== undefined) {
+      let answer: HttpAnswer;
+      try {
+        answer = this.options.httpHandler(head, conn);
+      } catch (err) {
+        this.#refuse(conn, httpResponse(500, [], 'Internal Server Error\n'));
+        throw err;
+      }
+      this.#refuse(conn, httpResponse(answer.status, answer.headers ?? [], answer.body ?? '', { omitBody: head.method === 'HEAD' }));
+      return;
+    }
+    const result = checkUpgrade(head, {
+      ...(this.options.path !== undefined ? { path: this.options.path } : {}),
+      ...(this.options.subprotocols !== undefined ? { subprotocols: this.options.subprotocols } : {}),
+      ...(this.options.checkOrigin !== undefined ? { checkOrigin: this.options.checkOrigin } : {}),
+      ...(this.options.headers !== undefined ? { headers: this.options.headers } : {}),
+    });
+    if (!result.accept) {
+      this.#refuse(conn, rejectionResponse(result));
+      return;
+    }
+    conn.write(result.responseHead);
+    const ws = new WebSocketConn(conn, this, false, result.protocol, result.path);
+    ws._lastRead = Date.now();
+    const receiver = new Receiver(this.#sinkFor(), { role: 'server', maxMessageLength: this.messageLengthLimit });
+    ws._receiver = receiver;
+    conn._proto = this.#websocket;
+    conn._protoState = ws;
+    conn.setReadDeadline(this.keepaliveTime > 0 ? Date.now() + this.keepaliveTime + Math.floor(this.keepaliveTime / 2) : null);
+    this.#onOpen?.(ws);
+    // Frames the client sent right behind its request head.
+    if (r.consumed < data.length && !ws.closed) this.#websocket.onData(conn, data.subarray(r.consumed));
+  }
+
+  #refuse(conn: Conn, response: Buffer): void {
+    conn.write(response);
+    conn.close();
+  }
+
+  #sinkFor(): MessageSink {
+    this.#sink ??= this._onDataFrame !== undefined ? new FrameSink(this) : new MessageSink(this);
+    return this.#sink;
+  }
+}
