@@ -15,7 +15,7 @@ import { CloseError, NetClosedError } from '../errors.js';
 import type { ProtocolError } from '../errors.js';
 import { CloseCode, MAX_CLOSE_REASON_BYTES, isValidCloseCode } from './close.js';
 import { MAX_CONTROL_PAYLOAD, Opcode, type MessageType } from './opcodes.js';
-import type { Receiver } from './receiver.js';
+import type { MessageDecompressor, Receiver } from './receiver.js';
 import { frame, writeFrameHeader } from './sender.js';
 
 /** Who started the close: we did, the peer did (close frame), or the connection just dropped. */
@@ -76,6 +76,8 @@ export class WebSocketConn {
   /** @internal */ readonly _owner: WebSocketOwner;
   /** @internal */ _receiver: Receiver | null = null;
   /** @internal */ _compressor: MessageCompressor | null = null;
+  /** @internal The receiver's decompressor for this connection (receivers are pooled, see upgrader.ts). */
+  _decompressor: MessageDecompressor | null = null;
   /** @internal */ _lastRead = 0; // Date.now() of the last bytes received (keepalive)
   /** The subprotocol agreed in the handshake, '' when none. */
   readonly subprotocol: string;
@@ -96,6 +98,11 @@ export class WebSocketConn {
     this.#masked = masked;
     this.subprotocol = subprotocol;
     this.path = path;
+  }
+
+  /** @internal True once onClose has been delivered. */
+  get _done(): boolean {
+    return this.#state === WsState.Closed;
   }
 
   /** True once a close frame was sent or the connection closed: no more messages may be written. */

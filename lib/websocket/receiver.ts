@@ -196,6 +196,27 @@ export class Receiver {
     return this.#state < State.Closed;
   }
 
+  /**
+   * True between frames with nothing buffered and no message open: the
+   * receiver then holds nothing of its connection, and an owner may reset()
+   * it and reuse it for another connection (idle connections need none).
+   */
+  get idle(): boolean {
+    return this.#state === State.Header && this.#scratchLen === 0 && !this.#messageOpen;
+  }
+
+  /** Makes the receiver as new (same handlers and options, no decompressor), for reuse from a pool. */
+  reset(): void {
+    this.#state = State.Header;
+    this.#scratchLen = 0;
+    this.#keyIndex = 0;
+    this.#compressed = false;
+    this.#checkText = false;
+    this.#decompressor = null;
+    this.#utf8.reset();
+    this.#release();
+  }
+
   /** Stops parsing for good and releases what is buffered. Safe to call from a handler. */
   stop(): void {
     if (this.#state < State.Closed) this.#state = State.Stopped;

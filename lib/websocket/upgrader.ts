@@ -58,6 +58,10 @@ type CloseHandler = (c: WebSocketConn, err: Error | null) => void;
 type CloseFrameHandler = (c: WebSocketConn, code: number, reason: string) => void;
 type PingHandler = (c: WebSocketConn, data: Buffer) => void;
 
+// Spare receivers kept for reuse; connections in the middle of a frame hold
+// their own, so this only bounds the idle spares.
+const RECEIVER_POOL_SIZE = 64;
+
 function checkMs(name: string, v: unknown, dflt: number): number {
   if (v === undefined) return dflt;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 2 ** 31 - 1) {
@@ -123,6 +127,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
   #pingHandler: PingHandler | undefined;
   /** @internal */ _onPong: PingHandler | undefined;
   #sink: MessageSink | undefined;
+  readonly #receivers: Receiver[] = [];
   readonly #keepalive = new Map<Engine, ReturnType<typeof setInterval>>();
 
   // The protocol objects the engine calls for our connections.
@@ -153,9 +158,22 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
       onData(conn, data) {
         const ws = conn._protoState as WebSocketConn;
         ws._lastRead = Date.now();
-        const sink = self.#sink!;
-        sink.ws = ws;
-        ws._receiver?.push(data);
+        let r = ws._receiver;
+        if (r === null) {
+          r = self.#receivers.pop() ?? new Receiver(self.#sinkFor(), { role: 'server', maxMessageLength: self.messageLengthLimit });
+          if (ws._decompressor !== null) r.setDecompressor(ws._decompressor);
+          ws._receiver = r;
+        }
+        self.#sink!.ws = ws;
+        r.push(data);
+        // Between frames a receiver holds nothing of its connection: give it
+        // back, so that idle connections (most of them, on a busy server)
+        // carry no parser at all.
+        if (ws._receiver === r && r.idle && self.#receivers.length < RECEIVER_POOL_SIZE) {
+          ws._receiver = null;
+          r.reset();
+          self.#receivers.push(r);
+        }
       },
       onClose(conn, err) {
         (conn._protoState as WebSocketConn)._closed(err);
@@ -266,7 +284,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     return new Promise<void>((resolve) => {
       const deadline = Date.now() + this.closeTimeout;
       const poll = (): void => {
-        if (waiting.every((ws) => ws.closeInfo !== null && ws._raw.closed && ws._receiver === null) || Date.now() >= deadline) {
+        if (waiting.every((ws) => ws._done) || Date.now() >= deadline) {
           resolve();
           return;
         }
@@ -344,8 +362,6 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     conn.write(result.responseHead);
     const ws = new WebSocketConn(conn, this, false, result.protocol, result.path);
     ws._lastRead = Date.now();
-    const receiver = new Receiver(this.#sinkFor(), { role: 'server', maxMessageLength: this.messageLengthLimit });
-    ws._receiver = receiver;
     conn._proto = this.#websocket;
     conn._protoState = ws;
     conn.setReadDeadline(this.keepaliveTime > 0 ? Date.now() + this.keepaliveTime + Math.floor(this.keepaliveTime / 2) : null);
