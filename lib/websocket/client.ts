@@ -12,12 +12,15 @@ import { listElements, listHasToken } from '../http/chars.js';
 import { WebSocketConn, type WebSocketOwner } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
+import { PerMessageDeflate, acceptClientResponse, checkNegotiationOptions, offerClient, type DeflateOptions } from './deflate.js';
 
 export interface DialOptions {
   /** The engine to dial from. Default: a shared client engine, started on first use. */
   engine?: Engine;
   /** Subprotocols to offer, in order of preference. */
   subprotocols?: readonly string[];
+  /** Offer permessage-deflate (RFC 7692): true for the defaults, or its options. Default false. */
+  compression?: boolean | DeflateOptions;
   /** Extra request headers (Origin, Authorization, ...). */
   headers?: Readonly<Record<string, string>>;
   /** Connect plus handshake must finish within this many ms. Default 10000. */
@@ -131,6 +134,7 @@ interface Handshake {
   parser: Parser;
   path: string;
   offered: readonly string[];
+  compression: DeflateOptions | null;
   session: ClientSession;
   resolve: (ws: WebSocketConn) => void;
   reject: (err: Error) => void;
@@ -174,16 +178,29 @@ const handshakeProto: ConnProtocol = {
       fail(conn, h, new HandshakeError('WS_ERR_HANDSHAKE_PROTOCOL', 101, `the server chose subprotocol "${protocol}", which was not offered`));
       return;
     }
-    if (headerValue(head, 'sec-websocket-extensions') !== undefined) {
-      const names = listElements(headerValue(head, 'sec-websocket-extensions')!);
-      fail(conn, h, new HandshakeError('WS_ERR_HANDSHAKE_EXTENSION', 101, `the server accepted extensions that were not offered: ${names.join(', ')}`));
-      return;
+    const extensions = headerValue(head, 'sec-websocket-extensions');
+    let pmd: PerMessageDeflate | null = null;
+    if (extensions !== undefined) {
+      if (h.compression === null) {
+        const names = listElements(extensions);
+        fail(conn, h, new HandshakeError('WS_ERR_HANDSHAKE_EXTENSION', 101, `the server accepted extensions that were not offered: ${names.join(', ')}`));
+        return;
+      }
+      const params = acceptClientResponse(extensions, h.compression);
+      if (params instanceof Error) {
+        fail(conn, h, new HandshakeError('WS_ERR_HANDSHAKE_EXTENSION', 101, params.message));
+        return;
+      }
+      const limit = h.session.o.messageLengthLimit ?? DEFAULT_MAX_MESSAGE_LENGTH;
+      if (params !== null) pmd = new PerMessageDeflate(params, 'client', { ...h.compression, maxMessageLength: limit });
     }
     clearTimeout(h.timer);
     const s = h.session;
     const ws = new WebSocketConn(conn, s, true, protocol, h.path);
     s.ws = ws;
-    ws._receiver = new Receiver(s, { role: 'client', maxMessageLength: s.o.messageLengthLimit ?? DEFAULT_MAX_MESSAGE_LENGTH });
+    ws._receiver = new Receiver(s, { role: 'client', maxMessageLength: s.o.messageLengthLimit ?? DEFAULT_MAX_MESSAGE_LENGTH, decompressor: pmd });
+    ws._compressor = pmd;
+    ws._decompressor = pmd;
     conn._proto = websocketProto;
     conn._protoState = ws;
     sharedRefIfShared(ws, +1);
@@ -232,6 +249,12 @@ export async function dial(url: string, options: DialOptions = {}): Promise<WebS
     'Sec-WebSocket-Version: 13',
   ];
   if (offered.length > 0) lines.push(`Sec-WebSocket-Protocol: ${offered.join(', ')}`);
+  const comp = options.compression ?? false;
+  const compression: DeflateOptions | null = comp === false ? null : comp === true ? {} : { ...comp };
+  if (compression !== null) {
+    checkNegotiationOptions(compression);
+    lines.push(`Sec-WebSocket-Extensions: ${offerClient(compression)}`);
+  }
   for (const [name, value] of Object.entries(options.headers ?? {})) {
     if (/[\r\n]/.test(name + value)) throw new TypeError('dial: header names and values must not contain CR or LF');
     lines.push(`${name}: ${value}`);
@@ -244,6 +267,7 @@ export async function dial(url: string, options: DialOptions = {}): Promise<WebS
       parser: new ResponseParser(),
       path: target.path,
       offered,
+      compression,
       session,
       resolve,
       reject,

@@ -46,7 +46,7 @@ export interface WebSocketOwner {
 /** @internal Compression of outgoing messages (permessage-deflate), when negotiated. */
 export interface MessageCompressor {
   /** The compressed payload (RFC 7692 tail removed), or null to send this message uncompressed. */
-  compress(data: Buffer): Buffer | null;
+  compress(data: Uint8Array | string): Buffer | null;
   close(): void;
 }
 
@@ -120,18 +120,11 @@ export class WebSocketConn {
     checkPayload(data, 'writeMessage');
     if (this.#state !== WsState.Open) throw new NetClosedError();
     if (this.#fragmentOpcode !== 0) throw new Error('writeMessage: a fragmented message is being sent with writeFrame(); finish it first');
-    const c = this._compressor;
-    if (c !== null) {
-      const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-      const packed = c.compress(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-      if (packed !== null) {
-        this.#send(opcode, packed, true, true);
-        return;
-      }
-      this.#send(opcode, bytes, true, false);
-      return;
-    }
-    this.#send(opcode, data, true, false);
+    // permessage-deflate, when negotiated: messages under its threshold go
+    // out as they are (RSV1 clear).
+    const packed = this._compressor !== null ? this._compressor.compress(data) : null;
+    if (packed !== null) this.#send(opcode, packed, true, true);
+    else this.#send(opcode, data, true, false);
   }
 
   /**

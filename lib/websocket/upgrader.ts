@@ -17,6 +17,7 @@ import { CloseCode } from './close.js';
 import { WebSocketConn, type WebSocketOwner } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
+import { PerMessageDeflate, checkNegotiationOptions, deflateUpgradeHook, type DeflateOptions, type ServerNegotiation } from './deflate.js';
 
 /** A plain HTTP answer for a request that is not a WebSocket upgrade. */
 export interface HttpAnswer {
@@ -45,6 +46,13 @@ export interface UpgraderOptions {
   maxHeaders?: number;
   /** Online connections past which new ones get 503 before their handshake. Default 1,000,000. */
   maxLoad?: number;
+  /**
+   * permessage-deflate (RFC 7692): true for the defaults, or its options
+   * (context takeover, window bits, threshold, level). Default false. zlib
+   * state is created for a connection only when it first sends or receives a
+   * compressed message.
+   */
+  compression?: boolean | DeflateOptions;
   /** Extra headers on every 101 response. */
   headers?: Readonly<Record<string, string>>;
   /** Answers requests that are not WebSocket upgrades; without it they get 404 (or 400 for a broken upgrade). */
@@ -127,6 +135,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
   #pingHandler: PingHandler | undefined;
   /** @internal */ _onPong: PingHandler | undefined;
   #sink: MessageSink | undefined;
+  readonly #compression: DeflateOptions | null;
   readonly #receivers: Receiver[] = [];
   readonly #keepalive = new Map<Engine, ReturnType<typeof setInterval>>();
 
@@ -147,6 +156,10 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     if (options.subprotocols !== undefined && !Array.isArray(options.subprotocols)) throw new TypeError('subprotocols must be an array of strings');
     if (options.checkOrigin !== undefined) fn('checkOrigin', options.checkOrigin);
     if (options.httpHandler !== undefined) fn('httpHandler', options.httpHandler);
+    const comp = options.compression ?? false;
+    if (typeof comp !== 'boolean' && (comp === null || typeof comp !== 'object')) throw new TypeError('compression must be a boolean or an options object');
+    this.#compression = comp === false ? null : comp === true ? {} : { ...comp };
+    if (this.#compression !== null) checkNegotiationOptions(this.#compression);
 
     const self = this;
     this.#handshake = {
@@ -349,7 +362,10 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
       this.#refuse(conn, httpResponse(answer.status, answer.headers ?? [], answer.body ?? '', { omitBody: head.method === 'HEAD' }));
       return;
     }
+    let agreed: ServerNegotiation | null = null;
+    const compression = this.#compression;
     const result = checkUpgrade(head, {
+      ...(compression !== null ? { negotiateExtensions: deflateUpgradeHook(compression, (n) => (agreed = n)) } : {}),
       ...(this.options.path !== undefined ? { path: this.options.path } : {}),
       ...(this.options.subprotocols !== undefined ? { subprotocols: this.options.subprotocols } : {}),
       ...(this.options.checkOrigin !== undefined ? { checkOrigin: this.options.checkOrigin } : {}),
@@ -362,6 +378,11 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     conn.write(result.responseHead);
     const ws = new WebSocketConn(conn, this, false, result.protocol, result.path);
     ws._lastRead = Date.now();
+    if (agreed !== null) {
+      const pmd = new PerMessageDeflate((agreed as ServerNegotiation).params, 'server', { ...compression, maxMessageLength: this.messageLengthLimit });
+      ws._compressor = pmd;
+      ws._decompressor = pmd;
+    }
     conn._proto = this.#websocket;
     conn._protoState = ws;
     conn.setReadDeadline(this.keepaliveTime > 0 ? Date.now() + this.keepaliveTime + Math.floor(this.keepaliveTime / 2) : null);
