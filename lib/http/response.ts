@@ -58,11 +58,16 @@ function statusLine(status: number): string {
   return `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Unknown'}\r\n`;
 }
 
-/** The status line and the given headers, then the blank line; nothing added. Encoded as Latin-1. */
-export function responseHead(status: number, headers: HeaderList = []): Buffer {
+/** The status line and the given headers, then the blank line, as text (one char per byte, Latin-1). */
+export function responseHeadText(status: number, headers: HeaderList = []): string {
   let s = statusLine(status);
   for (const [name, value] of pairs(headers)) s += headerLine(name, value);
-  return Buffer.from(s + '\r\n', 'latin1');
+  return s + '\r\n';
+}
+
+/** The status line and the given headers, then the blank line; nothing added. Encoded as Latin-1. */
+export function responseHead(status: number, headers: HeaderList = []): Buffer {
+  return Buffer.from(responseHeadText(status, headers), 'latin1');
 }
 
 /**

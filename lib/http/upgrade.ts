@@ -3,7 +3,7 @@
 // options in, the bytes of the 101 response or the rejection to send out.
 import * as crypto from 'node:crypto';
 import { isToken, listElements, listHasToken } from './chars.js';
-import { httpResponse, responseHead } from './response.js';
+import { httpResponse, responseHeadText } from './response.js';
 import type { RequestHead } from './request-parser.js';
 
 /** §1.3: the GUID appended to the client's key before hashing. */
@@ -59,7 +59,15 @@ export interface UpgradeOptions {
 export interface UpgradeAccepted {
   accept: true;
   /** The 101 response, to write as is. */
-  responseHead: Buffer;
+  readonly responseHead: Buffer;
+  /**
+   * The same response as text (Latin-1, one char per byte). A server that can
+   * write strings straight into its output (Conn.write of an ASCII string)
+   * sends this and allocates no Buffer per handshake; `ascii` says whether
+   * UTF-8 and Latin-1 encode it alike.
+   */
+  responseText: string;
+  ascii: boolean;
   /** The chosen subprotocol, '' when none. */
   protocol: string;
   /** The Sec-WebSocket-Extensions response value, '' when none. */
@@ -192,7 +200,19 @@ export function checkUpgrade(head: RequestHead, options: UpgradeOptions = {}): U
       : Object.entries(options.headers as Readonly<Record<string, string>>);
     for (const h of extra) headers.push(h);
   }
-  return { accept: true, responseHead: responseHead(101, headers), protocol, extensions, rsv1Allowed, path };
+  const responseText = responseHeadText(101, headers);
+  return {
+    accept: true,
+    get responseHead(): Buffer {
+      return Buffer.from(responseText, 'latin1');
+    },
+    responseText,
+    ascii: !/[^\x00-\x7f]/.test(responseText),
+    protocol,
+    extensions,
+    rsv1Allowed,
+    path,
+  };
 }
 
 /** The bytes of a rejection (status, its required headers, the body, Connection: close). */

@@ -375,7 +375,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
       this.#refuse(conn, rejectionResponse(result));
       return;
     }
-    conn.write(result.responseHead);
+    conn.write(result.ascii ? result.responseText : result.responseHead);
     const ws = new WebSocketConn(conn, this, false, result.protocol, result.path);
     ws._lastRead = Date.now();
     if (agreed !== null) {
