@@ -107,6 +107,12 @@ export class Conn {
     this.engine._close(this, null, false);
   }
 
+  /** @internal close() bounded by `timeoutMs` instead of the engine's closeTimeout (a WebSocket's own close timeout). */
+  _closeWithin(timeoutMs: number): void {
+    if (this._state !== ConnState.Open) return;
+    this.engine._close(this, null, false, timeoutMs);
+  }
+
   /** Closes like close(), and onClose receives `err`. */
   closeWithError(err: Error | null): void {
     if (err !== null && !(err instanceof Error)) throw new TypeError('closeWithError(err): err must be an Error or null');

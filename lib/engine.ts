@@ -562,12 +562,12 @@ export class Engine {
   }
 
   /** @internal */
-  _close(c: Conn, err: Error | null, abortive: boolean): void {
+  _close(c: Conn, err: Error | null, abortive: boolean, timeoutMs = 0): void {
     if (c._state === ConnState.Open) c._closeErr = err;
     else if (abortive && err !== null) c._closeErr = err;
     c._state = ConnState.Closing;
     if (this.#state !== 'running') return;
-    this.#pushCmd(CMD_CLOSE, c, abortive ? 1 : 0, 0);
+    this.#pushCmd(CMD_CLOSE, c, abortive ? 1 : 0, timeoutMs);
   }
 
   /** @internal */

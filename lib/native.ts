@@ -70,5 +70,5 @@ export const REASON_STOP = 7;
 
 export const CMD_WRITE = 1; // a: out offset, b: length
 export const CMD_WRITE_REF = 2; // a: refs index
-export const CMD_CLOSE = 3; // a: 0 graceful, 1 abortive
+export const CMD_CLOSE = 3; // a: 0 graceful, 1 abortive; b: graceful close timeout ms (0: the engine's)
 export const CMD_DEADLINE = 4; // a: 0 read, 1 write; b: ms from now, -1 clears

@@ -666,6 +666,7 @@ void Loop::Apply(const int32_t* cmds, size_t count, const uint8_t* out_slab, siz
     Op o;
     o.next = -1;
     o.close_mode = -1;
+    o.close_timeout_ms = 0;
     o.iov.iov_base = nullptr;
     o.iov.iov_len = 0;
     if (op == kCmdWrite) {
@@ -680,6 +681,7 @@ void Loop::Apply(const int32_t* cmds, size_t count, const uint8_t* out_slab, siz
       o.iov = refs[idx];
     } else if (op == kCmdClose) {
       o.close_mode = c[3] == 1 ? 1 : 0;
+      o.close_timeout_ms = c[4];
     } else {
       continue;
     }
@@ -699,11 +701,13 @@ void Loop::Apply(const int32_t* cmds, size_t count, const uint8_t* out_slab, siz
     group_of_slot_[g.slot] = -1;
     iov_scratch_.clear();
     int32_t close_mode = -1;
+    int32_t close_timeout_ms = 0;
     for (int32_t oi = g.first; oi >= 0; oi = ops_[static_cast<size_t>(oi)].next) {
       const Op& o = ops_[static_cast<size_t>(oi)];
       if (o.close_mode >= 0) {
         // close() then closeAndClean() in one tick: the abortive one wins.
         close_mode = std::max(close_mode, o.close_mode);
+        if (o.close_timeout_ms > 0) close_timeout_ms = o.close_timeout_ms;
       } else if (close_mode < 0) {
         iov_scratch_.push_back(o.iov);  // JS refuses writes after a close anyway
       }
@@ -711,7 +715,7 @@ void Loop::Apply(const int32_t* cmds, size_t count, const uint8_t* out_slab, siz
     if (!iov_scratch_.empty() && Live(g.slot, g.gen) != nullptr) {
       Write(g.slot, iov_scratch_.data(), iov_scratch_.size());
     }
-    if (close_mode >= 0 && Live(g.slot, g.gen) != nullptr) LocalClose(g.slot, close_mode == 1);
+    if (close_mode >= 0 && Live(g.slot, g.gen) != nullptr) LocalClose(g.slot, close_mode == 1, close_timeout_ms);
   }
   groups_.clear();
   ops_.clear();
@@ -720,8 +724,9 @@ void Loop::Apply(const int32_t* cmds, size_t count, const uint8_t* out_slab, siz
 // ---------------------------------------------------------------------------
 // Closing
 
-void Loop::LocalClose(uint32_t slot, bool abortive) {
+void Loop::LocalClose(uint32_t slot, bool abortive, int32_t timeout_ms) {
   Slot& s = slots_[slot];
+  if (timeout_ms <= 0) timeout_ms = config_.close_timeout_ms;
   if (abortive || s.state == kConnecting) {
     CloseNow(slot, kReasonLocal, 0, abortive);
     return;
@@ -729,13 +734,13 @@ void Loop::LocalClose(uint32_t slot, bool abortive) {
   if (s.state == kFlushing && !timers_.Has(TimerId(slot, kTimerClose))) {
     // Flushing after the peer's FIN (which set no timer): a close() now must
     // still be bounded by close_timeout, like any graceful close.
-    SetTimer(slot, kTimerClose, NowMs() + config_.close_timeout_ms);
+    SetTimer(slot, kTimerClose, NowMs() + timeout_ms);
     return;
   }
   if (s.state != kOpen) return;  // already closing gracefully
   s.close_reason = kReasonLocal;
   s.close_errno = 0;
-  SetTimer(slot, kTimerClose, NowMs() + config_.close_timeout_ms);
+  SetTimer(slot, kTimerClose, NowMs() + timeout_ms);
   if (s.head == nullptr) {
     FlushDone(slot);
     return;

@@ -163,7 +163,8 @@ class Loop {
   bool Enqueue(uint32_t slot, const iovec* iov, size_t count);
   void DrainQueue(uint32_t slot);
   void FreeQueue(Slot& s);
-  void LocalClose(uint32_t slot, bool abortive);
+  // timeout_ms bounds a graceful close (<= 0: the configured close_timeout).
+  void LocalClose(uint32_t slot, bool abortive, int32_t timeout_ms);
   void FlushDone(uint32_t slot);
   void StartLinger(uint32_t slot);
   // Closes the descriptor, drops the queue and records CLOSE (or DIAL_FAIL
@@ -193,6 +194,7 @@ class Loop {
   struct Op {
     int32_t next;
     int32_t close_mode;  // -1 for a write
+    int32_t close_timeout_ms;
     iovec iov;
   };
   std::vector<Group> groups_;

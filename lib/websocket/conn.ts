@@ -53,7 +53,8 @@ export interface MessageCompressor {
 const enum WsState {
   Open = 0,
   CloseSent = 1, // our close frame is out; waiting for the peer's
-  Closed = 2, // onClose delivered
+  Dropped = 2, // closeWithError / closeAndClean: TCP closing, no close frame, nothing more parsed
+  Closed = 3, // onClose delivered
 }
 
 // Server frame headers are built here and copied into the engine's out slab.
@@ -254,7 +255,16 @@ export class WebSocketConn {
   #localClose(err: Error | null): void {
     if (this.#err === undefined) this.#err = err;
     if (this.closeInfo === null) this.closeInfo = { code: CloseCode.Abnormal, reason: '', wasClean: false, initiator: 'local', error: err };
-    this.#state = WsState.CloseSent;
+    this.#state = WsState.Dropped;
+    // Nothing more is delivered, not even the rest of the bytes being parsed
+    // now (this may be called from onMessage).
+    this._receiver?.stop();
+  }
+
+  /** @internal The engine is stopping: close 1001, and whatever happens next onClose receives null (the contract). */
+  _goingAway(): void {
+    if (this.#err === undefined) this.#err = null;
+    if (this.#state === WsState.Open) this.writeClose(CloseCode.GoingAway, '');
   }
 
   // -------------------------------------------------------------------------
@@ -267,7 +277,7 @@ export class WebSocketConn {
 
   /** @internal The peer's close frame. */
   _peerClose(code: number, reason: string): void {
-    if (this.#state === WsState.Closed) return;
+    if (this.#state >= WsState.Dropped) return;
     const weStarted = this.#state === WsState.CloseSent;
     if (this.#err === undefined) {
       // A normal close, or the answer to ours, is no error; anything else is.
@@ -279,24 +289,25 @@ export class WebSocketConn {
     if (!weStarted) this.#sendClose(code, ''); // echo the code (RFC 6455 §5.5.1)
     // The server closes the TCP connection first (§7.1.1); a client would
     // wait for it, but waiting gains nothing here: our FIN follows our close
-    // frame and the peer's close frame has been read.
-    this._raw.close();
+    // frame and the peer's close frame has been read. The close timeout
+    // bounds the wait for the peer's FIN.
+    this._raw._closeWithin(this._owner.closeTimeout);
     this._owner.closeHandler?.(this, code, reason);
   }
 
   /** @internal A protocol violation by the peer: send its close code, deliver what was written, close. */
   _protocolError(err: ProtocolError): void {
-    if (this.#state === WsState.Closed) return;
+    if (this.#state >= WsState.Dropped) return;
     if (this.#err === undefined) this.#err = err;
     if (this.closeInfo === null) this.closeInfo = { code: err.closeCode, reason: '', wasClean: false, initiator: 'local', error: err };
     if (this.#state === WsState.Open) this.#sendClose(err.closeCode, '');
-    this._raw.close();
+    this._raw._closeWithin(this._owner.closeTimeout);
   }
 
   /** @internal The raw connection closed: report once. */
   _closed(transportErr: Error | null): void {
     if (this.#state === WsState.Closed) return;
-    const weStarted = this.#state === WsState.CloseSent;
+    const weStarted = this.#state === WsState.CloseSent || this.#state === WsState.Dropped;
     this.#state = WsState.Closed;
     const err = this.#err !== undefined ? this.#err : transportErr;
     if (this.closeInfo === null) {

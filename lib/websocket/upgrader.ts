@@ -13,7 +13,6 @@ import { HttpError, ProtocolError } from '../errors.js';
 import { RequestParser, type RequestHead } from '../http/request-parser.js';
 import { httpResponse, type HeaderList } from '../http/response.js';
 import { checkUpgrade, isWebSocketUpgrade, rejectionResponse } from '../http/upgrade.js';
-import { CloseCode } from './close.js';
 import { WebSocketConn, type WebSocketOwner } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
@@ -290,7 +289,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
         return;
       }
       const ws = conn._protoState as WebSocketConn;
-      if (!ws.closed) ws.writeClose(CloseCode.GoingAway, '');
+      ws._goingAway();
       waiting.push(ws);
     });
     if (waiting.length === 0) return;
@@ -329,7 +328,11 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
       if (conn._proto !== this.#websocket) return;
       const ws = conn._protoState as WebSocketConn;
       if (ws.closed) return;
-      if (now - ws._lastRead >= period) ws.ping();
+      // Ping anything silent for half a period, so that a peer answering
+      // every ping keeps moving its deadline each sweep; the deadline is a
+      // full period past the next sweep, so a late timer cannot drop a
+      // healthy connection.
+      if (now - ws._lastRead >= period / 2) ws.ping();
       conn.setReadDeadline(ws._lastRead + this.keepaliveTime + period);
     });
   }
