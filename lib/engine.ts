@@ -350,6 +350,7 @@ export class Engine {
   // Batch dispatch
 
   #onBatch(count: number): void {
+    this._now = Date.now();
     const rec = this.#records;
     const conns = this.#conns;
     let failed = false;
@@ -479,6 +480,23 @@ export class Engine {
   // -------------------------------------------------------------------------
   // Commands (called by Conn)
 
+  // A small write that lands in the out slab right behind the previous
+  // command's bytes for the same connection extends that command instead of
+  // adding one: a frame header and its payload, or many small writes, become
+  // one iovec in native.
+  #pushWrite(c: Conn, off: number, len: number): void {
+    const n = this.#ncmds;
+    if (n > 0) {
+      const q = (n - 1) * RECORD_INTS;
+      const cmds = this.#cmds;
+      if (cmds[q] === CMD_WRITE && cmds[q + 1] === c._slot && cmds[q + 2] === c._gen && cmds[q + 3]! + cmds[q + 4]! === off) {
+        cmds[q + 4] = cmds[q + 4]! + len;
+        return;
+      }
+    }
+    this.#pushCmd(CMD_WRITE, c, off, len);
+  }
+
   #pushCmd(op: number, c: Conn, a: number, b: number): void {
     if (this.#ncmds === CMD_CAPACITY) this.#flush(); // _write checks before it copies into the out slab
     const q = this.#ncmds * RECORD_INTS;
@@ -503,7 +521,7 @@ export class Engine {
       if (data.length * 3 <= SMALL_WRITE) {
         if (this.#outUsed + data.length * 3 > OUT_SLAB_SIZE || this.#ncmds === CMD_CAPACITY) this.#flush();
         const n = this.#out.write(data, this.#outUsed, 'utf8');
-        this.#pushCmd(CMD_WRITE, c, this.#outUsed, n);
+        this.#pushWrite(c, this.#outUsed, n);
         this.#outUsed += n;
         return;
       }
@@ -516,7 +534,7 @@ export class Engine {
     if (len <= SMALL_WRITE) {
       if (this.#outUsed + len > OUT_SLAB_SIZE || this.#ncmds === CMD_CAPACITY) this.#flush();
       this.#out.set(data, this.#outUsed);
-      this.#pushCmd(CMD_WRITE, c, this.#outUsed, len);
+      this.#pushWrite(c, this.#outUsed, len);
       this.#outUsed += len;
       return;
     }
@@ -542,7 +560,7 @@ export class Engine {
     } else {
       out.set(src.subarray(start, end), o);
     }
-    this.#pushCmd(CMD_WRITE, c, this.#outUsed, len);
+    this.#pushWrite(c, this.#outUsed, len);
     this.#outUsed += len;
   }
 
@@ -550,6 +568,13 @@ export class Engine {
   _setRef(on: boolean): void {
     this.#handle?.setRef(on);
   }
+
+  /**
+   * @internal Date.now() at the start of the current batch: protocols that
+   * note the time of every read (keepalive) use it instead of calling
+   * Date.now() per event.
+   */
+  _now = Date.now();
 
   /** @internal Online connections as JS sees them (accepted or dialed, not yet closed). */
   get _online(): number {

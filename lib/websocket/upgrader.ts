@@ -169,7 +169,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     this.#websocket = {
       onData(conn, data) {
         const ws = conn._protoState as WebSocketConn;
-        ws._lastRead = Date.now();
+        ws._lastRead = conn.engine._now;
         let r = ws._receiver;
         if (r === null) {
           r = self.#receivers.pop() ?? new Receiver(self.#sinkFor(), { role: 'server', maxMessageLength: self.messageLengthLimit });
