@@ -12,7 +12,7 @@ import { listElements, listHasToken } from '../http/chars.js';
 import { WebSocketConn, type WebSocketOwner } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
-import { PerMessageDeflate, acceptClientResponse, checkNegotiationOptions, offerClient, type DeflateOptions } from './deflate.js';
+import { PerMessageDeflate, inflationLimit, acceptClientResponse, checkNegotiationOptions, offerClient, type DeflateOptions } from './deflate.js';
 
 export interface DialOptions {
   /** The engine to dial from. Default: a shared client engine, started on first use. */
@@ -192,7 +192,7 @@ const handshakeProto: ConnProtocol = {
         return;
       }
       const limit = h.session.o.messageLengthLimit ?? DEFAULT_MAX_MESSAGE_LENGTH;
-      if (params !== null) pmd = new PerMessageDeflate(params, 'client', { ...h.compression, maxMessageLength: limit });
+      if (params !== null) pmd = new PerMessageDeflate(params, 'client', { ...h.compression, maxMessageLength: inflationLimit(limit, h.compression) });
     }
     clearTimeout(h.timer);
     const s = h.session;

@@ -90,6 +90,18 @@ export interface DeflateCodecOptions {
 export interface DeflateOptions extends DeflateNegotiationOptions, DeflateCodecOptions {}
 
 export const DEFAULT_THRESHOLD = 1024;
+
+/**
+ * The inflation limit of a connection: the smaller of the message length
+ * limit and the compression options' own maxMessageLength, 0 meaning "none"
+ * on either side.
+ */
+export function inflationLimit(messageLengthLimit: number, options: DeflateCodecOptions): number {
+  const own = options.maxMessageLength ?? 0;
+  if (own === 0) return messageLengthLimit;
+  if (messageLengthLimit === 0) return own;
+  return Math.min(own, messageLengthLimit);
+}
 export const DEFAULT_LEVEL = 1;
 export const DEFAULT_MEM_LEVEL = 8;
 

@@ -16,7 +16,7 @@ import { checkUpgrade, isWebSocketUpgrade, rejectionResponse } from '../http/upg
 import { WebSocketConn, type WebSocketOwner } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
-import { PerMessageDeflate, checkNegotiationOptions, deflateUpgradeHook, type DeflateOptions, type ServerNegotiation } from './deflate.js';
+import { PerMessageDeflate, checkNegotiationOptions, deflateUpgradeHook, inflationLimit, type DeflateOptions, type ServerNegotiation } from './deflate.js';
 
 /** A plain HTTP answer for a request that is not a WebSocket upgrade. */
 export interface HttpAnswer {
@@ -382,7 +382,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     const ws = new WebSocketConn(conn, this, false, result.protocol, result.path);
     ws._lastRead = Date.now();
     if (agreed !== null) {
-      const pmd = new PerMessageDeflate((agreed as ServerNegotiation).params, 'server', { ...compression, maxMessageLength: this.messageLengthLimit });
+      const pmd = new PerMessageDeflate((agreed as ServerNegotiation).params, 'server', { ...compression, maxMessageLength: inflationLimit(this.messageLengthLimit, compression!) });
       ws._compressor = pmd;
       ws._decompressor = pmd;
     }

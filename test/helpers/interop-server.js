@@ -58,6 +58,9 @@ export function utf8Text(n) {
 /**
  * Starts an engine on 127.0.0.1:0 with an Upgrader (subprotocols
  * ['chat', 'superchat'], compression off, unless `upgrader` says otherwise).
+ * `compression` (false by default) is the Upgrader's permessage-deflate
+ * option, true or a DeflateOptions object; `upgrader.compression` wins if
+ * both are given.
  *
  * Each upgraded connection gets a record (`c.session`, also in `conns`):
  *   messages     [{ type, data }]       every onMessage, data copied
@@ -72,10 +75,10 @@ export function utf8Text(n) {
  * while the connection is open). The engine is stopped at teardown;
  * `finish(t)` stops it inside the test and checks the counts.
  */
-export async function startServer(t, { upgrader = {}, onOpen, onMessage, httpHandler } = {}) {
-  // No compression here (permessage-deflate is offered by every client
+export async function startServer(t, { upgrader = {}, compression = false, onOpen, onMessage, httpHandler } = {}) {
+  // No compression by default (permessage-deflate is offered by every client
   // under test and must simply be declined), unless a test asks for it.
-  const options = { subprotocols: ['chat', 'superchat'], compression: false, ...upgrader };
+  const options = { subprotocols: ['chat', 'superchat'], compression, ...upgrader };
   if (httpHandler !== undefined) options.httpHandler = httpHandler;
   const up = new Upgrader(options);
   const conns = [];
