@@ -3,7 +3,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { runMatrix, runProblems } from './harness/matrix.js';
+import { crossRunNotes, runMatrix } from './harness/matrix.js';
 import { machineInfo } from './harness/machine.js';
 import { buildHint, binDir, loadgenPath, resultsDir } from './harness/paths.js';
 import { liveChildren, planPinning } from './harness/proc.js';
@@ -23,7 +23,12 @@ const stringOptions = new Set(['servers', 'host', 'server-cpu', 'loadgen-cpu']);
 
 function usage(scenario) {
   const flagLines = (opts) =>
-    Object.entries(opts).map(([k, o]) => `  --${k.padEnd(12)} ${o.help}${o.default !== undefined ? ` (default ${o.default})` : ''}`);
+    Object.entries(opts).map(([k, o]) => {
+      const def = scenario?.commonDefaults?.[k] ?? o.default;
+      const shown = def === undefined || def === '' ? '' : ` (default ${def})`;
+      const choices = o.choices ? ` [${o.choices.join('|')}]` : '';
+      return `  --${k.padEnd(20)} ${o.help}${choices}${shown}`;
+    });
   const lines = [];
   if (!scenario) {
     lines.push('usage: npm run bench -- <scenario> [flags]     (or: node bench/run.js <scenario> [flags])', '', 'scenarios:');
@@ -32,7 +37,7 @@ function usage(scenario) {
     lines.push(`usage: npm run bench -- ${scenario.name} [flags]`, '', scenario.summary, '', 'scenario flags:');
     lines.push(...flagLines(scenario.options));
   }
-  lines.push('', 'common flags:', ...flagLines(commonOptions), '  --help         this text', '', 'servers:');
+  lines.push('', 'common flags:', ...flagLines(commonOptions), `  --${'help'.padEnd(20)} this text`, '', 'servers:');
   for (const [name, s] of Object.entries(servers)) lines.push(`  ${name.padEnd(14)} ${s.describe} [${s.protocols.join(', ')}]`);
   lines.push(
     '',
@@ -82,7 +87,15 @@ function parse(argv) {
   const opts = {};
   for (const [k, spec] of Object.entries(specs)) {
     if (stringOptions.has(k)) continue;
-    opts[k] = values[k] === undefined ? spec.default : toNumber(k, values[k], spec, scenario);
+    const def = scenario.commonDefaults?.[k] ?? spec.default;
+    if (spec.type === 'string') {
+      const v = values[k] ?? def;
+      if (spec.choices && !spec.choices.includes(v)) fail(`--${k} must be one of ${spec.choices.join(', ')}; got "${v}"`, scenario);
+      if (spec.pattern && !spec.pattern.test(v)) fail(`--${k}: unexpected value "${v}"`, scenario);
+      opts[k] = v;
+      continue;
+    }
+    opts[k] = values[k] === undefined ? def : toNumber(k, values[k], spec, scenario);
   }
   for (const k of ['server-cpu', 'loadgen-cpu']) {
     opts[k] = values[k] ?? specs[k].default;
@@ -120,15 +133,11 @@ async function main() {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  const missing = [];
-  if (!existsSync(loadgenPath)) missing.push(`load generator ${loadgenPath} not found (NETLOOP_BENCH_BIN_DIR=${binDir})`);
-  for (const n of serverNames) {
-    const why = servers[n].missing();
-    if (why) missing.push(`server ${n}: ${why}`);
-  }
-  if (missing.length) {
-    process.stderr.write(`bench: cannot start:\n${missing.map((m) => `  - ${m}`).join('\n')}\n` +
-      (missing.some((m) => m.includes('netloop-')) ? `\nThe native programs: ${buildHint}\n` : ''));
+  // Without the load generator nothing can run. A server that cannot start is reported as failed
+  // with the reason (in every run, in the table), and the others are still measured.
+  if (!existsSync(loadgenPath)) {
+    process.stderr.write(`bench: cannot start: load generator ${loadgenPath} not found (NETLOOP_BENCH_BIN_DIR=${binDir})\n\n` +
+      `The native programs: ${buildHint}\n`);
     process.exit(2);
   }
 
@@ -137,26 +146,27 @@ async function main() {
   const command = commandLine();
   const startedAt = new Date();
   const log = (line) => process.stderr.write(`${line}\n`);
-  log(`bench ${scenario.name}: servers ${serverNames.join(', ')}; ${opts.runs} run(s) of ${opts.warmup}+${opts.duration} s; ${pinning.note}`);
+  for (const n of serverNames) {
+    const why = servers[n].missing();
+    if (why) log(`bench: server ${n} is not available (${why}): its runs will be reported as failed`);
+  }
+  const phases = scenario.kind === 'hold'
+    ? `connect + ${opts.settle} s settle + ${opts.duration} s hold`
+    : `${opts.warmup}+${opts.duration} s`;
+  log(`bench ${scenario.name}: servers ${serverNames.join(', ')}; ${opts.runs} run(s) of ${phases}; ${pinning.note}`);
 
-  const runs = await runMatrix({
-    proto: scenario.proto,
-    serverNames,
-    opts,
-    host,
-    pinning,
-    loadgenArgs: scenario.loadgenArgs(opts),
-    log,
-  });
+  const runs = await runMatrix({ scenario, serverNames, opts, host, pinning, log });
+  if (scenario.kind === 'echo') crossRunNotes(runs, serverNames);
 
-  const problems = runs.flatMap((r) => runProblems(r, opts.conns).map((p) => `run ${r.run} ${r.server}: ${p}`));
+  const problems = runs.flatMap((r) => r.problems.map((p) => `run ${r.run} ${r.server}: ${p}`));
   const ok = problems.length === 0;
-  const notes = runs.filter((r) => r.note).map((r) => `run ${r.run} ${r.server}: ${r.note}`);
-  const summary = summarize(runs, serverNames);
+  const notes = runs.flatMap((r) => (r.notes ?? []).map((x) => `run ${r.run} ${r.server}: ${x}`));
+  const summary = summarize(runs, serverNames, scenario.kind);
   const scenarioOptions = Object.fromEntries(Object.keys(scenario.options).map((k) => [k, opts[k]]));
   const shownOptions = { ...scenarioOptions, runs: opts.runs, servers: serverNames.join(',') };
   const report = markdownReport({
-    title: `${scenario.name}: ${opts.conns} conns, ${opts.inflight} in flight, ${opts.size} B`,
+    scenario,
+    title: scenario.title(opts),
     summary,
     serverNames,
     machine,

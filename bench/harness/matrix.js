@@ -1,9 +1,14 @@
-// The run loop shared by the echo scenarios: every run starts each server in turn, drives it with
-// the native load generator and stops it. The order rotates by one server per run (run 1: a b c,
-// run 2: b c a, ...) so no server always goes first on a cold or a warm machine.
+// The run loop shared by the scenarios: every run starts each server in turn, drives it with the
+// native load generator, stops it and waits until its connections are released. The order
+// rotates by one server per run (run 1: a b c, run 2: b c a, ...) so no server always goes first
+// on a cold or a warm machine.
+import { spawnSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { servers } from '../servers/index.js';
 import { loadgenPath } from './paths.js';
-import { commOf, freePort, runLoadgen, startServer, stopServer } from './proc.js';
+import {
+  commOf, freePort, machineBusyTicks, pidTicks, runLoadgen, selfAndChildrenTicks, startServer, stopServer, waitReleased,
+} from './proc.js';
 
 export function rotation(names, run) {
   const k = run % names.length;
@@ -11,54 +16,116 @@ export function rotation(names, run) {
 }
 
 // What makes a run count as failed (the harness then exits non-zero).
-export function runProblems(rec, conns) {
+export function runProblems(rec, kind, conns) {
   const p = [];
   if (rec.error) p.push(rec.error.split('\n')[0]);
   const j = rec.result;
-  if (j) {
+  if (j && kind === 'hold') {
+    if (j.errors > 0) {
+      const parts = [];
+      if (j.failed_conns) parts.push(`${j.failed_conns} failed connection(s)${j.handshake_failures ? `, ${j.handshake_failures} in the handshake` : ''}`);
+      if (j.pings_unanswered) parts.push(`${j.pings_unanswered} unanswered ping(s)`);
+      p.push(`${j.errors} error(s): ${parts.join('; ')}`);
+    }
+    if (j.conns_ok < conns) p.push(`only ${j.conns_ok} of ${conns} connections held`);
+    if (j.rss_per_conn_bytes == null) p.push('server RSS unknown');
+  } else if (j) {
     if (j.verify_failures > 0) p.push(`${j.verify_failures} verify failure(s)`);
     if (j.conns_ok < conns) p.push(`only ${j.conns_ok} of ${conns} connections healthy`);
   }
   return p;
 }
 
+const n = (x, d = 0) => (x == null ? '-' : x.toLocaleString('en-US', { maximumFractionDigits: d }));
+const mb = (x) => (x == null ? '-' : `${(x / 1048576).toFixed(1)} MB`);
+
 function progressLine(rec, runs) {
   const head = `[run ${rec.run}/${runs}] ${rec.server.padEnd(8)}`;
   const j = rec.result;
-  if (!j) return `${head} FAILED: ${rec.error}`;
-  const n = (x, d = 0) => (x == null ? '-' : x.toLocaleString('en-US', { maximumFractionDigits: d }));
+  if (!j) return `${head} FAILED: ${rec.error.split('\n')[0]}`;
+  const tail =
+    (rec.problems.length ? `  PROBLEM: ${rec.problems.join('; ')}` : '') +
+    (rec.notes?.length ? `  NOTE: ${rec.notes.join('; ')}` : '');
+  if (j.mode === 'hold') {
+    return (
+      `${head} ${n(j.conns_ok)}/${n(j.conns)} up in ${n(j.connect_time_s, 2)} s  ` +
+      `RSS/conn ${n(j.rss_per_conn_bytes)} B (before ${mb(j.rss_before_bytes)}, idle ${mb(j.rss_idle_bytes)}, end ${mb(j.rss_end_bytes)})  ` +
+      `pongs ${n(j.pongs_received)}/${n(j.pings_sent)}  errors ${j.errors}` + tail
+    );
+  }
   const share = (x) => (x == null ? '-' : `${Math.round((x / j.duration_s) * 100)}%`);
   return (
     `${head} ${n(j.rtt_per_sec).padStart(11)} rtt/s  p50 ${n(j.p50_us)} us  p99 ${n(j.p99_us)} us  ` +
     `server ${n(j.server_cpu_us_per_msg, 3)} us/msg (${share(j.server_cpu_s)} CPU)  ` +
-    `loadgen ${share(j.loadgen_cpu_s)} CPU  errors ${j.errors}` +
-    (rec.problems.length ? `  PROBLEM: ${rec.problems.join('; ')}` : '') +
-    (rec.note ? `  NOTE: ${rec.note}` : '')
+    `loadgen ${share(j.loadgen_cpu_s)} CPU  errors ${j.errors}` + tail
   );
 }
 
-async function runOne({ run, name, proto, host, pinning, loadgenArgs, timeoutMs, conns }) {
+let clkTck = null;
+function ticksPerSecond() {
+  if (clkTck === null) {
+    const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+    clkTck = Number(r.stdout?.trim()) || 100;
+  }
+  return clkTck;
+}
+
+// CPU the rest of the machine used while the load generator ran: all CPUs' busy time minus the
+// server's, the generator's and the harness's own. Other engineers' builds and tests share
+// these CPUs; above CONTENDED_CPU (in cores) the run is flagged. It also catches kernel threads
+// doing the benchmark's own network work (ksoftirqd), which is small on loopback.
+const CONTENDED_CPU = 0.2;
+
+function cpuSnapshot(serverPid) {
+  return { at: process.hrtime.bigint(), busy: machineBusyTicks(), mine: selfAndChildrenTicks(), server: pidTicks(serverPid) };
+}
+
+function otherCpu(a, b) {
+  if ([a.busy, b.busy, a.mine, b.mine, a.server, b.server].some((v) => v == null)) return null;
+  const wall = Number(b.at - a.at) / 1e9;
+  const other = (b.busy - a.busy) - (b.mine - a.mine) - (b.server - a.server);
+  return wall > 0 ? Math.max(0, other / ticksPerSecond() / wall) : null;
+}
+
+async function runOne({ run, name, scenario, host, pinning, loadgenArgs, timeoutMs, conns }) {
   const port = await freePort(host);
-  const { file, args } = servers[name].command({ proto, host, port });
-  const rec = { run, server: name, port, command: [file, ...args].join(' '), pid: null, result: null, problems: [] };
+  const { file, args } = servers[name].command({ proto: scenario.proto, host, port });
+  const rec = { run, server: name, port, command: [file, ...args].join(' '), pid: null, result: null, problems: [], notes: [] };
+  const why = servers[name].missing();
+  if (why) {
+    rec.error = `${name} not available: ${why}`;
+    rec.problems = runProblems(rec, scenario.kind, conns);
+    return rec;
+  }
   let server;
   try {
     server = await startServer({ file, args, cpu: pinning.serverCpu, host, port });
   } catch (e) {
     rec.error = `${name} did not start: ${e.message}`;
-    rec.problems = runProblems(rec, conns);
+    rec.problems = runProblems(rec, scenario.kind, conns);
     return rec;
   }
   rec.pid = server.child.pid;
   rec.server_comm = commOf(rec.pid);
+  const before = cpuSnapshot(rec.pid);
   const lg = await runLoadgen({
     file: loadgenPath,
     args: [...loadgenArgs, '--host', host, '--port', String(port), '--server-pid', String(rec.pid)],
     cpu: pinning.loadgenCpu,
     timeoutMs,
   });
+  const after = cpuSnapshot(rec.pid);
+  rec.other_cpu = otherCpu(before, after);
   const diedDuringRun = server.child.exitCode !== null || server.child.signalCode !== null;
   const stopped = await stopServer(server);
+  // Let the kernel tear down every connection of this server before the next one starts, so
+  // the next run neither competes with that work nor finds the memory still taken.
+  const released = await waitReleased(port);
+  rec.release_s = released.seconds;
+  if (!released.released) rec.notes.push(`${released.left} socket(s) of port ${port} still not released after ${released.seconds.toFixed(0)} s`);
+  // Then a pause for the kernel's deferred work (freeing socket memory, timers) after runs with
+  // many connections (scenario.pauseS).
+  if (scenario.pauseS) await sleep(scenario.pauseS * 1000);
   rec.server_exit = stopped;
   rec.loadgen_exit = { code: lg.code, signal: lg.signal };
   rec.result = lg.json;
@@ -67,9 +134,18 @@ async function runOne({ run, name, proto, host, pinning, loadgenArgs, timeoutMs,
     rec.error = `load generator gave no result (exit ${lg.code ?? lg.signal}): ${lg.stderr || 'no output'}`;
   } else if (diedDuringRun) {
     rec.error = `${name} exited during the run (${stopped.signal ?? stopped.code})\n${server.output()}`;
+  } else if (lg.json.conns_ok === 0 && lg.stderr) {
+    // Nothing worked: the generator's first complaint is the reason (e.g. a failed handshake).
+    rec.error = `${name}: no healthy connection: ${lg.stderr.split('\n')[0]}`;
   }
-  rec.problems = runProblems(rec, conns);
-  rec.note = saturationNote(rec.result);
+  rec.problems = runProblems(rec, scenario.kind, conns);
+  if (scenario.kind === 'echo') {
+    const note = saturationNote(rec.result);
+    if (note) rec.notes.push(note);
+  }
+  if (rec.other_cpu != null && rec.other_cpu > CONTENDED_CPU) {
+    rec.notes.push(`contended: other processes used ${rec.other_cpu.toFixed(2)} CPU while it ran`);
+  }
   return rec;
 }
 
@@ -85,16 +161,43 @@ export function saturationNote(j) {
   return `neither side saturated (server ${Math.round(server * 100)}%, loadgen ${Math.round(loadgen * 100)}% CPU): latency-bound, contention, or a server stall`;
 }
 
-// opts: the scenario's parsed options (numbers), including runs, warmup, duration, conns.
-export async function runMatrix({ proto, serverNames, opts, host, pinning, loadgenArgs, log }) {
-  const timeoutMs = (opts.warmup + opts.duration + 30) * 1000;
+// opts: the scenario's parsed options, including runs and conns.
+export async function runMatrix({ scenario, serverNames, opts, host, pinning, log }) {
+  const timeoutMs = scenario.timeoutS(opts) * 1000;
+  const loadgenArgs = scenario.loadgenArgs(opts);
   const runs = [];
   for (let r = 0; r < opts.runs; r++) {
     for (const name of rotation(serverNames, r)) {
-      const rec = await runOne({ run: r + 1, name, proto, host, pinning, loadgenArgs, timeoutMs, conns: opts.conns });
+      const rec = await runOne({ run: r + 1, name, scenario, host, pinning, loadgenArgs, timeoutMs, conns: opts.conns });
       runs.push(rec);
       log(progressLine(rec, opts.runs));
     }
   }
   return runs;
+}
+
+// After all runs (echo scenarios): a run whose server CPU per message is well above that server's
+// median got slower per message, not just less work. When no other process in this machine was
+// busy (the contention note), the cause is outside it: a busy host, its other guests, a lower
+// clock. Here both sides then slowed alike (c and generator from 1.15 to 1.47 us/msg, ws from
+// 6.7 to 7.6) with other_cpu near 0. Such runs are kept but flagged.
+const SLOWER_PER_MSG = 1.1;
+
+export function crossRunNotes(runs, serverNames) {
+  for (const name of serverNames) {
+    const clean = runs.filter((r) => r.server === name && r.result && r.problems.length === 0 && r.result.server_cpu_us_per_msg != null);
+    const costs = clean.map((r) => r.result.server_cpu_us_per_msg).sort((a, b) => a - b);
+    if (costs.length < 3) continue;
+    const m = costs.length >> 1;
+    const med = costs.length % 2 ? costs[m] : (costs[m - 1] + costs[m]) / 2;
+    for (const r of clean) {
+      const c = r.result.server_cpu_us_per_msg;
+      if (c <= med * SLOWER_PER_MSG) continue;
+      const inside = r.notes.some((x) => x.startsWith('contended'));
+      r.notes.push(
+        `slower per message: server ${c.toFixed(2)} us/msg vs its median ${med.toFixed(2)} (+${Math.round((c / med - 1) * 100)}%)` +
+          (inside ? '' : ', with no other process here busy: likely contention outside this machine (host, other guests)'),
+      );
+    }
+  }
 }

@@ -21,7 +21,7 @@ export const netloopCliPath = process.env.NETLOOP_BENCH_NETLOOP_CLI
   : path.join(repoRoot, 'dist', 'cli.js');
 
 export const buildHint =
-  'build them with `npx node-gyp rebuild` (build/Release), or by hand:\n' +
+  'build them with `npx node-gyp build` (build/Release), or by hand:\n' +
   '  g++ -O2 -std=c++17 -Wall -Wextra -pthread bench/native/loadgen.cc -o DIR/netloop-loadgen\n' +
   '  gcc -O2 -Wall -Wextra bench/native/echo_server.c -o DIR/netloop-echo-c\n' +
   'and set NETLOOP_BENCH_BIN_DIR=DIR';

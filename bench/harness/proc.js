@@ -93,7 +93,9 @@ export async function startServer({ file, args, cpu, host, port, timeoutMs = 10_
   while (Date.now() < deadline) {
     if (exited) {
       const why = exited.error ?? (exited.signal ? `signal ${exited.signal}` : `exit code ${exited.code}`);
-      throw new Error(`server exited before accepting connections (${why})\n${server.output()}`);
+      // The first line the server wrote to stderr usually says why (e.g. an unsupported --proto).
+      const first = err().split('\n').find((l) => l.trim()) ?? '';
+      throw new Error(`server exited before accepting connections (${why})${first ? `: ${first.trim()}` : ''}\n${server.output()}`);
     }
     if (await canConnect(host, port)) return server;
     await sleep(25);
@@ -147,6 +149,86 @@ export function runLoadgen({ file, args, cpu, timeoutMs }) {
 export function commOf(pid) {
   try {
     return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+// Sockets of one TCP port (local or remote) that are not yet released: every state but
+// TIME_WAIT (a TIME_WAIT entry holds no memory worth waiting for and blocks nothing: the next
+// server gets a new port). Read from /proc/net/tcp and tcp6; null where they cannot be read.
+export function socketsOnPort(port) {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  let n = 0;
+  let readAny = false;
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text;
+    try {
+      text = readFileSync(file, 'latin1');
+    } catch {
+      continue;
+    }
+    readAny = true;
+    let at = text.indexOf('\n') + 1; // skip the header
+    while (at > 0 && at < text.length) {
+      const end = text.indexOf('\n', at);
+      const line = text.slice(at, end < 0 ? text.length : end);
+      at = end < 0 ? -1 : end + 1;
+      const f = line.trim().split(/\s+/);
+      if (f.length < 4 || f[3] === '06') continue;
+      if (f[1].endsWith(`:${hex}`) || f[2].endsWith(`:${hex}`)) n++;
+    }
+  }
+  return readAny ? n : null;
+}
+
+// Waits until the server's port holds no socket any more (the server exited and the kernel tore
+// down every connection), polling every 100 ms for at most timeoutMs. Resolves to
+// { released, seconds, left }.
+export async function waitReleased(port, timeoutMs = 30_000) {
+  const t0 = Date.now();
+  for (;;) {
+    const left = socketsOnPort(port);
+    const seconds = (Date.now() - t0) / 1000;
+    if (left === null || left === 0) return { released: true, seconds, left: left ?? 0 };
+    if (Date.now() - t0 >= timeoutMs) return { released: false, seconds, left };
+    await sleep(100);
+  }
+}
+
+// CPU accounting for the contention check, in clock ticks (USER_HZ, 100 on Linux).
+//   machineBusyTicks()  busy time of all CPUs together (/proc/stat: everything but idle and iowait)
+//   selfAndChildrenTicks()  this process's CPU plus that of its children it has waited for
+//                       (utime, stime, cutime, cstime): a finished load generator is in there
+//   pidTicks(pid)       a live process's utime + stime
+function statFields(pid) {
+  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return text.slice(text.lastIndexOf(')') + 2).split(' '); // fields from 3 (state) on
+}
+
+export function machineBusyTicks() {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]; // "cpu  user nice system idle iowait irq softirq steal ..."
+    const v = line.trim().split(/\s+/).slice(1).map(Number);
+    return v.reduce((a, b) => a + b, 0) - v[3] - v[4];
+  } catch {
+    return null;
+  }
+}
+
+export function selfAndChildrenTicks() {
+  try {
+    const f = statFields('self');
+    return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]); // fields 14-17
+  } catch {
+    return null;
+  }
+}
+
+export function pidTicks(pid) {
+  try {
+    const f = statFields(pid);
+    return Number(f[11]) + Number(f[12]);
   } catch {
     return null;
   }

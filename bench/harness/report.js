@@ -1,4 +1,4 @@
-// Summaries across runs and the markdown report.
+// Summaries across runs and the markdown reports: echo (throughput) and hold (memory).
 
 export function median(xs) {
   const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
@@ -7,30 +7,58 @@ export function median(xs) {
   return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
-const min = (xs) => (xs.length ? Math.min(...xs) : null);
-const max = (xs) => (xs.length ? Math.max(...xs) : null);
+const nums = (xs) => xs.filter((x) => typeof x === 'number' && Number.isFinite(x));
+const min = (xs) => (nums(xs).length ? Math.min(...nums(xs)) : null);
+const max = (xs) => (nums(xs).length ? Math.max(...nums(xs)) : null);
+const spread = (xs) => ({ median: median(xs), min: min(xs), max: max(xs) });
 
-// Per server: medians (and the spread of throughput) over its clean runs: a run with a problem
-// (no result, verify failures, missing connections) is reported, never averaged in.
-export function summarize(runs, serverNames) {
+// Per server: medians (and spreads) over its clean runs: a run with a problem (no result, verify
+// failures, missing connections) is reported, never averaged in.
+export function summarize(runs, serverNames, kind = 'echo') {
   const out = {};
   for (const name of serverNames) {
-    const ok = runs.filter((r) => r.server === name && r.result && r.problems.length === 0);
+    const mine = runs.filter((r) => r.server === name);
+    const ok = mine.filter((r) => r.result && r.problems.length === 0);
     const res = ok.map((r) => r.result);
-    const rtt = res.map((j) => j.rtt_per_sec);
-    const cpuShare = (key) =>
-      res.map((j) => (j[key] == null ? null : j[key] / j.duration_s));
-    out[name] = {
-      runs: runs.filter((r) => r.server === name).length,
+    const failed = mine.filter((r) => r.problems.length > 0);
+    const common = {
+      runs: mine.length,
       ok_runs: ok.length,
-      rtt_per_sec: { median: median(rtt), min: min(rtt), max: max(rtt) },
+      failed_runs: failed.length,
+      first_problem: failed[0]?.problems[0] ?? null,
+      contended_runs: mine.filter((r) => r.notes?.some((x) => x.startsWith('contended'))).length,
+      other_cpu: median(mine.map((r) => r.other_cpu)),
+    };
+    if (kind === 'hold') {
+      out[name] = {
+        ...common,
+        conns_ok: median(res.map((j) => j.conns_ok)),
+        rss_per_conn_bytes: spread(res.map((j) => j.rss_per_conn_bytes)),
+        rss_before_bytes: median(res.map((j) => j.rss_before_bytes)),
+        rss_idle_bytes: median(res.map((j) => j.rss_idle_bytes)),
+        rss_end_bytes: median(res.map((j) => j.rss_end_bytes)),
+        connect_time_s: spread(res.map((j) => j.connect_time_s)),
+        connects_per_sec: median(res.map((j) => j.connects_per_sec)),
+        // Server CPU per connection for accept + upgrade, and per ping answered.
+        connect_cpu_us_per_conn: median(res.map((j) => (j.server_connect_cpu_s == null || !j.conns_ok ? null : (j.server_connect_cpu_s * 1e6) / j.conns_ok))),
+        hold_cpu_us_per_pong: median(res.map((j) => (j.server_hold_cpu_s == null || !j.pongs_received ? null : (j.server_hold_cpu_s * 1e6) / j.pongs_received))),
+        pings_sent: median(res.map((j) => j.pings_sent)),
+        pongs_received: median(res.map((j) => j.pongs_received)),
+        ping_p99_us: median(res.map((j) => j.ping_p99_us)),
+      };
+      continue;
+    }
+    const cpuShare = (key) => res.map((j) => (j[key] == null ? null : j[key] / j.duration_s));
+    out[name] = {
+      ...common,
+      rtt_per_sec: spread(res.map((j) => j.rtt_per_sec)),
       p50_us: median(res.map((j) => j.p50_us)),
       p99_us: median(res.map((j) => j.p99_us)),
       max_us: median(res.map((j) => j.max_us)),
       server_cpu_us_per_msg: median(res.map((j) => j.server_cpu_us_per_msg)),
+      loadgen_cpu_us_per_msg: median(res.map((j) => j.loadgen_cpu_us_per_msg)),
       server_cpu_share: median(cpuShare('server_cpu_s')),
       loadgen_cpu_share: median(cpuShare('loadgen_cpu_s')),
-      failed_runs: runs.filter((r) => r.server === name && r.problems.length > 0).length,
     };
   }
   return out;
@@ -39,44 +67,79 @@ export function summarize(runs, serverNames) {
 const fmtInt = (x) => (x == null ? '-' : Math.round(x).toLocaleString('en-US'));
 const fmt = (x, d) => (x == null ? '-' : x.toFixed(d));
 const pct = (x) => (x == null ? '-' : `${Math.round(x * 100)}%`);
+const mib = (x) => (x == null ? '-' : (x / 1048576).toFixed(1));
+const cell = (s) => String(s).replace(/\|/g, '\\|').slice(0, 160);
 
 export function ratio(summary, name, ref) {
-  const a = summary[name]?.rtt_per_sec.median;
-  const b = summary[ref]?.rtt_per_sec.median;
+  const a = summary[name]?.rtt_per_sec?.median;
+  const b = summary[ref]?.rtt_per_sec?.median;
   return a == null || b == null || b === 0 ? null : a / b;
 }
 
-export function markdownTable(summary, serverNames) {
-  const rows = [
-    '| server | rtt/s median (min–max) | p50 us | p99 us | server CPU us/msg | server CPU | loadgen CPU | ratio vs net | ratio vs c |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
-  ];
+function failedRow(name, s, columns) {
+  const why = s?.first_problem ? `no clean run: ${cell(s.first_problem)}` : 'no clean run';
+  return `| ${name} | ${why} |${' - |'.repeat(columns - 2)}`;
+}
+
+export function markdownTable(summary, serverNames, ratioAgainst = ['net', 'c']) {
+  const head = ['server', 'rtt/s median (min–max)', 'p50 us', 'p99 us', 'server CPU us/msg', 'server CPU', 'loadgen CPU',
+    ...ratioAgainst.map((r) => `ratio vs ${r}`)];
+  const rows = [`| ${head.join(' | ')} |`, `|---|${'---:|'.repeat(head.length - 1)}`];
   for (const name of serverNames) {
     const s = summary[name];
     if (!s || s.ok_runs === 0) {
-      rows.push(`| ${name} | no clean run | - | - | - | - | - | - | - |`);
+      rows.push(failedRow(name, s, head.length));
       continue;
     }
     const r = s.rtt_per_sec;
-    const vsNet = ratio(summary, name, 'net');
-    const vsC = ratio(summary, name, 'c');
+    const ratios = ratioAgainst.map((ref) => {
+      const x = ratio(summary, name, ref);
+      return x == null ? '-' : `${fmt(x, 2)}x`;
+    });
     rows.push(
       `| ${name} | ${fmtInt(r.median)} (${fmtInt(r.min)}–${fmtInt(r.max)}) | ${fmt(s.p50_us, 0)} | ${fmt(s.p99_us, 0)} | ` +
-        `${fmt(s.server_cpu_us_per_msg, 2)} | ${pct(s.server_cpu_share)} | ${pct(s.loadgen_cpu_share)} | ` +
-        `${vsNet == null ? '-' : fmt(vsNet, 2) + 'x'} | ${vsC == null ? '-' : fmt(vsC, 2) + 'x'} |`,
+        `${fmt(s.server_cpu_us_per_msg, 2)} | ${pct(s.server_cpu_share)} | ${pct(s.loadgen_cpu_share)} | ${ratios.join(' | ')} |`,
     );
   }
   return rows.join('\n');
 }
 
-export function markdownReport({ title, summary, serverNames, machine, pinning, command, options, ok, problems, notes = [] }) {
+export function holdTable(summary, serverNames) {
+  const head = ['server', 'held', 'RSS per conn, bytes: median (min–max)', 'RSS MiB before → idle → end', 'connect time s: median (min–max)',
+    'connects/s', 'server CPU us per connect', 'server CPU us per pong', 'ping p99 us'];
+  const rows = [`| ${head.join(' | ')} |`, `|---|${'---:|'.repeat(head.length - 1)}`];
+  for (const name of serverNames) {
+    const s = summary[name];
+    if (!s || s.ok_runs === 0) {
+      rows.push(failedRow(name, s, head.length));
+      continue;
+    }
+    const r = s.rss_per_conn_bytes;
+    const c = s.connect_time_s;
+    rows.push(
+      `| ${name} | ${fmtInt(s.conns_ok)} | ${fmtInt(r.median)} (${fmtInt(r.min)}–${fmtInt(r.max)}) | ` +
+        `${mib(s.rss_before_bytes)} → ${mib(s.rss_idle_bytes)} → ${mib(s.rss_end_bytes)} | ` +
+        `${fmt(c.median, 2)} (${fmt(c.min, 2)}–${fmt(c.max, 2)}) | ${fmtInt(s.connects_per_sec)} | ` +
+        `${fmt(s.connect_cpu_us_per_conn, 0)} | ${fmt(s.hold_cpu_us_per_pong, 1)} | ${fmt(s.ping_p99_us, 0)} |`,
+    );
+  }
+  return rows.join('\n');
+}
+
+export function markdownReport({ scenario, title, summary, serverNames, machine, pinning, command, options, ok, problems, notes = [] }) {
+  const hold = scenario.kind === 'hold';
   const lines = [
     `## ${title}`,
     '',
-    markdownTable(summary, serverNames),
+    hold ? holdTable(summary, serverNames) : markdownTable(summary, serverNames, scenario.ratioAgainst),
     '',
-    'Medians over clean runs. server CPU and loadgen CPU: share of one core during the measured ' +
-      'period (a generator near 100% means the generator, not the server, set the pace).',
+    hold
+      ? 'Medians over clean runs, a fresh server each run. RSS per conn = (RSS when all are upgraded and ' +
+        'idle after the settle time - RSS before the first connect) / connections held; "end" is after ' +
+        'the hold and its pings. connect time: first connect to last upgrade. server CPU per connect: ' +
+        'accept + upgrade; per pong: CPU during the hold / pongs.'
+      : 'Medians over clean runs. server CPU and loadgen CPU: share of one core during the measured ' +
+        'period (a generator near 100% means the generator, not the server, set the pace).',
     '',
     `- machine: ${machine.nproc} CPUs, ${machine.cpu}, node ${machine.node}, ${machine.kernel}`,
     `- placement: ${pinning.note}`,

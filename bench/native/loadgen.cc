@@ -1,24 +1,30 @@
-// netloop-loadgen: a closed-loop echo load generator (Linux, epoll, C++17).
+// netloop-loadgen: a closed-loop echo load generator and connection holder (Linux, epoll, C++17).
 //
-// N connections are spread over T threads, each thread with its own level-triggered epoll.
-// Every connection keeps W messages of SIZE bytes in flight: when the full echo of the oldest
-// message has come back, the next one is sent. Every echoed byte is checked against the bytes
-// that were sent: a message's payload is a pseudo-random pattern seeded by (connection id,
-// sequence number), so a lost, duplicated, corrupted or reordered byte is caught. Latency is the
-// time from the write that carried a message to the read that completed its echo.
+// Echo mode (the default): N connections are spread over T threads, each thread with its own
+// level-triggered epoll. Every connection keeps W messages of SIZE bytes in flight: when the full
+// echo of the oldest message has come back, the next one is sent. Every echoed byte is checked
+// against the bytes that were sent: a message's payload is a pseudo-random pattern seeded by
+// (connection id, sequence number), so a lost, duplicated, corrupted or reordered byte is caught.
+// Latency is the time from the write that carried a message to the read that completed its echo.
+//
+// Hold mode (--hold): opens N connections (at most --connect-concurrency connecting or
+// upgrading at a time), keeps them idle, optionally pings each one every --ping-interval seconds
+// and requires the pong, and reports the server's resident memory per idle connection.
 //
 // Output: exactly one JSON line on stdout at the end (see README.md for the fields).
-// Exit code: 0 ok, 1 if any verify failure or fewer healthy connections than asked, 2 bad usage.
+// Exit code: 0 ok, 1 if any verify failure, error or fewer healthy connections than asked,
+// 2 bad usage, 3 watchdog.
 //
 // Layers, inside out:
 //   Histogram      log-linear latency buckets, ~0.4% relative error
-//   pattern_*      pure payload generation and checking
+//   pattern_*      pure payload generation and checking (binary, or printable ASCII for text)
 //   ByteQueue      a growable byte queue with a read offset (outgoing bytes)
 //   Protocol       per-connection framing: frame_begin()/frame_end() around each outgoing payload
-//                  (generated in place), parse() incoming bytes into payload bytes. TcpProtocol is the identity; a WebSocket one fits the same
-//                  interface (handshake in on_open()/parse(), ready() once upgraded).
+//                  (generated in place, masked in place), parse() incoming bytes into payload
+//                  bytes. TcpProtocol is the identity; WsProtocol is an RFC 6455 client (upgrade
+//                  handshake, masked frames out, unmasked frames in, ping/pong, close).
 //   Conn           the closed loop over one socket: in-flight window, verification, timestamps
-//   Worker         one thread: one epoll, its connections, its own stats (merged at the end)
+//   Worker         one thread: one epoll, its connections, paced connects, its own stats
 //
 // Built with -fno-exceptions by binding.gyp: nothing here throws or catches.
 
@@ -29,6 +35,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -43,10 +50,19 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
+#include <queue>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
+
+#include "ws_accept.h"
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24  // Linux 4.2+; older headers lack the name
+#endif
 
 namespace {
 
@@ -83,13 +99,33 @@ struct Options {
   int threads = 1;
   long server_pid = -1;  // -1: not given
   std::string proto = "tcp";
+  // WebSocket
+  std::string msg_type = "binary";  // binary | text
+  std::string path = "/";
+  std::string host_header;  // "" -> host:port
+  // Connecting (both modes)
+  int connect_concurrency = 500;  // connections connecting or upgrading at once (all threads)
+  std::vector<std::string> source_ips;
+  // Hold mode
+  bool hold = false;
+  double connect_timeout_s = 60;
+  double settle_s = 2;
+  double ping_interval_s = 0;  // 0: no pings
+  bool self_test = false;
 };
 
 const char kUsage[] =
     "usage: netloop-loadgen --port P [--host 127.0.0.1] [--conns 100] [--inflight 4]\n"
     "                       [--size 64] [--duration 5] [--warmup 1] [--threads 1]\n"
-    "                       [--server-pid PID] [--proto tcp]\n"
-    "Prints one JSON line with throughput, latency percentiles, errors and server CPU.\n";
+    "                       [--server-pid PID] [--proto tcp|ws] [--msg-type binary|text]\n"
+    "                       [--path /] [--host-header H] [--connect-concurrency 500]\n"
+    "                       [--source-ips 127.0.0.1,127.0.0.2,...]\n"
+    "       netloop-loadgen --hold --port P [--proto ws] [--conns N] [--duration 5] [--settle 2]\n"
+    "                       [--ping-interval 0] [--connect-timeout 60] [--server-pid PID] ...\n"
+    "       netloop-loadgen --self-test\n"
+    "Echo mode prints one JSON line with throughput, latency percentiles, errors and server CPU;\n"
+    "--hold prints one JSON line with connect time, pings/pongs and the server's RSS per idle\n"
+    "connection. --self-test checks SHA-1, base64, the handshake and the frame codec, then exits.\n";
 
 bool parse_long(const char* s, long lo, long hi, long* out) {
   char* end = nullptr;
@@ -109,6 +145,18 @@ bool parse_double(const char* s, double lo, double hi, double* out) {
   return true;
 }
 
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    if (comma == std::string::npos) comma = s.size();
+    if (comma > start) out.push_back(s.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
 // Returns "" on success, else an error message. Sets *help when --help was asked.
 std::string parse_options(int argc, char** argv, Options* o, bool* help) {
   *help = false;
@@ -118,6 +166,15 @@ std::string parse_options(int argc, char** argv, Options* o, bool* help) {
     if (flag == "--help" || flag == "-h") {
       *help = true;
       return "";
+    }
+    // Flags without a value.
+    if (flag == "--hold") {
+      o->hold = true;
+      continue;
+    }
+    if (flag == "--self-test") {
+      o->self_test = true;
+      continue;
     }
     if (i + 1 >= argc) return "missing value for " + flag;
     const char* v = argv[++i];
@@ -150,12 +207,37 @@ std::string parse_options(int argc, char** argv, Options* o, bool* help) {
       o->server_pid = n;
     } else if (flag == "--proto") {
       o->proto = v;
+    } else if (flag == "--msg-type") {
+      o->msg_type = v;
+      ok = o->msg_type == "binary" || o->msg_type == "text";
+    } else if (flag == "--path") {
+      o->path = v;
+      ok = !o->path.empty() && o->path[0] == '/' && o->path.find_first_of(" \r\n") == std::string::npos;
+    } else if (flag == "--host-header") {
+      o->host_header = v;
+      ok = !o->host_header.empty() && o->host_header.find_first_of(" \r\n") == std::string::npos;
+    } else if (flag == "--connect-concurrency") {
+      ok = parse_long(v, 1, 1000000, &n);
+      o->connect_concurrency = static_cast<int>(n);
+    } else if (flag == "--source-ips") {
+      o->source_ips = split_commas(v);
+      ok = !o->source_ips.empty();
+    } else if (flag == "--connect-timeout") {
+      ok = parse_double(v, 0.1, 86400, &o->connect_timeout_s);
+    } else if (flag == "--settle") {
+      ok = parse_double(v, 0, 86400, &o->settle_s);
+    } else if (flag == "--ping-interval") {
+      ok = parse_double(v, 0, 86400, &o->ping_interval_s);
+      ok = ok && (o->ping_interval_s == 0 || o->ping_interval_s >= 0.01);
     } else {
       return "unknown flag " + flag;
     }
     if (!ok) return "bad value for " + flag + ": " + v;
   }
+  if (o->self_test) return "";
   if (!have_port) return "--port is required";
+  if (o->ping_interval_s > 0 && !o->hold) return "--ping-interval needs --hold";
+  if (o->ping_interval_s > 0 && o->proto != "ws") return "--ping-interval needs --proto ws";
   if (o->threads > o->conns) o->threads = o->conns;
   return "";
 }
@@ -226,19 +308,33 @@ class Histogram {
 
 // ---------------------------------------------------------------------------------------------
 // Payload pattern. A message (conn, seq) has a 64-bit seed. Its byte i is
-//     table[(seed % kTableLen + i) % kTableLen] ^ byte (i % 8) of the seed
+//     table[(seed % kTableLen + i) % kTableLen] ^ byte (i % 8) of (seed & key_mask)
 // where table is one fixed pseudo-random block shared by all threads. The offset and the key
 // differ per message, so a lost, duplicated, altered or reordered byte (or message) shows; and
 // generating or checking costs one 8-byte load, xor and store/compare per 8 bytes, with no
 // per-byte arithmetic. The table is stored twice in a row so that any run of up to kTableLen
 // bytes is contiguous. Pure functions: generation and checking agree by construction, and
 // checking accepts any split of the byte stream.
+//
+// Two patterns: binary (any byte, the full 64-bit key) and text (printable ASCII, hence valid
+// UTF-8, for WebSocket text messages). The text table holds bytes in 0x20..0x5F and its key has
+// only the low 5 bits of each byte (key_mask 0x1F..1F): XOR then changes only the low 5 bits, so
+// every byte stays inside its 32-byte block, 0x20..0x3F (space to '?') or 0x40..0x5F ('@' to
+// '_'). The text key carries 40 bits instead of 64, still ample to tell messages apart.
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "pattern words are little-endian");
 
 constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
 constexpr size_t kTableLen = 65521;  // prime: offsets do not repeat with power-of-two sizes
-uint8_t g_table[2 * kTableLen + 8];
+uint8_t g_bin_table[2 * kTableLen + 8];
+uint8_t g_text_table[2 * kTableLen + 8];
+
+struct Pattern {
+  const uint8_t* table;
+  uint64_t key_mask;
+};
+const Pattern kBinaryPattern{g_bin_table, ~0ull};
+const Pattern kTextPattern{g_text_table, 0x1F1F1F1F1F1F1F1Full};
 
 inline uint64_t mix64(uint64_t x) {  // splitmix64's finalizer
   x ^= x >> 30;
@@ -251,10 +347,14 @@ inline uint64_t mix64(uint64_t x) {  // splitmix64's finalizer
 
 void pattern_init() {
   for (size_t i = 0; i < kTableLen; i++) {
-    g_table[i] = static_cast<uint8_t>(mix64(i * kGolden + 0x6E65746C6F6F70ull) >> 29);
+    uint64_t r = mix64(i * kGolden + 0x6E65746C6F6F70ull);
+    g_bin_table[i] = static_cast<uint8_t>(r >> 29);
+    g_text_table[i] = static_cast<uint8_t>(0x20 + ((r >> 41) & 0x3F));
   }
-  memcpy(g_table + kTableLen, g_table, kTableLen);
-  memcpy(g_table + 2 * kTableLen, g_table, 8);
+  for (uint8_t* t : {g_bin_table, g_text_table}) {
+    memcpy(t + kTableLen, t, kTableLen);
+    memcpy(t + 2 * kTableLen, t, 8);
+  }
 }
 
 inline uint64_t message_seed(uint32_t conn, uint64_t seq) {
@@ -270,27 +370,28 @@ inline uint64_t load64(const uint8_t* p) {
 inline void store64(uint8_t* p, uint64_t v) { memcpy(p, &v, 8); }
 
 // The key as it lines up with the message bytes from offset off on (little-endian words).
-inline uint64_t key_at(uint64_t seed, size_t off) {
+inline uint64_t key_at(uint64_t key, size_t off) {
   unsigned s = static_cast<unsigned>(off % 8) * 8;
-  return s == 0 ? seed : (seed >> s) | (seed << (64 - s));
+  return s == 0 ? key : (key >> s) | (key << (64 - s));
 }
 
 // Calls fn(table_run, key, length) over the runs that make up bytes [off, off + n).
 template <typename Fn>
-inline bool pattern_runs(uint64_t seed, size_t off, size_t n, Fn fn) {
+inline bool pattern_runs(const Pattern& pat, uint64_t seed, size_t off, size_t n, Fn fn) {
   const size_t base = static_cast<size_t>(seed % kTableLen);
+  const uint64_t key = seed & pat.key_mask;
   while (n > 0) {
     size_t pos = (base + off) % kTableLen;
     size_t run = std::min(n, kTableLen);  // pos < kTableLen, so pos + run <= 2 * kTableLen
-    if (!fn(g_table + pos, key_at(seed, off), run)) return false;
+    if (!fn(pat.table + pos, key_at(key, off), run)) return false;
     off += run;
     n -= run;
   }
   return true;
 }
 
-void pattern_fill(uint64_t seed, uint8_t* out, size_t len) {
-  pattern_runs(seed, 0, len, [&out](const uint8_t* t, uint64_t key, size_t run) {
+void pattern_fill(const Pattern& pat, uint64_t seed, uint8_t* out, size_t len) {
+  pattern_runs(pat, seed, 0, len, [&out](const uint8_t* t, uint64_t key, size_t run) {
     size_t j = 0;
     for (; j + 8 <= run; j += 8) store64(out + j, load64(t + j) ^ key);
     for (; j < run; j++) out[j] = static_cast<uint8_t>(t[j] ^ (key >> (8 * (j % 8))));
@@ -300,8 +401,8 @@ void pattern_fill(uint64_t seed, uint8_t* out, size_t len) {
 }
 
 // Checks n bytes that sit at offset off of the message; true if they all match.
-bool pattern_check(uint64_t seed, size_t off, const uint8_t* in, size_t n) {
-  return pattern_runs(seed, off, n, [&in](const uint8_t* t, uint64_t key, size_t run) {
+bool pattern_check(const Pattern& pat, uint64_t seed, size_t off, const uint8_t* in, size_t n) {
+  return pattern_runs(pat, seed, off, n, [&in](const uint8_t* t, uint64_t key, size_t run) {
     size_t j = 0;
     uint64_t diff = 0;
     for (; j + 8 <= run; j += 8) diff |= (load64(in + j) ^ key) ^ load64(t + j);
@@ -309,6 +410,32 @@ bool pattern_check(uint64_t seed, size_t off, const uint8_t* in, size_t n) {
     in += run;
     return diff == 0;
   });
+}
+
+// xorshift64*: the per-connection generator for WebSocket masks and handshake keys. A client
+// mask only has to be unpredictable to a hostile page's script, which there is none of here;
+// what matters is that each frame gets a fresh one, at a few ns per frame.
+class XorShift64s {
+ public:
+  explicit XorShift64s(uint64_t seed) : s_(seed != 0 ? seed : kGolden) {}
+  uint64_t next() {
+    s_ ^= s_ >> 12;
+    s_ ^= s_ << 25;
+    s_ ^= s_ >> 27;
+    return s_ * 0x2545F4914F6CDD1Dull;
+  }
+
+ private:
+  uint64_t s_;
+};
+
+// XORs n bytes with the 4-byte WebSocket mask (mask byte j = key >> 8j), 8 bytes at a time.
+// The payload starts at mask position 0.
+inline void ws_mask(uint8_t* p, size_t n, uint32_t key) {
+  const uint64_t k = static_cast<uint64_t>(key) | (static_cast<uint64_t>(key) << 32);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) store64(p + i, load64(p + i) ^ k);
+  for (; i < n; i++) p[i] = static_cast<uint8_t>(p[i] ^ (key >> (8 * (i % 4))));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -368,9 +495,23 @@ class PayloadSink {
   // Echoed payload bytes, in order, in any split. Returns false when the connection failed
   // (the parser must stop delivering).
   virtual bool on_payload(const uint8_t* p, size_t n) = 0;
+  // A pong's payload (WebSocket). Default: ignored.
+  virtual void on_pong(const uint8_t* p, size_t n) {
+    (void)p;
+    (void)n;
+  }
 
  protected:
   ~PayloadSink() = default;
+};
+
+// What went wrong in parse(); error() has the words.
+enum class ParseError {
+  kNone,
+  kHandshake,   // the upgrade response was not a valid 101 for our key
+  kProtocol,    // a frame the protocol does not allow (masked server frame, bad opcode, ...)
+  kVerify,      // a well-formed echo that is not what was sent (opcode, length)
+  kPeerClosed,  // the server sent a close frame
 };
 
 class Protocol {
@@ -384,15 +525,26 @@ class Protocol {
   // Framing one outgoing message is two calls, so the payload is generated in place, never
   // copied: frame_begin appends the frame's header (if any) and room for len payload bytes to
   // out and returns where the payload goes; the caller writes it; frame_end finishes the frame
-  // (a WebSocket client masks the payload there).
+  // (a WebSocket client masks the payload there). Nothing else may touch out in between.
   virtual uint8_t* frame_begin(size_t len, ByteQueue& out) = 0;
   virtual void frame_end(uint8_t* payload, size_t len) {
     (void)payload;
     (void)len;
   }
-  // Consumes wire bytes. Returns 0, or a negative value for a protocol error. Delivery to the
-  // sink stops (and 0 is returned) when the sink returns false.
-  virtual int parse(const uint8_t* in, size_t n, PayloadSink& sink) = 0;
+  // Queues a ping carrying n <= 125 bytes. False if the protocol has no pings.
+  virtual bool ping(const uint8_t* p, size_t n, ByteQueue& out) {
+    (void)p;
+    (void)n;
+    (void)out;
+    return false;
+  }
+  // Consumes wire bytes; may queue replies (a pong) on out. Returns kNone, or the error (then
+  // error() says what). Delivery to the sink stops (and kNone is returned) when the sink returns
+  // false.
+  virtual ParseError parse(const uint8_t* in, size_t n, PayloadSink& sink, ByteQueue& out) = 0;
+  virtual const char* error() const { return ""; }
+  // Pings the server sent (and this side answered).
+  virtual uint64_t server_pings() const { return 0; }
 };
 
 // Raw TCP: the wire is the payload. Message boundaries are the receiver's business (it knows the
@@ -401,38 +553,379 @@ class TcpProtocol final : public Protocol {
  public:
   const char* name() const override { return "tcp"; }
   uint8_t* frame_begin(size_t len, ByteQueue& out) override { return out.extend(len); }
-  int parse(const uint8_t* in, size_t n, PayloadSink& sink) override {
+  ParseError parse(const uint8_t* in, size_t n, PayloadSink& sink, ByteQueue& out) override {
+    (void)out;
     sink.on_payload(in, n);
-    return 0;
+    return ParseError::kNone;
   }
 };
 
-std::unique_ptr<Protocol> make_protocol(const std::string& name) {
-  if (name == "tcp") return std::unique_ptr<Protocol>(new TcpProtocol());
-  // "ws": a client-side WebSocket framing (masked frames out, unmasked frames in, upgrade
-  // request in on_open, 101 response consumed by parse) plugs in here.
-  return nullptr;
-}
+// What every WebSocket connection of a run shares.
+struct WsConfig {
+  std::string path = "/";
+  std::string host_header;  // the Host header's value
+  uint8_t opcode = 2;       // of every message sent, and so of every echo: 1 text, 2 binary
+  size_t msg_size = 0;      // of every message sent, and so of every echo
+};
 
-bool protocol_known(const std::string& name) { return name == "tcp"; }
+// An RFC 6455 client, as far as an echo benchmark needs one:
+//   - on_open queues the upgrade request with a random 16-byte Sec-WebSocket-Key; parse()
+//     takes the response head (at most 8 KiB), which must be "HTTP/1.1 101" with Upgrade:
+//     websocket, Connection: upgrade and the right Sec-WebSocket-Accept, and no extension or
+//     subprotocol (none is offered);
+//   - every frame sent is one whole message (FIN set), masked with a fresh key;
+//   - the server's frames must be unmasked, RSV bits clear; 7-, 16- and 64-bit lengths; data
+//     messages may be fragmented (continuation frames), and each message must have the opcode
+//     and the size of the messages sent; its payload goes to the sink, which checks every byte;
+//   - a ping is answered with a masked pong carrying the same payload; a pong goes to the sink;
+//     a close frame is an error (an echo server has no reason to close).
+// Frame parsing is a state machine without I/O: each state stops when the bytes run out.
+class WsProtocol final : public Protocol {
+ public:
+  static constexpr size_t kMaxHead = 8192;
+
+  WsProtocol(const WsConfig& cfg, uint64_t seed) : cfg_(cfg), rng_(seed) {}
+
+  const char* name() const override { return "ws"; }
+  bool ready() const override { return st_ != St::kHead; }
+  const char* error() const override { return err_.c_str(); }
+
+  void on_open(ByteQueue& out) override {
+    uint8_t key[16];
+    store64(key, rng_.next());
+    store64(key + 8, rng_.next());
+    char key64[25];
+    nl_base64(key, sizeof key, key64);
+    nl_ws_accept(key64, 24, accept_);
+    std::string req;
+    req.reserve(160 + cfg_.path.size() + cfg_.host_header.size());
+    req += "GET ";
+    req += cfg_.path;
+    req += " HTTP/1.1\r\nHost: ";
+    req += cfg_.host_header;
+    req += "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ";
+    req += key64;
+    req += "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    out.append(reinterpret_cast<const uint8_t*>(req.data()), req.size());
+  }
+
+  uint8_t* frame_begin(size_t len, ByteQueue& out) override { return header(cfg_.opcode, len, out); }
+  void frame_end(uint8_t* payload, size_t len) override { ws_mask(payload, len, mask_); }
+
+  bool ping(const uint8_t* p, size_t n, ByteQueue& out) override {
+    control(kPing, p, n, out);
+    return true;
+  }
+
+  ParseError parse(const uint8_t* in, size_t n, PayloadSink& sink, ByteQueue& out) override {
+    const uint8_t* p = in;
+    const uint8_t* const end = in + n;
+    if (st_ == St::kHead) {
+      p = parse_head(p, end);
+      if (p == nullptr) return ParseError::kHandshake;
+    }
+    while (p < end) {
+      switch (st_) {
+        case St::kHead:
+          return ParseError::kNone;  // not reached: parse_head consumed everything or finished
+        case St::kHeader: {
+          size_t take = std::min<size_t>(hdr_need_ - hdr_len_, static_cast<size_t>(end - p));
+          memcpy(hdr_ + hdr_len_, p, take);
+          hdr_len_ += take;
+          p += take;
+          if (hdr_len_ < hdr_need_) break;  // p == end: wait for more
+          if (hdr_need_ == 2) {
+            if (hdr_[1] & 0x80) return fail(ParseError::kProtocol, "server frame is masked");
+            unsigned len7 = hdr_[1] & 0x7F;
+            hdr_need_ = len7 == 126 ? 4 : len7 == 127 ? 10 : 2;
+            if (hdr_need_ > 2) break;  // the extended length is next
+          }
+          ParseError e = on_header(sink, out);
+          if (e != ParseError::kNone) return e;
+          break;
+        }
+        case St::kPayload: {
+          size_t take = static_cast<size_t>(std::min<uint64_t>(left_, static_cast<uint64_t>(end - p)));
+          left_ -= take;
+          const uint8_t* chunk = p;
+          p += take;
+          if (!sink.on_payload(chunk, take)) return ParseError::kNone;  // the connection failed
+          if (left_ == 0) end_data_frame();
+          break;
+        }
+        case St::kControl: {
+          size_t take = std::min<size_t>(ctrl_need_ - ctrl_len_, static_cast<size_t>(end - p));
+          memcpy(ctrl_ + ctrl_len_, p, take);
+          ctrl_len_ += take;
+          p += take;
+          if (ctrl_len_ == ctrl_need_) {
+            ParseError e = on_control(sink, out);
+            if (e != ParseError::kNone) return e;
+          }
+          break;
+        }
+      }
+    }
+    return ParseError::kNone;
+  }
+
+  uint64_t server_pings() const override { return server_pings_; }
+
+ private:
+  enum class St { kHead, kHeader, kPayload, kControl };
+  static constexpr uint8_t kCont = 0x0, kText = 0x1, kBinary = 0x2, kClose = 0x8, kPing = 0x9,
+                           kPong = 0xA;
+
+  ParseError fail(ParseError e, std::string what) {
+    err_ = std::move(what);
+    return e;
+  }
+
+  // Appends a masked frame's header and room for len payload bytes; returns the payload's place.
+  // The mask is drawn here and applied by frame_end/control.
+  uint8_t* header(uint8_t opcode, size_t len, ByteQueue& out) {
+    const size_t ext = len < 126 ? 0 : len <= 0xFFFF ? 2 : 8;
+    uint8_t* h = out.extend(2 + ext + 4 + len);
+    h[0] = static_cast<uint8_t>(0x80 | opcode);
+    if (ext == 0) {
+      h[1] = static_cast<uint8_t>(0x80 | len);
+    } else if (ext == 2) {
+      h[1] = 0x80 | 126;
+      h[2] = static_cast<uint8_t>(len >> 8);
+      h[3] = static_cast<uint8_t>(len);
+    } else {
+      h[1] = 0x80 | 127;
+      for (int i = 0; i < 8; i++) h[2 + i] = static_cast<uint8_t>(static_cast<uint64_t>(len) >> (56 - 8 * i));
+    }
+    mask_ = static_cast<uint32_t>(rng_.next() >> 32);
+    memcpy(h + 2 + ext, &mask_, 4);  // wire byte j = mask_ >> 8j, as ws_mask expects
+    return h + 2 + ext + 4;
+  }
+
+  void control(uint8_t opcode, const uint8_t* p, size_t n, ByteQueue& out) {
+    uint8_t* payload = header(opcode, n, out);
+    if (n > 0) memcpy(payload, p, n);
+    ws_mask(payload, n, mask_);
+  }
+
+  // The upgrade response. Returns where the frames start (end when the head is not complete
+  // yet), or nullptr on a bad response.
+  const uint8_t* parse_head(const uint8_t* p, const uint8_t* end) {
+    const size_t old = head_.size();
+    const size_t take = std::min<size_t>(static_cast<size_t>(end - p), kMaxHead + 4 - old);
+    head_.append(reinterpret_cast<const char*>(p), take);
+    size_t term = head_.find("\r\n\r\n", old >= 3 ? old - 3 : 0);
+    if (term == std::string::npos) {
+      if (head_.size() > kMaxHead) {
+        fail(ParseError::kHandshake, "handshake: response head over 8 KiB");
+        return nullptr;
+      }
+      return end;
+    }
+    const size_t head_len = term + 4;
+    if (!check_head(head_.substr(0, head_len))) return nullptr;
+    std::string().swap(head_);  // give the memory back: thousands of idle connections
+    st_ = St::kHeader;
+    return p + (head_len - old);
+  }
+
+  static bool iequals(const std::string& a, const char* b) {
+    size_t n = strlen(b);
+    if (a.size() != n) return false;
+    for (size_t i = 0; i < n; i++) {
+      if (tolower(static_cast<unsigned char>(a[i])) != tolower(static_cast<unsigned char>(b[i]))) return false;
+    }
+    return true;
+  }
+
+  static std::string trim(const std::string& s) {
+    size_t a = s.find_first_not_of(" \t");
+    if (a == std::string::npos) return "";
+    size_t b = s.find_last_not_of(" \t");
+    return s.substr(a, b - a + 1);
+  }
+
+  bool check_head(const std::string& head) {
+    size_t eol = head.find("\r\n");
+    const std::string status = head.substr(0, eol);
+    if (status.compare(0, 12, "HTTP/1.1 101") != 0 || (status.size() > 12 && status[12] != ' ')) {
+      fail(ParseError::kHandshake, "handshake: server answered \"" + status.substr(0, 80) + "\"");
+      return false;
+    }
+    bool upgrade = false, connection = false, accept = false;
+    size_t pos = eol + 2;
+    while (pos < head.size()) {
+      size_t next = head.find("\r\n", pos);
+      if (next == pos) break;  // the blank line
+      const std::string line = head.substr(pos, next - pos);
+      pos = next + 2;
+      size_t colon = line.find(':');
+      if (colon == std::string::npos) {
+        fail(ParseError::kHandshake, "handshake: malformed header line");
+        return false;
+      }
+      const std::string name = trim(line.substr(0, colon));
+      const std::string value = trim(line.substr(colon + 1));
+      if (iequals(name, "upgrade")) {
+        upgrade = iequals(value, "websocket");
+      } else if (iequals(name, "connection")) {
+        for (const std::string& tok : split_commas(value)) connection = connection || iequals(trim(tok), "upgrade");
+      } else if (iequals(name, "sec-websocket-accept")) {
+        accept = value == accept_;
+        if (!accept) {
+          fail(ParseError::kHandshake, "handshake: wrong Sec-WebSocket-Accept \"" + value.substr(0, 40) + "\"");
+          return false;
+        }
+      } else if (iequals(name, "sec-websocket-extensions") || iequals(name, "sec-websocket-protocol")) {
+        fail(ParseError::kHandshake, "handshake: server chose " + name + " the client did not offer");
+        return false;
+      }
+    }
+    if (!upgrade || !connection || !accept) {
+      fail(ParseError::kHandshake, std::string("handshake: 101 without ") +
+                                       (!upgrade ? "Upgrade: websocket" : !connection ? "Connection: upgrade" : "Sec-WebSocket-Accept"));
+      return false;
+    }
+    return true;
+  }
+
+  ParseError on_header(PayloadSink& sink, ByteQueue& out) {
+    const uint8_t b0 = hdr_[0];
+    const unsigned len7 = hdr_[1] & 0x7F;
+    uint64_t len = len7;
+    if (len7 == 126) {
+      len = (static_cast<uint64_t>(hdr_[2]) << 8) | hdr_[3];
+    } else if (len7 == 127) {
+      len = 0;
+      for (int i = 0; i < 8; i++) len = (len << 8) | hdr_[2 + i];
+      if (len >> 63) return fail(ParseError::kProtocol, "64-bit frame length with the top bit set");
+    }
+    hdr_len_ = 0;
+    hdr_need_ = 2;
+    if (b0 & 0x70) return fail(ParseError::kProtocol, "RSV bits set, but no extension was negotiated");
+    const bool fin = (b0 & 0x80) != 0;
+    const uint8_t op = b0 & 0x0F;
+    if (op & 0x8) {
+      if (op != kClose && op != kPing && op != kPong) return fail(ParseError::kProtocol, "reserved control opcode " + std::to_string(op));
+      if (!fin || len > 125) return fail(ParseError::kProtocol, "fragmented or over-long control frame");
+      ctrl_op_ = op;
+      ctrl_len_ = 0;
+      ctrl_need_ = static_cast<size_t>(len);
+      st_ = St::kControl;
+      return ctrl_need_ == 0 ? on_control(sink, out) : ParseError::kNone;
+    }
+    if (op == kCont) {
+      if (!in_msg_) return fail(ParseError::kProtocol, "continuation frame outside a message");
+    } else if (op == kText || op == kBinary) {
+      if (in_msg_) return fail(ParseError::kProtocol, "new message inside a fragmented one");
+      if (op != cfg_.opcode) {
+        return fail(ParseError::kVerify, std::string("echoed a ") + (op == kText ? "text" : "binary") + " message for a " +
+                                             (cfg_.opcode == kText ? "text" : "binary") + " one");
+      }
+      in_msg_ = true;
+      msg_len_ = 0;
+    } else {
+      return fail(ParseError::kProtocol, "reserved data opcode " + std::to_string(op));
+    }
+    msg_len_ += len;
+    // The length is known from the header: a wrong size fails before its payload arrives.
+    if (msg_len_ > cfg_.msg_size || (fin && msg_len_ != cfg_.msg_size)) {
+      return fail(ParseError::kVerify, "echoed message of " + std::to_string(msg_len_) + (fin ? "" : "+") +
+                                           " bytes for one of " + std::to_string(cfg_.msg_size));
+    }
+    fin_ = fin;
+    left_ = len;
+    st_ = St::kPayload;
+    if (len == 0) end_data_frame();
+    return ParseError::kNone;
+  }
+
+  void end_data_frame() {
+    if (fin_) in_msg_ = false;
+    st_ = St::kHeader;
+  }
+
+  ParseError on_control(PayloadSink& sink, ByteQueue& out) {
+    st_ = St::kHeader;
+    if (ctrl_op_ == kPing) {
+      server_pings_++;
+      control(kPong, ctrl_, ctrl_len_, out);
+    } else if (ctrl_op_ == kPong) {
+      sink.on_pong(ctrl_, ctrl_len_);
+    } else {
+      unsigned code = ctrl_len_ >= 2 ? (static_cast<unsigned>(ctrl_[0]) << 8 | ctrl_[1]) : 1005;
+      return fail(ParseError::kPeerClosed, "server sent a close frame (code " + std::to_string(code) + ")");
+    }
+    return ParseError::kNone;
+  }
+
+  const WsConfig& cfg_;
+  XorShift64s rng_;
+  St st_ = St::kHead;
+  char accept_[NL_WS_ACCEPT_LEN + 1] = {0};
+  std::string head_;  // the response head while it arrives
+  std::string err_;
+  uint32_t mask_ = 0;  // of the frame being built
+  // Frame header being collected.
+  uint8_t hdr_[14] = {0};
+  size_t hdr_len_ = 0;
+  size_t hdr_need_ = 2;
+  // Data frame / message.
+  bool in_msg_ = false;
+  bool fin_ = false;
+  uint64_t left_ = 0;     // payload bytes of this frame still to come
+  uint64_t msg_len_ = 0;  // payload bytes of this message so far (frames announced)
+  // Control frame being collected.
+  uint8_t ctrl_op_ = 0;
+  uint8_t ctrl_[125] = {0};
+  size_t ctrl_len_ = 0;
+  size_t ctrl_need_ = 0;
+  uint64_t server_pings_ = 0;
+};
 
 // ---------------------------------------------------------------------------------------------
 // Shared run parameters and per-worker stats.
 
 struct Plan {
   Options opt;
+  Pattern pattern = kBinaryPattern;
+  WsConfig ws;
   sockaddr_in addr{};
-  uint64_t t_start = 0;  // connections open at t_start
-  uint64_t t_measure = 0;  // warmup ends: stats count from here
-  uint64_t t_end = 0;      // stats stop, everything closes
+  std::vector<sockaddr_in> sources;  // --source-ips; empty: the kernel picks
+  uint64_t seed = 0;                 // random per run: handshake keys and masks
+  uint64_t t_start = 0;              // connections start opening at t_start
+  uint64_t t_connect_deadline = 0;   // connections not ready (upgraded) by then fail
+  uint64_t pong_grace_ns = 0;        // hold: how long after the hold the last pongs may take
+};
+
+// The run's phases, as the workers see them. Every worker first opens its connections and says
+// when all are ready or failed (connecting drops to 0). The main thread then picks the start
+// (echo: messages start, the warmup begins; hold: after the settle and the idle RSS sample,
+// pings may start) and the end, and publishes them. No message is sent while connections are
+// still being opened: a server saturated by the first connections' traffic would otherwise
+// starve the later ones' handshakes (ws, 500 loaded connections, accepted about 150 more per
+// second here), and the run would measure that instead.
+struct PhaseSync {
+  std::atomic<int> connecting{0};   // workers still opening connections
+  std::atomic<uint64_t> start{0};   // 0 until published
+  std::atomic<uint64_t> end{0};     // stored before start
 };
 
 struct Stats {
-  uint64_t messages = 0;  // messages whose echo completed inside [t_measure, t_end)
+  uint64_t messages = 0;  // messages whose echo completed inside the measured window
   uint64_t errors = 0;    // failed connections, any reason (verify failures included)
   uint64_t verify_failures = 0;
-  uint64_t conns_ok = 0;  // connected, >= 1 echo completed, never failed, still open at t_end
-  Histogram hist;
+  uint64_t handshake_failures = 0;  // connected, but failed before the protocol was ready
+  uint64_t conns_ok = 0;  // echo: >= 1 echo completed; hold: upgraded; never failed, open at the end
+  uint64_t connect_retries = 0;
+  uint64_t upgraded = 0;       // connections that became ready
+  uint64_t last_ready_ns = 0;  // when the last of them did
+  uint64_t pings_sent = 0;
+  uint64_t pongs_received = 0;     // pongs that matched the outstanding ping
+  uint64_t pongs_unexpected = 0;   // other pongs (allowed by RFC 6455, ignored)
+  uint64_t pings_unanswered = 0;   // no pong by the next ping, or by the end (+ grace)
+  uint64_t server_pings = 0;       // pings the server sent (answered)
+  Histogram hist;                  // echo: message round trips; hold: ping round trips
 };
 
 enum class ConnState { kIdle, kConnecting, kOpen, kClosed };
@@ -444,8 +937,13 @@ class Conn final : public PayloadSink {
   int fd = -1;
   uint32_t id = 0;  // global connection id, part of every payload seed
   ConnState state = ConnState::kIdle;
-  bool want_out = false;  // EPOLLOUT armed
-  bool started = false;   // initial window sent
+  bool want_out = false;     // EPOLLOUT armed
+  bool ready_seen = false;   // protocol ready (upgraded); echo: initial window sent
+  bool in_progress = false;  // counts against the connect concurrency
+  uint8_t attempts = 0;      // connects tried
+  bool ping_outstanding = false;
+  uint64_t ping_payload = 0;
+  uint64_t ping_sent_at = 0;
   std::unique_ptr<Protocol> proto;
   ByteQueue out;
   uint64_t send_seq = 0;   // next message to send
@@ -456,16 +954,27 @@ class Conn final : public PayloadSink {
   Worker* worker = nullptr;
 
   bool on_payload(const uint8_t* p, size_t n) override;
+  void on_pong(const uint8_t* p, size_t n) override;
 };
+
+std::unique_ptr<Protocol> make_protocol(const Plan& plan, uint32_t conn_id) {
+  if (plan.opt.proto == "tcp") return std::unique_ptr<Protocol>(new TcpProtocol());
+  if (plan.opt.proto == "ws") {
+    return std::unique_ptr<Protocol>(new WsProtocol(plan.ws, mix64(plan.seed ^ (static_cast<uint64_t>(conn_id) * kGolden))));
+  }
+  return nullptr;
+}
+
+bool protocol_known(const std::string& name) { return name == "tcp" || name == "ws"; }
 
 class Worker {
  public:
-  Worker(const Plan& plan, uint32_t first_id, uint32_t count)
-      : plan_(plan), conns_(count), rbuf_(kReadBuf) {
+  Worker(const Plan& plan, PhaseSync& sync, uint32_t first_id, uint32_t count, int connect_limit)
+      : plan_(plan), sync_(sync), conns_(count), rbuf_(kReadBuf), limit_(std::max(1, connect_limit)) {
     for (uint32_t i = 0; i < count; i++) {
       conns_[i].id = first_id + i;
       conns_[i].worker = this;
-      conns_[i].sent_at.assign(static_cast<size_t>(plan.opt.inflight), 0);
+      if (!plan.opt.hold) conns_[i].sent_at.assign(static_cast<size_t>(plan.opt.inflight), 0);
     }
   }
 
@@ -475,6 +984,9 @@ class Worker {
 
   // Called from Conn::on_payload when a message's echo is complete.
   void message_done(Conn& c);
+  // Called from Conn::on_pong for the pong of the outstanding ping.
+  void pong_matched(Conn& c);
+  void pong_unexpected() { stats_.pongs_unexpected++; }
   void fail(Conn& c, bool verify, const char* what, int err);
 
  private:
@@ -483,35 +995,67 @@ class Worker {
   static constexpr int kReadsPerEvent = 4;
   static constexpr size_t kReadBuf = 256 << 10;
   static constexpr int kMaxEvents = 1024;
+  // ECONNREFUSED (a full listen backlog can refuse) and EAGAIN/EADDRNOTAVAIL (no local port
+  // free yet) are retried after 50, 100, 150, 200 ms; then the connection fails.
+  static constexpr int kMaxAttempts = 5;
+  static constexpr uint64_t kRetryStepNs = 50'000'000;
 
-  void open_all();
+  void open_more();
+  void start_connect(Conn& c);
+  bool retry_later(Conn& c, int err);
+  void leave_progress(Conn& c);
+  void connect_phase_check();
+  void connect_deadline();
   void on_event(Conn& c, uint32_t events);
   void on_connected(Conn& c);
+  void on_ready(Conn& c);
   void start_messages(Conn& c);
   void send_message(Conn& c);
   void on_readable(Conn& c);
   void flush(Conn& c);
   void set_want_out(Conn& c, bool on);
   void close_conn(Conn& c);
+  bool phase_step();
+  void send_due_pings(uint64_t start, uint64_t end);
+  void send_ping(Conn& c, uint64_t round);
+  int wait_timeout_ms();
+  void finish();
 
   const Plan& plan_;
+  PhaseSync& sync_;
   std::vector<Conn> conns_;
   std::vector<uint8_t> rbuf_;
   int ep_ = -1;
   uint64_t now_ = 0;  // time of the event being handled
   Stats stats_;
+  // Connecting.
+  const int limit_;            // connects + handshakes in progress at once
+  int in_progress_ = 0;
+  size_t next_open_ = 0;       // conns_[next_open_..] not tried yet
+  using Retry = std::pair<uint64_t, uint32_t>;  // (due time, index)
+  std::priority_queue<Retry, std::vector<Retry>, std::greater<Retry>> retries_;
+  bool connecting_ = true;     // until every connection is ready or failed
+  // Phases, from PhaseSync once published (0 before).
+  uint64_t start_ = 0;
+  uint64_t end_ = 0;           // echo: stats stop, nothing more is sent; hold: pings stop
+  uint64_t t_measure_ = 0;     // echo: stats count from here (start + warmup)
+  // Hold mode pings: round r of connection k is due at start + interval * (r + (k + 1) / m).
+  uint64_t ping_round_ = 0;
+  size_t ping_next_ = 0;
+  uint64_t next_ping_due_ = 0;
+  uint64_t outstanding_ = 0;  // pings without their pong yet
 };
 
-
 bool Conn::on_payload(const uint8_t* p, size_t n) {
-  const size_t size = worker->plan().opt.size;
+  const Plan& plan = worker->plan();
+  const size_t size = plan.opt.size;
   while (n > 0) {
     if (recv_seq >= send_seq) {  // the server sent more than it was sent
       worker->fail(*this, true, "bytes beyond what was sent", 0);
       return false;
     }
     size_t take = std::min(n, size - recv_off);
-    if (!pattern_check(recv_seed, recv_off, p, take)) {
+    if (!pattern_check(plan.pattern, recv_seed, recv_off, p, take)) {
       worker->fail(*this, true, "echoed bytes differ from the bytes sent", 0);
       return false;
     }
@@ -526,19 +1070,35 @@ bool Conn::on_payload(const uint8_t* p, size_t n) {
   return true;
 }
 
+void Conn::on_pong(const uint8_t* p, size_t n) {
+  if (ping_outstanding && n == 8 && load64(p) == ping_payload) {
+    worker->pong_matched(*this);
+  } else {
+    worker->pong_unexpected();
+  }
+}
+
 void Worker::fail(Conn& c, bool verify, const char* what, int err) {
   if (c.state == ConnState::kClosed) return;
   stats_.errors++;
   if (verify) stats_.verify_failures++;
+  if (c.state == ConnState::kOpen && !c.ready_seen) stats_.handshake_failures++;
+  if (c.ping_outstanding) {
+    c.ping_outstanding = false;  // the connection's failure is the error, not the ping
+    outstanding_--;
+  }
   // Say why, but do not flood stderr when a server drops thousands of connections at once.
   if (stats_.errors <= 5) {
     if (err != 0) {
       fprintf(stderr, "loadgen: conn %u: %s: %s\n", c.id, what, strerror(err));
+    } else if (!verify) {
+      fprintf(stderr, "loadgen: conn %u: %s\n", c.id, what);
     } else {
       fprintf(stderr, "loadgen: conn %u: %s (message %" PRIu64 ", offset %zu)\n", c.id, what,
               c.recv_seq, c.recv_off);
     }
   }
+  leave_progress(c);
   close_conn(c);
 }
 
@@ -560,50 +1120,130 @@ void Worker::set_want_out(Conn& c, bool on) {
   c.want_out = on;
 }
 
-void Worker::open_all() {
-  for (Conn& c : conns_) {
-    c.proto = make_protocol(plan_.opt.proto);
-    c.recv_seed = message_seed(c.id, 0);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-      stats_.errors++;
-      if (stats_.errors <= 5) fprintf(stderr, "loadgen: conn %u: socket: %s\n", c.id, strerror(errno));
-      c.state = ConnState::kClosed;
-      continue;
+// Opens connections while fewer than limit_ are connecting or upgrading: due retries first,
+// then the ones not tried yet.
+void Worker::open_more() {
+  while (in_progress_ < limit_) {
+    Conn* c = nullptr;
+    if (!retries_.empty() && retries_.top().first <= now_) {
+      c = &conns_[retries_.top().second];
+      retries_.pop();
+    } else if (next_open_ < conns_.size()) {
+      c = &conns_[next_open_++];
+    } else {
+      break;
     }
-    c.fd = fd;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c.state = ConnState::kConnecting;
-    int rc = connect(fd, reinterpret_cast<const sockaddr*>(&plan_.addr), sizeof plan_.addr);
-    if (rc != 0 && errno != EINPROGRESS) {
-      fail(c, false, "connect", errno);
-      continue;
-    }
-    // Connecting: wait for writability, then read SO_ERROR (a refused connect shows as
-    // EPOLLERR|EPOLLOUT). A connect that completed at once gets the same path.
-    epoll_event ev{};
-    ev.events = EPOLLOUT | EPOLLIN | EPOLLRDHUP;
-    ev.data.u64 = static_cast<uint64_t>(&c - conns_.data());
-    if (epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) {
-      fail(c, false, "epoll_ctl add", errno);
-      continue;
-    }
-    c.want_out = true;
+    start_connect(*c);
   }
+  connect_phase_check();
+}
+
+void Worker::start_connect(Conn& c) {
+  if (!c.proto) {
+    c.proto = make_protocol(plan_, c.id);
+    c.recv_seed = message_seed(c.id, 0);
+  }
+  c.attempts++;
+  c.in_progress = true;
+  in_progress_++;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    fail(c, false, "socket", errno);  // state kIdle: counted, nothing to close
+    c.state = ConnState::kClosed;
+    return;
+  }
+  c.fd = fd;
+  c.state = ConnState::kConnecting;
+  c.want_out = false;
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (!plan_.sources.empty()) {
+    // Port chosen at connect() from the full 4-tuple, not reserved by bind(): with several
+    // source addresses each gets its own ~28k ephemeral ports towards the server's address.
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    const sockaddr_in& src = plan_.sources[c.id % plan_.sources.size()];
+    if (bind(fd, reinterpret_cast<const sockaddr*>(&src), sizeof src) != 0) {
+      fail(c, false, "bind to the source address", errno);
+      return;
+    }
+  }
+  int rc = connect(fd, reinterpret_cast<const sockaddr*>(&plan_.addr), sizeof plan_.addr);
+  if (rc != 0 && errno != EINPROGRESS) {
+    int err = errno;
+    if (!retry_later(c, err)) fail(c, false, "connect", err);
+    return;
+  }
+  // Connecting: wait for writability, then read SO_ERROR (a refused connect shows as
+  // EPOLLERR|EPOLLOUT). A connect that completed at once gets the same path.
+  epoll_event ev{};
+  ev.events = EPOLLOUT | EPOLLIN | EPOLLRDHUP;
+  ev.data.u64 = static_cast<uint64_t>(&c - conns_.data());
+  if (epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    fail(c, false, "epoll_ctl add", errno);
+    return;
+  }
+  c.want_out = true;
+}
+
+// A connect that may work a moment later: close, and try again after a pause. False when the
+// error is not one of those or the attempts are used up.
+bool Worker::retry_later(Conn& c, int err) {
+  if (err != ECONNREFUSED && err != EAGAIN && err != EADDRNOTAVAIL) return false;
+  if (c.attempts >= kMaxAttempts) return false;
+  if (c.fd >= 0) close(c.fd);
+  c.fd = -1;
+  c.state = ConnState::kIdle;
+  c.want_out = false;
+  leave_progress(c);
+  stats_.connect_retries++;
+  retries_.push({now_ + kRetryStepNs * c.attempts, static_cast<uint32_t>(&c - conns_.data())});
+  return true;
+}
+
+void Worker::leave_progress(Conn& c) {
+  if (!c.in_progress) return;
+  c.in_progress = false;
+  in_progress_--;
+}
+
+// Once every connection is ready or failed, tell the main thread (once).
+void Worker::connect_phase_check() {
+  if (!connecting_) return;
+  if (next_open_ < conns_.size() || !retries_.empty() || in_progress_ > 0) return;
+  connecting_ = false;
+  sync_.connecting.fetch_sub(1, std::memory_order_release);
+}
+
+// --connect-timeout passed: whatever is not ready now fails.
+void Worker::connect_deadline() {
+  for (Conn& c : conns_) {
+    if (c.state == ConnState::kClosed || c.ready_seen) continue;
+    fail(c, false, "not upgraded within --connect-timeout", 0);
+  }
+  next_open_ = conns_.size();
+  while (!retries_.empty()) retries_.pop();
+  connect_phase_check();
 }
 
 void Worker::on_connected(Conn& c) {
   c.state = ConnState::kOpen;
   now_ = now_ns();
   c.proto->on_open(c.out);
-  if (c.proto->ready()) start_messages(c);
-  flush(c);  // also disarms EPOLLOUT once the queue is empty
+  if (c.proto->ready()) on_ready(c);
+  if (c.state == ConnState::kOpen) flush(c);  // also disarms EPOLLOUT once the queue is empty
+}
+
+// The protocol is ready (TCP: connected; WebSocket: upgraded).
+void Worker::on_ready(Conn& c) {
+  c.ready_seen = true;
+  leave_progress(c);
+  stats_.upgraded++;
+  stats_.last_ready_ns = now_;
+  if (!plan_.opt.hold && start_ != 0) start_messages(c);  // (not reached: start_ waits for all)
 }
 
 void Worker::start_messages(Conn& c) {
-  c.started = true;
-  if (now_ >= plan_.t_end) return;
+  if (now_ >= end_) return;
   for (int i = 0; i < plan_.opt.inflight; i++) send_message(c);
 }
 
@@ -611,7 +1251,7 @@ void Worker::send_message(Conn& c) {
   const size_t size = plan_.opt.size;
   uint64_t seq = c.send_seq++;
   uint8_t* payload = c.proto->frame_begin(size, c.out);
-  pattern_fill(message_seed(c.id, seq), payload, size);
+  pattern_fill(plan_.pattern, message_seed(c.id, seq), payload, size);
   c.proto->frame_end(payload, size);
   c.sent_at[seq % c.sent_at.size()] = now_;
 }
@@ -619,14 +1259,21 @@ void Worker::send_message(Conn& c) {
 void Worker::message_done(Conn& c) {
   // Echoes arrive in order, so the oldest in-flight slot is this message's.
   uint64_t sent = c.sent_at[c.recv_seq % c.sent_at.size()];
-  if (now_ >= plan_.t_measure && now_ < plan_.t_end) {
+  if (now_ >= t_measure_ && now_ < end_) {
     stats_.messages++;
     stats_.hist.record(now_ - sent);
   }
   c.recv_seq++;
   c.recv_off = 0;
   c.recv_seed = message_seed(c.id, c.recv_seq);
-  if (now_ < plan_.t_end) send_message(c);
+  if (now_ < end_) send_message(c);
+}
+
+void Worker::pong_matched(Conn& c) {
+  c.ping_outstanding = false;
+  outstanding_--;
+  stats_.pongs_received++;
+  stats_.hist.record(now_ - c.ping_sent_at);
 }
 
 void Worker::on_readable(Conn& c) {
@@ -634,13 +1281,16 @@ void Worker::on_readable(Conn& c) {
     ssize_t n = recv(c.fd, rbuf_.data(), rbuf_.size(), 0);
     if (n > 0) {
       now_ = now_ns();
-      int rc = c.proto->parse(rbuf_.data(), static_cast<size_t>(n), c);
+      ParseError e = c.proto->parse(rbuf_.data(), static_cast<size_t>(n), c, c.out);
       if (c.state != ConnState::kOpen) return;
-      if (rc < 0) {
-        fail(c, false, "protocol error", 0);
+      if (e != ParseError::kNone) {
+        fail(c, e == ParseError::kVerify, c.proto->error(), 0);
         return;
       }
-      if (!c.started && c.proto->ready()) start_messages(c);
+      if (!c.ready_seen && c.proto->ready()) {
+        on_ready(c);
+        if (c.state != ConnState::kOpen) return;
+      }
       if (static_cast<size_t>(n) < rbuf_.size()) break;  // drained: skip the EAGAIN read
       continue;
     }
@@ -676,13 +1326,13 @@ void Worker::flush(Conn& c) {
 }
 
 void Worker::on_event(Conn& c, uint32_t events) {
-  if (c.state == ConnState::kClosed) return;
+  if (c.state == ConnState::kClosed || c.state == ConnState::kIdle) return;  // idle: waiting to retry
   if (c.state == ConnState::kConnecting) {
     int err = 0;
     socklen_t len = sizeof err;
     if (getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
     if (err != 0) {
-      fail(c, false, "connect", err);
+      if (!retry_later(c, err)) fail(c, false, "connect", err);
       return;
     }
     if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) return;
@@ -704,23 +1354,107 @@ void Worker::on_event(Conn& c, uint32_t events) {
   if ((events & EPOLLOUT) && c.want_out) flush(c);
 }
 
+// One pass of the loop: move through the phases. Returns false when the worker is done.
+bool Worker::phase_step() {
+  if (connecting_) {
+    if (now_ >= plan_.t_connect_deadline) connect_deadline();
+    return true;
+  }
+  if (start_ == 0) {
+    const uint64_t start = sync_.start.load(std::memory_order_acquire);
+    if (start == 0) return true;  // the others are still connecting, or the server settles
+    start_ = start;
+    end_ = sync_.end.load(std::memory_order_relaxed);
+    if (!plan_.opt.hold) {
+      t_measure_ = start_ + static_cast<uint64_t>(plan_.opt.warmup_s * 1e9);
+      for (Conn& c : conns_) {
+        if (c.state != ConnState::kOpen || !c.ready_seen) continue;
+        start_messages(c);
+        if (c.state == ConnState::kOpen && !c.want_out) flush(c);
+      }
+    }
+  }
+  if (!plan_.opt.hold) return now_ < end_;
+  if (now_ < end_) {
+    send_due_pings(start_, end_);
+    return true;
+  }
+  // The hold is over: wait for the last pongs, at most the grace period.
+  next_ping_due_ = 0;
+  return outstanding_ > 0 && now_ < end_ + plan_.pong_grace_ns;
+}
+
+void Worker::send_due_pings(uint64_t start, uint64_t end) {
+  next_ping_due_ = 0;
+  if (plan_.opt.ping_interval_s <= 0 || conns_.empty()) return;
+  const double interval = plan_.opt.ping_interval_s * 1e9;
+  const double m = static_cast<double>(conns_.size());
+  for (;;) {
+    const double frac = static_cast<double>(ping_round_) + static_cast<double>(ping_next_ + 1) / m;
+    const uint64_t due = start + static_cast<uint64_t>(interval * frac);
+    if (due >= end) return;  // no ping the hold has no time left to answer
+    if (due > now_) {
+      next_ping_due_ = due;
+      return;
+    }
+    Conn& c = conns_[ping_next_];
+    if (c.state == ConnState::kOpen && c.ready_seen) send_ping(c, ping_round_);
+    if (++ping_next_ == conns_.size()) {
+      ping_next_ = 0;
+      ping_round_++;
+    }
+  }
+}
+
+void Worker::send_ping(Conn& c, uint64_t round) {
+  if (c.ping_outstanding) {  // the last one was not answered within an interval
+    stats_.pings_unanswered++;
+    outstanding_--;
+  }
+  c.ping_payload = (static_cast<uint64_t>(c.id) << 32) ^ round;
+  uint8_t payload[8];
+  store64(payload, c.ping_payload);
+  c.proto->ping(payload, sizeof payload, c.out);
+  c.ping_outstanding = true;
+  c.ping_sent_at = now_;
+  outstanding_++;
+  stats_.pings_sent++;
+  if (!c.want_out) flush(c);
+}
+
+int Worker::wait_timeout_ms() {
+  // Wake at least every 100 ms so no deadline is missed by more than that; sooner while
+  // retries are pending, the main thread's next phase is awaited, or pings are due.
+  uint64_t wake = now_ + 100'000'000;
+  if (connecting_) {
+    if (!retries_.empty()) wake = std::min(wake, retries_.top().first);
+    wake = std::min(wake, plan_.t_connect_deadline);
+  } else if (start_ == 0) {
+    wake = std::min(wake, now_ + 2'000'000);
+  } else if (!plan_.opt.hold || now_ < end_) {
+    wake = std::min(wake, end_);
+    if (next_ping_due_ != 0) wake = std::min(wake, next_ping_due_);
+  } else {
+    wake = std::min(wake, now_ + 10'000'000);  // waiting for the last pongs
+  }
+  if (wake <= now_) return 0;
+  return static_cast<int>((wake - now_ + 999'999) / 1'000'000);
+}
+
 void Worker::run() {
   ep_ = epoll_create1(EPOLL_CLOEXEC);
   if (ep_ < 0) {
     fprintf(stderr, "loadgen: epoll_create1: %s\n", strerror(errno));
     stats_.errors += conns_.size();
+    sync_.connecting.fetch_sub(1, std::memory_order_release);
     return;
   }
-  now_ = now_ns();
-  open_all();
   std::vector<epoll_event> events(kMaxEvents);
   for (;;) {
-    uint64_t now = now_ns();
-    if (now >= plan_.t_end) break;
-    // Wake at least every 100 ms so the end of the run is never missed by more than that.
-    uint64_t left_ms = (plan_.t_end - now + 999999) / 1000000;
-    int timeout = static_cast<int>(std::min<uint64_t>(left_ms, 100));
-    int n = epoll_wait(ep_, events.data(), kMaxEvents, timeout);
+    now_ = now_ns();
+    if (!phase_step()) break;
+    if (connecting_) open_more();
+    int n = epoll_wait(ep_, events.data(), kMaxEvents, wait_timeout_ms());
     if (n < 0) {
       if (errno == EINTR) continue;
       fprintf(stderr, "loadgen: epoll_wait: %s\n", strerror(errno));
@@ -730,21 +1464,40 @@ void Worker::run() {
       on_event(conns_[static_cast<size_t>(events[i].data.u64)], events[i].events);
     }
   }
+  finish();
+}
+
+void Worker::finish() {
+  if (connecting_) {  // left the loop early (epoll_wait failed)
+    connecting_ = false;
+    sync_.connecting.fetch_sub(1, std::memory_order_release);
+  }
   uint64_t stalled = 0;
   for (Conn& c : conns_) {
-    if (c.state == ConnState::kOpen && c.recv_seq > 0) {
+    if (c.ping_outstanding) {
+      stats_.pings_unanswered++;
+      c.ping_outstanding = false;
+    }
+    const bool healthy = c.state == ConnState::kOpen && (plan_.opt.hold ? c.ready_seen : c.recv_seq > 0);
+    if (healthy) {
       stats_.conns_ok++;
-    } else if (c.state == ConnState::kOpen) {
+    } else if (c.state == ConnState::kOpen && c.ready_seen) {
       // Healthy socket, but not one echo came back: a stalled or starving server.
       stalled++;
     } else if (c.state != ConnState::kClosed) {
       stats_.errors++;
-      if (stats_.errors <= 5) fprintf(stderr, "loadgen: conn %u: not established by the end of the run\n", c.id);
+      if (c.state == ConnState::kOpen) stats_.handshake_failures++;
+      if (stats_.errors <= 5) {
+        fprintf(stderr, "loadgen: conn %u: %s by the end of the run\n", c.id,
+                c.state == ConnState::kOpen ? "not upgraded" : "not established");
+      }
     }
     if (c.fd >= 0) close(c.fd);
     c.fd = -1;
     c.state = ConnState::kClosed;
+    if (c.proto) stats_.server_pings += c.proto->server_pings();
   }
+  outstanding_ = 0;
   if (stalled > 0) fprintf(stderr, "loadgen: %" PRIu64 " connection(s) open but without a single completed echo\n", stalled);
   close(ep_);
   ep_ = -1;
@@ -781,6 +1534,25 @@ bool read_proc_cpu_ticks(long pid, uint64_t* ticks) {
     }
   }
   return false;
+}
+
+// VmRSS of a process in bytes (/proc/PID/status reports kB).
+bool read_proc_rss_bytes(long pid, uint64_t* bytes) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%ld/status", pid);
+  FILE* f = fopen(path, "re");
+  if (f == nullptr) return false;
+  char line[256];
+  bool ok = false;
+  while (fgets(line, sizeof line, f) != nullptr) {
+    if (strncmp(line, "VmRSS:", 6) == 0) {
+      *bytes = strtoull(line + 6, nullptr, 10) * 1024;
+      ok = true;
+      break;
+    }
+  }
+  fclose(f);
+  return ok;
 }
 
 double self_cpu_s() {
@@ -842,79 +1614,367 @@ extern "C" void on_watchdog(int) {
   _exit(3);
 }
 
-}  // namespace
+// ---------------------------------------------------------------------------------------------
+// --self-test: the pieces that a wrong byte would quietly break, checked without a server.
 
-int main(int argc, char** argv) {
-  signal(SIGPIPE, SIG_IGN);
-  pattern_init();
-  Plan plan;
-  bool help = false;
-  std::string err = parse_options(argc, argv, &plan.opt, &help);
-  if (help) {
-    fputs(kUsage, stdout);
-    return 0;
+class CollectSink final : public PayloadSink {
+ public:
+  std::vector<uint8_t> bytes;
+  std::vector<std::vector<uint8_t>> pongs;
+  bool on_payload(const uint8_t* p, size_t n) override {
+    bytes.insert(bytes.end(), p, p + n);
+    return true;
   }
-  if (err.empty() && !protocol_known(plan.opt.proto)) err = "unsupported --proto " + plan.opt.proto + " (have: tcp)";
+  void on_pong(const uint8_t* p, size_t n) override { pongs.emplace_back(p, p + n); }
+};
+
+std::string to_hex(const uint8_t* p, size_t n) {
+  std::string s;
+  char b[3];
+  for (size_t i = 0; i < n; i++) {
+    snprintf(b, sizeof b, "%02x", p[i]);
+    s += b;
+  }
+  return s;
+}
+
+// An unmasked server frame.
+void server_frame(std::string& w, uint8_t b0, const uint8_t* p, size_t n) {
+  w += static_cast<char>(b0);
+  if (n < 126) {
+    w += static_cast<char>(n);
+  } else if (n <= 0xFFFF) {
+    w += static_cast<char>(126);
+    w += static_cast<char>(n >> 8);
+    w += static_cast<char>(n & 0xFF);
+  } else {
+    w += static_cast<char>(127);
+    for (int i = 7; i >= 0; i--) w += static_cast<char>((static_cast<uint64_t>(n) >> (8 * i)) & 0xFF);
+  }
+  w.append(reinterpret_cast<const char*>(p), n);
+}
+
+// Decodes one masked client frame at q (len bytes available): opcode, unmasked payload, size.
+bool client_frame(const uint8_t* q, size_t len, uint8_t* op, std::vector<uint8_t>* payload, size_t* used) {
+  if (len < 2 || !(q[1] & 0x80) || !(q[0] & 0x80)) return false;
+  size_t n = q[1] & 0x7F, h = 2;
+  if (n == 126) {
+    n = (static_cast<size_t>(q[2]) << 8) | q[3];
+    h = 4;
+    if (n < 126) return false;  // not the minimal encoding
+  } else if (n == 127) {
+    n = 0;
+    for (int i = 0; i < 8; i++) n = (n << 8) | q[2 + i];
+    h = 10;
+    if (n <= 0xFFFF) return false;
+  }
+  if (len < h + 4 + n) return false;
+  const uint8_t* mask = q + h;
+  payload->resize(n);
+  for (size_t i = 0; i < n; i++) (*payload)[i] = static_cast<uint8_t>(q[h + 4 + i] ^ mask[i % 4]);
+  *op = q[0] & 0x0F;
+  *used = h + 4 + n;
+  return true;
+}
+
+std::vector<uint8_t> queue_bytes(ByteQueue& q) {
+  std::vector<uint8_t> v(q.data(), q.data() + q.size());
+  q.consume(q.size());
+  return v;
+}
+
+int self_test() {
+  int bad = 0;
+  auto check = [&bad](bool ok, const std::string& what) {
+    if (!ok) {
+      bad++;
+      fprintf(stderr, "self-test FAILED: %s\n", what.c_str());
+    }
+  };
+  // SHA-1: FIPS 180 examples (one block, two blocks, a million bytes) and the empty string.
+  struct {
+    std::string in;
+    const char* hex;
+  } sha[] = {
+      {"", "da39a3ee5e6b4b0d3255bfef95601890afd80709"},
+      {"abc", "a9993e364706816aba3e25717850c26c9cd0d89d"},
+      {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "84983e441c3bd26ebaae4aa1f95129e5e54670f1"},
+      {std::string(1000000, 'a'), "34aa973cd4c4daa4f61eeb2bdbad27316534016f"},
+  };
+  for (const auto& t : sha) {
+    uint8_t d[20];
+    nl_sha1(reinterpret_cast<const uint8_t*>(t.in.data()), t.in.size(), d);
+    check(to_hex(d, 20) == t.hex, "sha1 of " + std::to_string(t.in.size()) + " bytes");
+  }
+  // base64: RFC 4648 section 10.
+  const char* b64[][2] = {{"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"},
+                          {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}};
+  for (const auto& t : b64) {
+    char out[16];
+    nl_base64(reinterpret_cast<const uint8_t*>(t[0]), strlen(t[0]), out);
+    check(strcmp(out, t[1]) == 0, std::string("base64 of \"") + t[0] + "\"");
+  }
+  // RFC 6455 section 1.3.
+  char accept[NL_WS_ACCEPT_LEN + 1];
+  nl_ws_accept("dGhlIHNhbXBsZSBub25jZQ==", 24, accept);
+  check(strcmp(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") == 0, std::string("RFC 6455 accept sample: got ") + accept);
+
+  // Text pattern: printable ASCII only; binary and text checks accept their own bytes only.
+  {
+    std::vector<uint8_t> buf(200000);
+    bool printable = true;
+    for (uint32_t conn = 0; conn < 4; conn++) {
+      for (uint64_t seq = 0; seq < 4; seq++) {
+        pattern_fill(kTextPattern, message_seed(conn, seq), buf.data(), buf.size());
+        for (uint8_t b : buf) printable = printable && b >= 0x20 && b <= 0x7E;
+        check(pattern_check(kTextPattern, message_seed(conn, seq), 0, buf.data(), buf.size()), "text pattern check");
+        check(!pattern_check(kTextPattern, message_seed(conn, seq + 1), 0, buf.data(), 64), "text pattern differs by seq");
+      }
+    }
+    check(printable, "text pattern is printable ASCII");
+  }
+
+  // WebSocket client: handshake, framing and parsing at every length encoding, fed in
+  // chunks of many sizes; then each error path.
+  const size_t sizes[] = {1, 125, 126, 65535, 65536, 200003};
+  for (uint8_t opcode : {uint8_t{1}, uint8_t{2}}) {
+    for (size_t size : sizes) {
+      const std::string what = std::string(opcode == 1 ? "text " : "binary ") + std::to_string(size) + " B: ";
+      WsConfig cfg;
+      cfg.host_header = "127.0.0.1:9";
+      cfg.opcode = opcode;
+      cfg.msg_size = size;
+      const Pattern& pat = opcode == 1 ? kTextPattern : kBinaryPattern;
+      // The request, and the accept for its key.
+      ByteQueue out;
+      WsProtocol probe(cfg, 42);
+      probe.on_open(out);
+      std::vector<uint8_t> req = queue_bytes(out);
+      std::string reqs(req.begin(), req.end());
+      size_t kp = reqs.find("Sec-WebSocket-Key: ");
+      check(kp != std::string::npos && reqs.compare(0, 16, "GET / HTTP/1.1\r\n") == 0 &&
+                reqs.find("\r\nSec-WebSocket-Version: 13\r\n") != std::string::npos &&
+                reqs.size() >= 4 && reqs.compare(reqs.size() - 4, 4, "\r\n\r\n") == 0,
+            what + "upgrade request");
+      if (kp == std::string::npos) continue;
+      const std::string key = reqs.substr(kp + 19, 24);
+      nl_ws_accept(key.data(), key.size(), accept);
+      // A client frame: header encoding, mask, payload.
+      uint8_t* payload = probe.frame_begin(size, out);
+      pattern_fill(pat, message_seed(7, 0), payload, size);
+      probe.frame_end(payload, size);
+      std::vector<uint8_t> f1 = queue_bytes(out);
+      uint8_t op = 0;
+      size_t used = 0;
+      std::vector<uint8_t> pl;
+      check(client_frame(f1.data(), f1.size(), &op, &pl, &used) && used == f1.size() && op == opcode &&
+                pattern_check(pat, message_seed(7, 0), 0, pl.data(), pl.size()),
+            what + "client frame");
+      // Two frames in a row get different masks.
+      payload = probe.frame_begin(8, out);
+      memset(payload, 0, 8);
+      probe.frame_end(payload, 8);
+      payload = probe.frame_begin(8, out);
+      memset(payload, 0, 8);
+      probe.frame_end(payload, 8);
+      std::vector<uint8_t> f2 = queue_bytes(out);
+      check(memcmp(f2.data() + 2, f2.data() + 16, 4) != 0, what + "fresh mask per frame");
+
+      // The server's side: 101, a ping, message 0 whole, message 1 in three fragments with a
+      // pong between them.
+      std::string wire = std::string("HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\n") +
+                         "Connection: keep-alive, Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n\r\n";
+      const uint8_t hi[] = {'h', 'i'};
+      server_frame(wire, 0x89, hi, 2);
+      std::vector<uint8_t> m0(size), m1(size);
+      pattern_fill(pat, message_seed(3, 0), m0.data(), size);
+      pattern_fill(pat, message_seed(3, 1), m1.data(), size);
+      server_frame(wire, static_cast<uint8_t>(0x80 | opcode), m0.data(), size);
+      const size_t a = size / 3, b = size / 3;
+      server_frame(wire, opcode, m1.data(), a);
+      const uint8_t pp[] = {1, 2, 3, 4, 5, 6, 7, 8};
+      server_frame(wire, 0x8A, pp, 8);
+      server_frame(wire, 0x00, m1.data() + a, b);
+      server_frame(wire, 0x80, m1.data() + a + b, size - a - b);
+      std::vector<uint8_t> want(m0);
+      want.insert(want.end(), m1.begin(), m1.end());
+      for (size_t chunk : {size_t{1}, size_t{2}, size_t{3}, size_t{7}, size_t{100}, size_t{4096}, wire.size()}) {
+        if (chunk == 1 && size > 70000) continue;  // byte by byte: slow and no more telling
+        WsProtocol p(cfg, 42);
+        ByteQueue o;
+        p.on_open(o);
+        queue_bytes(o);
+        CollectSink sink;
+        ParseError e = ParseError::kNone;
+        bool ready_early = false;
+        for (size_t off = 0; off < wire.size() && e == ParseError::kNone; off += chunk) {
+          size_t n = std::min(chunk, wire.size() - off);
+          ready_early = ready_early || (p.ready() && off < wire.find("\r\n\r\n"));
+          e = p.parse(reinterpret_cast<const uint8_t*>(wire.data()) + off, n, sink, o);
+        }
+        const std::string w = what + "chunks of " + std::to_string(chunk) + ": ";
+        check(e == ParseError::kNone, w + "parse error: " + p.error());
+        check(!ready_early && p.ready(), w + "ready after the 101");
+        check(sink.bytes == want, w + "payload bytes");
+        check(sink.pongs.size() == 1 && sink.pongs[0] == std::vector<uint8_t>(pp, pp + 8), w + "pong delivered");
+        std::vector<uint8_t> reply = queue_bytes(o);
+        check(client_frame(reply.data(), reply.size(), &op, &pl, &used) && op == 0xA &&
+                  pl == std::vector<uint8_t>(hi, hi + 2) && used == reply.size(),
+              w + "ping answered with a masked pong");
+        check(p.server_pings() == 1, w + "server ping counted");
+      }
+    }
+  }
+  // Errors.
+  {
+    WsConfig cfg;
+    cfg.host_header = "h";
+    cfg.opcode = 2;
+    cfg.msg_size = 4;
+    auto run = [&cfg](const std::string& response, bool good_accept, const std::string& frames) {
+      WsProtocol p(cfg, 9);
+      ByteQueue o;
+      p.on_open(o);
+      std::vector<uint8_t> req = queue_bytes(o);
+      std::string reqs(req.begin(), req.end());
+      char acc[NL_WS_ACCEPT_LEN + 1];
+      nl_ws_accept(reqs.data() + reqs.find("Sec-WebSocket-Key: ") + 19, 24, acc);
+      std::string wire = response + "Sec-WebSocket-Accept: " + (good_accept ? acc : "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") +
+                         "\r\n\r\n" + frames;
+      CollectSink sink;
+      return p.parse(reinterpret_cast<const uint8_t*>(wire.data()), wire.size(), sink, o);
+    };
+    const std::string ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
+    const uint8_t four[] = {1, 2, 3, 4};
+    std::string f;
+    check(run(ok, true, "") == ParseError::kNone, "good handshake");
+    check(run(ok, false, "") == ParseError::kHandshake, "wrong accept");
+    check(run("HTTP/1.1 200 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n", true, "") == ParseError::kHandshake, "200");
+    check(run("HTTP/1.1 101 x\r\nConnection: Upgrade\r\n", true, "") == ParseError::kHandshake, "no Upgrade");
+    check(run(ok + "Sec-WebSocket-Extensions: permessage-deflate\r\n", true, "") == ParseError::kHandshake, "extension");
+    f.clear();
+    server_frame(f, 0x81, four, 4);
+    check(run(ok, true, f) == ParseError::kVerify, "text for binary");
+    f.clear();
+    server_frame(f, 0x82, four, 3);
+    check(run(ok, true, f) == ParseError::kVerify, "short message");
+    f.clear();
+    server_frame(f, 0x02, four, 4);
+    server_frame(f, 0x80, four, 1);
+    check(run(ok, true, f) == ParseError::kVerify, "long fragmented message");
+    f = std::string("\x82\x84") + "abcd" + "wxyz";
+    check(run(ok, true, f) == ParseError::kProtocol, "masked server frame");
+    f.clear();
+    server_frame(f, 0xC2, four, 4);
+    check(run(ok, true, f) == ParseError::kProtocol, "RSV1");
+    f.clear();
+    server_frame(f, 0x80, four, 4);
+    check(run(ok, true, f) == ParseError::kProtocol, "continuation first");
+    f.clear();
+    const uint8_t bye[] = {0x03, 0xE8};
+    server_frame(f, 0x88, bye, 2);
+    check(run(ok, true, f) == ParseError::kPeerClosed, "close");
+  }
+  if (bad == 0) printf("self-test ok\n");
+  return bad == 0 ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The two modes.
+
+std::vector<std::unique_ptr<Worker>> make_workers(const Plan& plan, PhaseSync& sync) {
   const Options& o = plan.opt;
-  plan.addr.sin_family = AF_INET;
-  plan.addr.sin_port = htons(static_cast<uint16_t>(o.port));
-  if (err.empty() && inet_pton(AF_INET, o.host.c_str(), &plan.addr.sin_addr) != 1) err = "--host must be an IPv4 address";
-  if (!err.empty()) {
-    fprintf(stderr, "netloop-loadgen: %s\n%s", err.c_str(), kUsage);
-    return 2;
-  }
-
-  // One fd per connection plus a few: raise the soft limit as far as the hard one allows.
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < static_cast<rlim_t>(o.conns) + 64) {
-    rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, static_cast<rlim_t>(o.conns) + 64);
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
-
-  plan.t_start = now_ns();
-  plan.t_measure = plan.t_start + static_cast<uint64_t>(o.warmup_s * 1e9);
-  plan.t_end = plan.t_measure + static_cast<uint64_t>(o.duration_s * 1e9);
-
-  // Workers stop on their own at t_end (epoll_wait wakes at least every 100 ms); the watchdog is
-  // for a machine so overloaded that they do not.
-  signal(SIGALRM, on_watchdog);
-  alarm(static_cast<unsigned>(std::ceil(o.warmup_s + o.duration_s)) + 30);
-
   std::vector<std::unique_ptr<Worker>> workers;
   for (int t = 0; t < o.threads; t++) {
     uint32_t lo = static_cast<uint32_t>(static_cast<uint64_t>(o.conns) * t / o.threads);
     uint32_t hi = static_cast<uint32_t>(static_cast<uint64_t>(o.conns) * (t + 1) / o.threads);
-    workers.emplace_back(new Worker(plan, lo, hi - lo));
+    // Each thread gets its share of the connect concurrency (at least 1).
+    workers.emplace_back(new Worker(plan, sync, lo, hi - lo, o.connect_concurrency / o.threads));
   }
-  std::vector<std::thread> threads;
-  for (auto& w : workers) {
-    Worker* wp = w.get();
-    threads.emplace_back([wp] { wp->run(); });
-  }
+  return workers;
+}
 
-  const bool have_pid = o.server_pid > 0;
-  uint64_t srv0 = 0, srv1 = 0;
-  bool srv_ok = have_pid;
-  sleep_until_ns(plan.t_measure);
-  if (have_pid && !read_proc_cpu_ticks(o.server_pid, &srv0)) srv_ok = false;
-  double self0 = self_cpu_s();
-  sleep_until_ns(plan.t_end);
-  if (srv_ok && !read_proc_cpu_ticks(o.server_pid, &srv1)) srv_ok = false;
-  double self1 = self_cpu_s();
-  if (have_pid && !srv_ok) fprintf(stderr, "loadgen: cannot read /proc/%ld/stat: server CPU unknown\n", o.server_pid);
-
-  for (auto& t : threads) t.join();
-  alarm(0);
-
+Stats total_of(const std::vector<std::unique_ptr<Worker>>& workers) {
   Stats total;
   for (auto& w : workers) {
     const Stats& s = w->stats();
     total.messages += s.messages;
     total.errors += s.errors;
     total.verify_failures += s.verify_failures;
+    total.handshake_failures += s.handshake_failures;
     total.conns_ok += s.conns_ok;
+    total.connect_retries += s.connect_retries;
+    total.upgraded += s.upgraded;
+    total.last_ready_ns = std::max(total.last_ready_ns, s.last_ready_ns);
+    total.pings_sent += s.pings_sent;
+    total.pongs_received += s.pongs_received;
+    total.pongs_unexpected += s.pongs_unexpected;
+    total.pings_unanswered += s.pings_unanswered;
+    total.server_pings += s.server_pings;
     total.hist.merge(s.hist);
   }
+  return total;
+}
+
+void percentiles(JsonLine& j, const Histogram& h, const char* p50, const char* p99, const char* max) {
+  if (h.total() > 0) {
+    j.num(p50, static_cast<double>(h.percentile(0.50)) / 1e3, 2);
+    j.num(p99, static_cast<double>(h.percentile(0.99)) / 1e3, 2);
+    if (max != nullptr) j.num(max, static_cast<double>(h.max()) / 1e3, 2);
+  } else {
+    j.null(p50);
+    j.null(p99);
+    if (max != nullptr) j.null(max);
+  }
+}
+
+double ticks_to_s(uint64_t ticks) { return static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK)); }
+
+// Waits until every worker has its connections ready or failed (they enforce the deadline).
+void wait_connected(PhaseSync& sync) {
+  while (sync.connecting.load(std::memory_order_acquire) > 0) sleep_until_ns(now_ns() + 1'000'000);
+}
+
+// Echo: open everything, then start the messages, warm up, and measure.
+int run_echo(Plan& plan) {
+  const Options& o = plan.opt;
+  plan.t_start = now_ns();
+  plan.t_connect_deadline = plan.t_start + static_cast<uint64_t>(o.connect_timeout_s * 1e9);
+
+  // Workers stop on their own at the end (epoll_wait wakes at least every 100 ms); the watchdog
+  // is for a machine so overloaded that they do not.
+  signal(SIGALRM, on_watchdog);
+  alarm(static_cast<unsigned>(std::ceil(o.connect_timeout_s + o.warmup_s + o.duration_s)) + 30);
+
+  PhaseSync sync;
+  sync.connecting.store(o.threads);
+  std::vector<std::unique_ptr<Worker>> workers = make_workers(plan, sync);
+  std::vector<std::thread> threads;
+  for (auto& w : workers) {
+    Worker* wp = w.get();
+    threads.emplace_back([wp] { wp->run(); });
+  }
+  wait_connected(sync);
+  const uint64_t t_go = now_ns();
+  const uint64_t t_measure = t_go + static_cast<uint64_t>(o.warmup_s * 1e9);
+  const uint64_t t_end = t_measure + static_cast<uint64_t>(o.duration_s * 1e9);
+  sync.end.store(t_end, std::memory_order_relaxed);
+  sync.start.store(t_go, std::memory_order_release);
+
+  const bool have_pid = o.server_pid > 0;
+  uint64_t srv0 = 0, srv1 = 0;
+  bool srv_ok = have_pid;
+  sleep_until_ns(t_measure);
+  if (have_pid && !read_proc_cpu_ticks(o.server_pid, &srv0)) srv_ok = false;
+  double self0 = self_cpu_s();
+  sleep_until_ns(t_end);
+  if (srv_ok && !read_proc_cpu_ticks(o.server_pid, &srv1)) srv_ok = false;
+  double self1 = self_cpu_s();
+  if (have_pid && !srv_ok) fprintf(stderr, "loadgen: cannot read /proc/%ld/stat: server CPU unknown\n", o.server_pid);
+
+  for (auto& t : threads) t.join();
+  alarm(0);
+  const Stats total = total_of(workers);
 
   const double dur = o.duration_s;
   const double msgs = static_cast<double>(total.messages);
@@ -927,20 +1987,12 @@ int main(int argc, char** argv) {
   j.u64("messages", total.messages);
   j.num("rtt_per_sec", msgs / dur, 1);
   j.num("bytes_per_sec", msgs * static_cast<double>(o.size) / dur, 1);
-  if (total.messages > 0) {
-    j.num("p50_us", static_cast<double>(total.hist.percentile(0.50)) / 1e3, 2);
-    j.num("p99_us", static_cast<double>(total.hist.percentile(0.99)) / 1e3, 2);
-    j.num("max_us", static_cast<double>(total.hist.max()) / 1e3, 2);
-  } else {
-    j.null("p50_us");
-    j.null("p99_us");
-    j.null("max_us");
-  }
+  percentiles(j, total.hist, "p50_us", "p99_us", "max_us");
   j.u64("errors", total.errors);
   j.u64("verify_failures", total.verify_failures);
   j.u64("conns_ok", total.conns_ok);
   if (srv_ok) {
-    double cpu = static_cast<double>(srv1 - srv0) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    double cpu = ticks_to_s(srv1 - srv0);
     j.num("server_cpu_s", cpu, 3);
     if (total.messages > 0) {
       j.num("server_cpu_us_per_msg", cpu * 1e6 / msgs, 4);
@@ -960,9 +2012,169 @@ int main(int argc, char** argv) {
   } else {
     j.null("loadgen_cpu_us_per_msg");
   }
+  if (o.proto == "ws") j.str("msg_type", o.msg_type);
+  j.u64("handshake_failures", total.handshake_failures);
+  j.u64("connect_retries", total.connect_retries);
+  if (total.upgraded > 0) {
+    j.num("connect_time_s", static_cast<double>(total.last_ready_ns - plan.t_start) / 1e9, 3);
+  } else {
+    j.null("connect_time_s");
+  }
+  j.u64("server_pings", total.server_pings);
+  j.u64("source_ips", plan.sources.size());
   std::string line = j.done();
   printf("%s\n", line.c_str());
   fflush(stdout);
 
   return (total.verify_failures > 0 || total.conns_ok < static_cast<uint64_t>(o.conns)) ? 1 : 0;
+}
+
+// Hold: sample the server's RSS, open everything, wait until all are upgraded (or failed),
+// let the server settle, sample RSS again, hold (and ping) for the duration, sample once more.
+int run_hold(Plan& plan) {
+  const Options& o = plan.opt;
+  const bool have_pid = o.server_pid > 0;
+  uint64_t rss_before = 0, rss_idle = 0, rss_end = 0;
+  uint64_t cpu_before = 0, cpu_up = 0, cpu_hold = 0, cpu_end = 0;
+  bool rss_ok = have_pid && read_proc_rss_bytes(o.server_pid, &rss_before);
+  bool cpu_ok = have_pid && read_proc_cpu_ticks(o.server_pid, &cpu_before);
+
+  plan.pong_grace_ns = o.ping_interval_s > 0 ? static_cast<uint64_t>(std::min(std::max(o.ping_interval_s, 1.0), 5.0) * 1e9) : 0;
+  plan.t_start = now_ns();
+  plan.t_connect_deadline = plan.t_start + static_cast<uint64_t>(o.connect_timeout_s * 1e9);
+  signal(SIGALRM, on_watchdog);
+  alarm(static_cast<unsigned>(std::ceil(o.connect_timeout_s + o.settle_s + o.duration_s + 5)) + 30);
+
+  PhaseSync sync;
+  sync.connecting.store(o.threads);
+  const double self0 = self_cpu_s();
+  std::vector<std::unique_ptr<Worker>> workers = make_workers(plan, sync);
+  std::vector<std::thread> threads;
+  for (auto& w : workers) {
+    Worker* wp = w.get();
+    threads.emplace_back([wp] { wp->run(); });
+  }
+  wait_connected(sync);
+  cpu_ok = cpu_ok && read_proc_cpu_ticks(o.server_pid, &cpu_up);
+  sleep_until_ns(now_ns() + static_cast<uint64_t>(o.settle_s * 1e9));
+  rss_ok = rss_ok && read_proc_rss_bytes(o.server_pid, &rss_idle);
+  cpu_ok = cpu_ok && read_proc_cpu_ticks(o.server_pid, &cpu_hold);
+  const uint64_t hold_start = now_ns();
+  const uint64_t hold_end = hold_start + static_cast<uint64_t>(o.duration_s * 1e9);
+  sync.end.store(hold_end, std::memory_order_relaxed);
+  sync.start.store(hold_start, std::memory_order_release);
+  sleep_until_ns(hold_end);
+  rss_ok = rss_ok && read_proc_rss_bytes(o.server_pid, &rss_end);
+  cpu_ok = cpu_ok && read_proc_cpu_ticks(o.server_pid, &cpu_end);
+  for (auto& t : threads) t.join();
+  const double self1 = self_cpu_s();
+  alarm(0);
+  if (have_pid && !(rss_ok && cpu_ok)) fprintf(stderr, "loadgen: cannot read /proc/%ld: server RSS or CPU unknown\n", o.server_pid);
+  const Stats total = total_of(workers);
+  const uint64_t errors = total.errors + total.pings_unanswered;
+
+  JsonLine j;
+  j.str("mode", "hold");
+  j.str("proto", o.proto);
+  j.u64("conns", static_cast<uint64_t>(o.conns));
+  j.u64("conns_ok", total.conns_ok);
+  j.u64("errors", errors);
+  j.u64("failed_conns", total.errors);
+  j.u64("handshake_failures", total.handshake_failures);
+  j.u64("connect_retries", total.connect_retries);
+  if (total.upgraded > 0) {
+    const double t = static_cast<double>(total.last_ready_ns - plan.t_start) / 1e9;
+    j.num("connect_time_s", t, 3);
+    j.num("connects_per_sec", t > 0 ? static_cast<double>(total.upgraded) / t : NAN, 1);
+  } else {
+    j.null("connect_time_s");
+    j.null("connects_per_sec");
+  }
+  j.num("settle_s", o.settle_s, 3);
+  j.num("duration_s", o.duration_s, 3);
+  j.num("ping_interval_s", o.ping_interval_s, 3);
+  j.u64("pings_sent", total.pings_sent);
+  j.u64("pongs_received", total.pongs_received);
+  j.u64("pings_unanswered", total.pings_unanswered);
+  j.u64("pongs_unexpected", total.pongs_unexpected);
+  j.u64("server_pings", total.server_pings);
+  percentiles(j, total.hist, "ping_p50_us", "ping_p99_us", nullptr);
+  if (rss_ok) {
+    j.u64("rss_before_bytes", rss_before);
+    j.u64("rss_idle_bytes", rss_idle);
+    j.u64("rss_end_bytes", rss_end);
+    if (total.conns_ok > 0) {
+      j.num("rss_per_conn_bytes", (static_cast<double>(rss_idle) - static_cast<double>(rss_before)) / static_cast<double>(total.conns_ok), 1);
+    } else {
+      j.null("rss_per_conn_bytes");
+    }
+  } else {
+    for (const char* k : {"rss_before_bytes", "rss_idle_bytes", "rss_end_bytes", "rss_per_conn_bytes"}) j.null(k);
+  }
+  if (cpu_ok) {
+    j.num("server_connect_cpu_s", ticks_to_s(cpu_up - cpu_before), 3);
+    j.num("server_hold_cpu_s", ticks_to_s(cpu_end - cpu_hold), 3);
+  } else {
+    j.null("server_connect_cpu_s");
+    j.null("server_hold_cpu_s");
+  }
+  j.num("loadgen_cpu_s", self1 - self0, 3);
+  j.u64("threads", static_cast<uint64_t>(o.threads));
+  j.u64("connect_concurrency", static_cast<uint64_t>(o.connect_concurrency));
+  j.u64("source_ips", plan.sources.size());
+  std::string line = j.done();
+  printf("%s\n", line.c_str());
+  fflush(stdout);
+  return (errors > 0 || total.conns_ok < static_cast<uint64_t>(o.conns)) ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  pattern_init();
+  Plan plan;
+  bool help = false;
+  std::string err = parse_options(argc, argv, &plan.opt, &help);
+  if (help) {
+    fputs(kUsage, stdout);
+    return 0;
+  }
+  if (err.empty() && plan.opt.self_test) return self_test();
+  Options& o = plan.opt;
+  if (err.empty() && !protocol_known(o.proto)) err = "unsupported --proto " + o.proto + " (have: tcp, ws)";
+  plan.addr.sin_family = AF_INET;
+  plan.addr.sin_port = htons(static_cast<uint16_t>(o.port));
+  if (err.empty() && inet_pton(AF_INET, o.host.c_str(), &plan.addr.sin_addr) != 1) err = "--host must be an IPv4 address";
+  for (const std::string& ip : o.source_ips) {
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    if (err.empty() && inet_pton(AF_INET, ip.c_str(), &src.sin_addr) != 1) err = "--source-ips: not an IPv4 address: " + ip;
+    plan.sources.push_back(src);
+  }
+  if (!err.empty()) {
+    fprintf(stderr, "netloop-loadgen: %s\n%s", err.c_str(), kUsage);
+    return 2;
+  }
+  plan.pattern = o.msg_type == "text" ? kTextPattern : kBinaryPattern;
+  plan.ws.path = o.path;
+  plan.ws.host_header = o.host_header.empty() ? o.host + ":" + std::to_string(o.port) : o.host_header;
+  plan.ws.opcode = o.msg_type == "text" ? 1 : 2;
+  plan.ws.msg_size = o.size;
+  if (getrandom(&plan.seed, sizeof plan.seed, 0) != static_cast<ssize_t>(sizeof plan.seed)) {
+    plan.seed = now_ns() ^ (static_cast<uint64_t>(getpid()) << 32);
+  }
+
+  // One fd per connection plus a few: raise the soft limit as far as the hard one allows.
+  rlimit rl{};
+  const rlim_t want = static_cast<rlim_t>(o.conns) + 64;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+    rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, want);
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want) {
+      fprintf(stderr, "loadgen: the open-files limit (%llu) allows about %llu connections in one process; run several\n",
+              static_cast<unsigned long long>(rl.rlim_cur), static_cast<unsigned long long>(rl.rlim_cur - 64));
+    }
+  }
+  return o.hold ? run_hold(plan) : run_echo(plan);
 }

@@ -5,7 +5,11 @@
 //   protocols           the --proto values it serves (a scenario only runs servers that serve its)
 //   command({ proto, host, port }) -> { file, args }   the program to exec (not through a shell,
 //                       so the pid the harness sees is the server's own)
-//   missing()           null when it can start, else why not (checked before any run)
+//   missing()           null when it can start, else why not (checked before any run; such a
+//                       server is reported as failed with this reason, the others still run)
+//
+// A server that starts but cannot serve the protocol (e.g. a netloop CLI without --proto ws yet)
+// exits or fails its handshakes; the harness reports that run as failed with the reason.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { benchDir, echoCPath, netloopCliPath } from '../harness/paths.js';
@@ -14,8 +18,8 @@ const node = process.execPath;
 
 export const servers = {
   netloop: {
-    describe: 'netloop engine: node dist/cli.js echo',
-    protocols: ['tcp'],
+    describe: 'netloop engine: node dist/cli.js echo --proto tcp|ws',
+    protocols: ['tcp', 'ws'],
     command: ({ proto, host, port }) => ({
       file: node,
       args: [netloopCliPath, 'echo', '--proto', proto, '--host', host, '--port', String(port)],
@@ -31,10 +35,26 @@ export const servers = {
     }),
     missing: () => null,
   },
+  ws: {
+    describe: 'the ws package (8, with bufferutil): bench/servers/ws-echo.js',
+    protocols: ['ws'],
+    command: ({ host, port }) => ({
+      file: node,
+      args: [path.join(benchDir, 'servers', 'ws-echo.js'), '--host', host, '--port', String(port)],
+    }),
+    missing: () => {
+      try {
+        import.meta.resolve('ws');
+        return null;
+      } catch {
+        return 'the ws package is not installed: run `npm install`';
+      }
+    },
+  },
   c: {
-    describe: 'C epoll echo server (the ceiling): build/Release/netloop-echo-c',
-    protocols: ['tcp'],
-    command: ({ host, port }) => ({ file: echoCPath, args: ['--host', host, '--port', String(port)] }),
+    describe: 'C epoll echo server (the ceiling): build/Release/netloop-echo-c [--proto ws]',
+    protocols: ['tcp', 'ws'],
+    command: ({ proto, host, port }) => ({ file: echoCPath, args: ['--host', host, '--port', String(port), '--proto', proto] }),
     missing: () => (existsSync(echoCPath) ? null : `${echoCPath} not found`),
   },
 };
