@@ -18,8 +18,9 @@ const commonOptions = {
   host: { help: 'address the servers listen on (default 127.0.0.1)' },
   'server-cpu': { default: '0', help: 'CPUs the server is pinned to (a taskset list: 0 or 0,2 or 0-1)' },
   'loadgen-cpu': { default: '1', help: 'CPUs the load generator is pinned to (a taskset list)' },
+  'node-flags': { help: 'flags for every Node server alike, e.g. "--max-semi-space-size=1" (V8 young generation, MiB)' },
 };
-const stringOptions = new Set(['servers', 'host', 'server-cpu', 'loadgen-cpu']);
+const stringOptions = new Set(['servers', 'host', 'server-cpu', 'loadgen-cpu', 'node-flags']);
 
 function usage(scenario) {
   const flagLines = (opts) =>
@@ -101,6 +102,7 @@ function parse(argv) {
     opts[k] = values[k] ?? specs[k].default;
     if (!/^\d+([-,]\d+)*$/.test(opts[k])) fail(`--${k} must be a CPU list like 0, 0,2 or 0-3; got "${opts[k]}"`, scenario);
   }
+  if (values['node-flags'] !== undefined) opts['node-flags'] = values['node-flags'];
   const host = values.host ?? '127.0.0.1';
   const serverNames = values.servers ? values.servers.split(',').map((s) => s.trim()).filter(Boolean) : scenario.defaultServers;
   if (serverNames.length === 0) fail('--servers is empty', scenario);
@@ -163,7 +165,7 @@ async function main() {
   const notes = runs.flatMap((r) => (r.notes ?? []).map((x) => `run ${r.run} ${r.server}: ${x}`));
   const summary = summarize(runs, serverNames, scenario.kind);
   const scenarioOptions = Object.fromEntries(Object.keys(scenario.options).map((k) => [k, opts[k]]));
-  const shownOptions = { ...scenarioOptions, runs: opts.runs, servers: serverNames.join(',') };
+  const shownOptions = { ...scenarioOptions, runs: opts.runs, servers: serverNames.join(','), ...(opts['node-flags'] ? { 'node-flags': opts['node-flags'] } : {}) };
   const report = markdownReport({
     scenario,
     title: scenario.title(opts),
@@ -190,7 +192,7 @@ async function main() {
     finished_at: new Date().toISOString(),
     machine,
     pinning,
-    options: { ...scenarioOptions, runs: opts.runs, host, 'server-cpu': opts['server-cpu'], 'loadgen-cpu': opts['loadgen-cpu'] },
+    options: { ...scenarioOptions, runs: opts.runs, host, 'server-cpu': opts['server-cpu'], 'loadgen-cpu': opts['loadgen-cpu'], ...(opts['node-flags'] ? { 'node-flags': opts['node-flags'] } : {}) },
     servers: serverNames,
     binaries: { dir: binDir },
     summary,

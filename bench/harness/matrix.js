@@ -87,9 +87,9 @@ function otherCpu(a, b) {
   return wall > 0 ? Math.max(0, other / ticksPerSecond() / wall) : null;
 }
 
-async function runOne({ run, name, scenario, host, pinning, loadgenArgs, timeoutMs, conns }) {
+async function runOne({ run, name, scenario, host, pinning, loadgenArgs, timeoutMs, conns, nodeFlags }) {
   const port = await freePort(host);
-  const { file, args } = servers[name].command({ proto: scenario.proto, host, port });
+  const { file, args } = servers[name].command({ proto: scenario.proto, host, port, nodeFlags });
   const rec = { run, server: name, port, command: [file, ...args].join(' '), pid: null, result: null, problems: [], notes: [] };
   const why = servers[name].missing();
   if (why) {
@@ -168,7 +168,7 @@ export async function runMatrix({ scenario, serverNames, opts, host, pinning, lo
   const runs = [];
   for (let r = 0; r < opts.runs; r++) {
     for (const name of rotation(serverNames, r)) {
-      const rec = await runOne({ run: r + 1, name, scenario, host, pinning, loadgenArgs, timeoutMs, conns: opts.conns });
+      const rec = await runOne({ run: r + 1, name, scenario, host, pinning, loadgenArgs, timeoutMs, conns: opts.conns, nodeFlags: opts['node-flags'] });
       runs.push(rec);
       log(progressLine(rec, opts.runs));
     }

@@ -15,32 +15,36 @@ import path from 'node:path';
 import { benchDir, echoCPath, netloopCliPath } from '../harness/paths.js';
 
 const node = process.execPath;
+// --node-flags: the same V8/Node flags for every Node server, so that a
+// tuning (a smaller young generation for idle connections, say) is compared
+// like for like.
+const flags = (nodeFlags) => (nodeFlags ? nodeFlags.split(/\s+/).filter(Boolean) : []);
 
 export const servers = {
   netloop: {
     describe: 'netloop engine: node dist/cli.js echo --proto tcp|ws',
     protocols: ['tcp', 'ws'],
-    command: ({ proto, host, port }) => ({
+    command: ({ proto, host, port, nodeFlags }) => ({
       file: node,
-      args: [netloopCliPath, 'echo', '--proto', proto, '--host', host, '--port', String(port)],
+      args: [...flags(nodeFlags), netloopCliPath, 'echo', '--proto', proto, '--host', host, '--port', String(port)],
     }),
     missing: () => (existsSync(netloopCliPath) ? null : `${netloopCliPath} not found: run \`npm run build\``),
   },
   net: {
     describe: "Node's net module: bench/servers/net-echo.js",
     protocols: ['tcp'],
-    command: ({ host, port }) => ({
+    command: ({ host, port, nodeFlags }) => ({
       file: node,
-      args: [path.join(benchDir, 'servers', 'net-echo.js'), '--host', host, '--port', String(port)],
+      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'net-echo.js'), '--host', host, '--port', String(port)],
     }),
     missing: () => null,
   },
   ws: {
     describe: 'the ws package (8, with bufferutil): bench/servers/ws-echo.js',
     protocols: ['ws'],
-    command: ({ host, port }) => ({
+    command: ({ host, port, nodeFlags }) => ({
       file: node,
-      args: [path.join(benchDir, 'servers', 'ws-echo.js'), '--host', host, '--port', String(port)],
+      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'ws-echo.js'), '--host', host, '--port', String(port)],
     }),
     missing: () => {
       try {

@@ -90,6 +90,7 @@ function parseUrl(url: string): { host: string; port: number; path: string; host
 
 class ClientSession implements ReceiverHandlers, WebSocketOwner {
   readonly closeTimeout: number;
+  readonly masked = true;
   ws!: WebSocketConn;
   constructor(readonly o: DialOptions) {
     this.closeTimeout = o.closeTimeout ?? 5000;
@@ -196,11 +197,10 @@ const handshakeProto: ConnProtocol = {
     }
     clearTimeout(h.timer);
     const s = h.session;
-    const ws = new WebSocketConn(conn, s, true, protocol, h.path);
+    const ws = new WebSocketConn(conn, s, protocol, h.path);
     s.ws = ws;
     ws._receiver = new Receiver(s, { role: 'client', maxMessageLength: s.o.messageLengthLimit ?? DEFAULT_MAX_MESSAGE_LENGTH, decompressor: pmd });
-    ws._compressor = pmd;
-    ws._decompressor = pmd;
+    ws._pmd = pmd;
     conn._proto = websocketProto;
     conn._protoState = ws;
     sharedRefIfShared(ws, +1);

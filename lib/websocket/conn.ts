@@ -37,6 +37,8 @@ export interface CloseInfo {
 export interface WebSocketOwner {
   /** Close handshake timeout, ms. */
   readonly closeTimeout: number;
+  /** Client side: every frame we send is masked (RFC 6455 §5.3). */
+  readonly masked: boolean;
   /** Calls the user's onClose. */
   deliverClose(ws: WebSocketConn, err: Error | null): void;
   /** The user's close handler (setCloseHandler), if any. */
@@ -57,6 +59,9 @@ const enum WsState {
   Closed = 3, // onClose delivered
 }
 
+/** The origin of WebSocketConn._lastRead (see there). */
+export const CLOCK_BASE = Date.now();
+
 // Server frame headers are built here and copied into the engine's out slab.
 const header = new Uint8Array(14);
 
@@ -76,10 +81,17 @@ export class WebSocketConn {
   /** @internal */ readonly _raw: Conn;
   /** @internal */ readonly _owner: WebSocketOwner;
   /** @internal */ _receiver: Receiver | null = null;
-  /** @internal */ _compressor: MessageCompressor | null = null;
-  /** @internal The receiver's decompressor for this connection (receivers are pooled, see upgrader.ts). */
-  _decompressor: MessageDecompressor | null = null;
-  /** @internal */ _lastRead = 0; // Date.now() of the last bytes received (keepalive)
+  /**
+   * @internal permessage-deflate for this connection, both directions, when
+   * negotiated (receivers are pooled and get it back from here, see upgrader.ts).
+   */
+  _pmd: (MessageCompressor & MessageDecompressor) | null = null;
+  /**
+   * @internal When bytes last arrived (keepalive), in ms since CLOCK_BASE:
+   * a small integer V8 keeps in the object itself, where a Date.now() value
+   * would be a separate heap number per connection.
+   */
+  _lastRead = 0;
   /** The subprotocol agreed in the handshake, '' when none. */
   readonly subprotocol: string;
   /** The request path (server side) or the dialed path (client side). */
@@ -87,16 +99,14 @@ export class WebSocketConn {
   /** Set once the connection has closed (and in onClose). */
   closeInfo: CloseInfo | null = null;
   #state = WsState.Open;
-  readonly #masked: boolean; // client side: every frame is masked
   #fragmentOpcode = 0; // the opcode of a message being sent in fragments, 0 when none
   #err: Error | null | undefined = undefined;
   #session: unknown = undefined;
 
   /** @internal */
-  constructor(raw: Conn, owner: WebSocketOwner, masked: boolean, subprotocol: string, path: string) {
+  constructor(raw: Conn, owner: WebSocketOwner, subprotocol: string, path: string) {
     this._raw = raw;
     this._owner = owner;
-    this.#masked = masked;
     this.subprotocol = subprotocol;
     this.path = path;
   }
@@ -123,7 +133,7 @@ export class WebSocketConn {
     if (this.#fragmentOpcode !== 0) throw new Error('writeMessage: a fragmented message is being sent with writeFrame(); finish it first');
     // permessage-deflate, when negotiated: messages under its threshold go
     // out as they are (RSV1 clear).
-    const packed = this._compressor !== null ? this._compressor.compress(data) : null;
+    const packed = this._pmd !== null ? this._pmd.compress(data) : null;
     if (packed !== null) this.#send(opcode, packed, true, true);
     else this.#send(opcode, data, true, false);
   }
@@ -222,7 +232,7 @@ export class WebSocketConn {
 
   #send(opcode: number, data: Uint8Array | string, fin: boolean, rsv1: boolean): void {
     const raw = this._raw;
-    if (this.#masked) {
+    if (this._owner.masked) {
       raw.writev(frame(opcode, data, { fin, rsv1, mask: true }));
       return;
     }
@@ -319,8 +329,8 @@ export class WebSocketConn {
     }
     this._receiver?.stop();
     this._receiver = null;
-    this._compressor?.close();
-    this._compressor = null;
+    this._pmd?.close();
+    this._pmd = null;
     this._owner.deliverClose(this, err);
   }
 }

@@ -13,7 +13,7 @@ import { HttpError, ProtocolError } from '../errors.js';
 import { RequestParser, type RequestHead } from '../http/request-parser.js';
 import { httpResponse, type HeaderList } from '../http/response.js';
 import { checkUpgrade, isWebSocketUpgrade, rejectionResponse } from '../http/upgrade.js';
-import { WebSocketConn, type WebSocketOwner } from './conn.js';
+import { CLOCK_BASE, WebSocketConn, type WebSocketOwner } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
 import { PerMessageDeflate, checkNegotiationOptions, deflateUpgradeHook, inflationLimit, type DeflateOptions, type ServerNegotiation } from './deflate.js';
@@ -122,6 +122,8 @@ class FrameSink extends MessageSink {
 export class Upgrader implements EngineUpgrader, WebSocketOwner {
   readonly options: Readonly<UpgraderOptions>;
   readonly closeTimeout: number;
+  /** @internal Server frames are not masked. */
+  readonly masked = false;
   readonly keepaliveTime: number;
   readonly handshakeTimeout: number;
   readonly messageLengthLimit: number;
@@ -169,11 +171,11 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     this.#websocket = {
       onData(conn, data) {
         const ws = conn._protoState as WebSocketConn;
-        ws._lastRead = conn.engine._now;
+        ws._lastRead = conn.engine._now - CLOCK_BASE;
         let r = ws._receiver;
         if (r === null) {
           r = self.#receivers.pop() ?? new Receiver(self.#sinkFor(), { role: 'server', maxMessageLength: self.messageLengthLimit });
-          if (ws._decompressor !== null) r.setDecompressor(ws._decompressor);
+          if (ws._pmd !== null) r.setDecompressor(ws._pmd);
           ws._receiver = r;
         }
         self.#sink!.ws = ws;
@@ -323,7 +325,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
   // plus the keepalive time plus one sweep period, so a connection is
   // closed after keepaliveTime to 1.5 x keepaliveTime of silence.
   #sweep(engine: Engine, period: number): void {
-    const now = Date.now();
+    const now = Date.now() - CLOCK_BASE;
     engine._forEachConn((conn) => {
       if (conn._proto !== this.#websocket) return;
       const ws = conn._protoState as WebSocketConn;
@@ -333,7 +335,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
       // full period past the next sweep, so a late timer cannot drop a
       // healthy connection.
       if (now - ws._lastRead >= period / 2) ws.ping();
-      conn.setReadDeadline(ws._lastRead + this.keepaliveTime + period);
+      conn.setReadDeadline(CLOCK_BASE + ws._lastRead + this.keepaliveTime + period);
     });
   }
 
@@ -379,12 +381,11 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
       return;
     }
     conn.write(result.ascii ? result.responseText : result.responseHead);
-    const ws = new WebSocketConn(conn, this, false, result.protocol, result.path);
-    ws._lastRead = Date.now();
+    const ws = new WebSocketConn(conn, this, result.protocol, result.path);
+    ws._lastRead = Date.now() - CLOCK_BASE;
     if (agreed !== null) {
       const pmd = new PerMessageDeflate((agreed as ServerNegotiation).params, 'server', { ...compression, maxMessageLength: inflationLimit(this.messageLengthLimit, compression!) });
-      ws._compressor = pmd;
-      ws._decompressor = pmd;
+      ws._pmd = pmd;
     }
     conn._proto = this.#websocket;
     conn._protoState = ws;
