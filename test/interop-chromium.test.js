@@ -18,6 +18,15 @@ import { chromium } from 'playwright-core';
 import { CloseError } from '../dist/index.js';
 import { MiB, pattern, startServer, until, within } from './helpers/interop-server.js';
 
+
+function browserEnv() {
+  const env = { ...process.env };
+  delete env.LD_PRELOAD;
+  delete env.ASAN_OPTIONS;
+  delete env.LSAN_OPTIONS;
+  delete env.UBSAN_OPTIONS;
+  return env;
+}
 const CHROMIUM = '/usr/bin/chromium';
 const OPTS = { timeout: 10000 };
 
@@ -120,6 +129,9 @@ async function browserTests() {
       executablePath: CHROMIUM,
       headless: true,
       timeout: 15000,
+      // npm run test:asan preloads the AddressSanitizer runtime for Node; the
+      // browser is not ours to sanitize and does not start with it.
+      env: browserEnv(),
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
     }),
     15000,

@@ -29,6 +29,15 @@ import { chromium } from 'playwright-core';
 import { CloseError, ProtocolError, dial } from '../dist/index.js';
 import { MiB, assertError, pattern, sleep, startServer, until, utf8Text, within } from './helpers/interop-server.js';
 
+
+function browserEnv() {
+  const env = { ...process.env };
+  delete env.LD_PRELOAD;
+  delete env.ASAN_OPTIONS;
+  delete env.LSAN_OPTIONS;
+  delete env.UBSAN_OPTIONS;
+  return env;
+}
 const OPTS = { timeout: 15000 };
 const CHROMIUM = '/usr/bin/chromium';
 
@@ -1315,6 +1324,9 @@ t.test('headless Chromium against Upgrader({ compression: true })', { timeout: 3
       executablePath: CHROMIUM,
       headless: true,
       timeout: 15000,
+      // npm run test:asan preloads the AddressSanitizer runtime for Node; the
+      // browser is not ours to sanitize and does not start with it.
+      env: browserEnv(),
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
     }),
     15000,
