@@ -289,6 +289,7 @@ export class Engine {
       this.#stopped = Promise.resolve();
       return this.#stopped;
     }
+    if (this.#upgrader !== undefined) this.#handle?.closeListeners(); // no newcomers during the goodbyes
     const goodbye = this.#upgrader?.stopping(this);
     if (goodbye !== undefined) {
       // The upgrader says goodbye to its peers (WebSocket close 1001) while

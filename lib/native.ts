@@ -35,6 +35,8 @@ export interface EngineHandle {
   address(slot: number, gen: number, peer: boolean): NativeAddress | number;
   stats(out: Float64Array): void;
   setRef(on: boolean): void;
+  /** Stops accepting; connections go on. */
+  closeListeners(): void;
   /** Releases a handle that was never started. */
   destroy(): void;
 }

@@ -49,6 +49,7 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value SetRef(const Napi::CallbackInfo& info);
   Napi::Value Destroy(const Napi::CallbackInfo& info);
+  Napi::Value CloseListeners(const Napi::CallbackInfo& info);
 
   // libuv callbacks.
   static void OnPoll(uv_poll_t* handle, int status, int events);
@@ -140,6 +141,7 @@ Napi::Function EngineHandle::Define(Napi::Env env) {
                          InstanceMethod("stats", &EngineHandle::Stats),
                          InstanceMethod("setRef", &EngineHandle::SetRef),
                          InstanceMethod("destroy", &EngineHandle::Destroy),
+                         InstanceMethod("closeListeners", &EngineHandle::CloseListeners),
                      });
 }
 
@@ -547,6 +549,13 @@ Napi::Value EngineHandle::Destroy(const Napi::CallbackInfo& info) {
     loop_.Close();
     state_ = State::kClosed;
   }
+  return info.Env().Undefined();
+}
+
+// closeListeners(): stop accepting, while the connections go on (a
+// WebSocket server saying goodbye before it stops).
+Napi::Value EngineHandle::CloseListeners(const Napi::CallbackInfo& info) {
+  if (state_ == State::kRunning) loop_.CloseListeners();
   return info.Env().Undefined();
 }
 

@@ -812,11 +812,15 @@ void Loop::CloseListener(uint32_t slot) {
   free_slots_.push_back(slot);
 }
 
-void Loop::Stop() {
+void Loop::CloseListeners() {
   for (uint32_t l : listeners_) {
     if (slots_[l].kind == kListener) CloseListener(l);
   }
   listeners_.clear();
+}
+
+void Loop::Stop() {
+  CloseListeners();
   for (uint32_t i = 0; i < slots_.size(); i++) {
     Slot& s = slots_[i];
     if (s.kind != kConn || s.state == kClosed) continue;

@@ -90,6 +90,8 @@ class Loop {
   // WRITE_REF commands point at, valid for the duration of the call.
   void Apply(const int32_t* cmds, size_t count, const uint8_t* out_slab, size_t out_len,
              const iovec* refs, size_t ref_count);
+  // Stops accepting: every listener is closed (unix socket files removed).
+  void CloseListeners();
   // Orderly stop: a last non-blocking flush of every queue, then every
   // connection is closed with a CLOSE(STOP) record and every listener closed.
   void Stop();
