@@ -96,7 +96,7 @@ export class WebSocketConn {
   readonly subprotocol: string;
   /** The request path (server side) or the dialed path (client side). */
   readonly path: string;
-  /** Set once the connection has closed (and in onClose). */
+  /** The facts of the close: set as the close begins (a close frame, a protocol error, a local close), final in onClose; null before. */
   closeInfo: CloseInfo | null = null;
   #state = WsState.Open;
   #fragmentOpcode = 0; // the opcode of a message being sent in fragments, 0 when none
