@@ -11,23 +11,10 @@
 // Bounded: the whole file gets 30 s; the browser, the engine and the
 // profile directory are released at teardown.
 import t from 'tap';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium, requireChromium } from './helpers/chromium.js';
 import { CloseError } from '../dist/index.js';
 import { MiB, pattern, startServer, until, within } from './helpers/interop-server.js';
 
-
-function browserEnv() {
-  const env = { ...process.env };
-  delete env.LD_PRELOAD;
-  delete env.ASAN_OPTIONS;
-  delete env.LSAN_OPTIONS;
-  delete env.UBSAN_OPTIONS;
-  return env;
-}
-const CHROMIUM = '/usr/bin/chromium';
 const OPTS = { timeout: 10000 };
 
 t.setTimeout(30000);
@@ -89,11 +76,7 @@ window.T = {
 </script>
 `;
 
-if (!fs.existsSync(CHROMIUM)) {
-  t.fail(`${CHROMIUM} is missing: run .ci/run, or install it with \`apt-get install -y chromium\` (CI installs it)`);
-} else {
-  await browserTests();
-}
+if (requireChromium(t)) await browserTests();
 
 async function browserTests() {
   const handshakes = [];
@@ -116,27 +99,7 @@ async function browserTests() {
   });
   const origin = `http://${srv.addr}`;
 
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'netloop-chromium-'));
-  let context;
-  t.teardown(async () => {
-    await context?.close(); // the browser first, then its profile
-    fs.rmSync(profile, { recursive: true, force: true });
-  });
-  // Playwright refuses --user-data-dir in launch()'s args: a persistent
-  // context on a fresh directory is the same thing.
-  context = await within(
-    chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 15000,
-      // npm run test:asan preloads the AddressSanitizer runtime for Node; the
-      // browser is not ours to sanitize and does not start with it.
-      env: browserEnv(),
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
-    }),
-    15000,
-    'chromium to launch',
-  );
+  const context = await launchChromium(t);
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(8000);
   const pageErrors = [];

@@ -18,28 +18,15 @@
 // inflated with Node's public zlib, so RSV1, sizes and the DEFLATE stream
 // itself are checked, not only what the two ends report.
 import t from 'tap';
-import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import zlib from 'node:zlib';
 import WebSocket, { WebSocketServer } from 'ws';
 import { WebSocket as UndiciWebSocket } from 'undici';
-import { chromium } from 'playwright-core';
+import { launchChromium, requireChromium } from './helpers/chromium.js';
 import { CloseError, ProtocolError, dial } from '../dist/index.js';
 import { MiB, assertError, pattern, sleep, startServer, until, utf8Text, within } from './helpers/interop-server.js';
 
-
-function browserEnv() {
-  const env = { ...process.env };
-  delete env.LD_PRELOAD;
-  delete env.ASAN_OPTIONS;
-  delete env.LSAN_OPTIONS;
-  delete env.UBSAN_OPTIONS;
-  return env;
-}
 const OPTS = { timeout: 15000 };
-const CHROMIUM = '/usr/bin/chromium';
 
 const KiB = 1024;
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
@@ -1289,10 +1276,7 @@ window.T = {
 `;
 
 t.test('headless Chromium against Upgrader({ compression: true })', { timeout: 30000 }, async (t) => {
-  if (!fs.existsSync(CHROMIUM)) {
-    t.fail(`${CHROMIUM} is missing: run .ci/run, or install it with \`apt-get install -y chromium\` (CI installs it)`);
-    return;
-  }
+  if (!requireChromium(t)) return;
   const offers = [];
   const srv = await startServer(t, {
     compression: true,
@@ -1313,25 +1297,7 @@ t.test('headless Chromium against Upgrader({ compression: true })', { timeout: 3
   const tap = await startTap(t, srv.port);
   const wsSessions = () => tap.sessions.filter((s) => Buffer.concat(s.c2s).toString('latin1', 0, 8) === 'GET /ws ');
 
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'netloop-chromium-deflate-'));
-  let context;
-  t.teardown(async () => {
-    await context?.close();
-    fs.rmSync(profile, { recursive: true, force: true });
-  });
-  context = await within(
-    chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 15000,
-      // npm run test:asan preloads the AddressSanitizer runtime for Node; the
-      // browser is not ours to sanitize and does not start with it.
-      env: browserEnv(),
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
-    }),
-    15000,
-    'chromium to launch',
-  );
+  const context = await launchChromium(t);
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(8000);
   const pageErrors = [];
