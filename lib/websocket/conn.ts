@@ -59,8 +59,16 @@ const enum WsState {
   Closed = 3, // onClose delivered
 }
 
-/** The origin of WebSocketConn._lastRead (see there). */
-export const CLOCK_BASE = Date.now();
+const CLOCK_BASE = Date.now();
+
+/**
+ * Milliseconds since module load as a wrapping 32-bit integer (see
+ * WebSocketConn._lastRead). Differences between two readings, taken with
+ * `(a - b) | 0`, are exact for intervals under 24 days.
+ */
+export function clock32(nowMs: number): number {
+  return (nowMs - CLOCK_BASE) | 0;
+}
 
 // Server frame headers are built here and copied into the engine's out slab.
 const header = new Uint8Array(14);
@@ -87,9 +95,9 @@ export class WebSocketConn {
    */
   _pmd: (MessageCompressor & MessageDecompressor) | null = null;
   /**
-   * @internal When bytes last arrived (keepalive), in ms since CLOCK_BASE:
-   * a small integer V8 keeps in the object itself, where a Date.now() value
-   * would be a separate heap number per connection.
+   * @internal When bytes last arrived (keepalive): clock32() at that time.
+   * A 32-bit integer is kept in the object itself; a Date.now() value would
+   * make V8 box the field in a separate heap number per connection.
    */
   _lastRead = 0;
   /** The subprotocol agreed in the handshake, '' when none. */

@@ -13,7 +13,7 @@ import { HttpError, ProtocolError } from '../errors.js';
 import { RequestParser, type RequestHead } from '../http/request-parser.js';
 import { httpResponse, type HeaderList } from '../http/response.js';
 import { checkUpgrade, isWebSocketUpgrade, rejectionResponse } from '../http/upgrade.js';
-import { CLOCK_BASE, WebSocketConn, type WebSocketOwner } from './conn.js';
+import { WebSocketConn, clock32, type WebSocketOwner } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
 import { PerMessageDeflate, checkNegotiationOptions, deflateUpgradeHook, inflationLimit, type DeflateOptions, type ServerNegotiation } from './deflate.js';
@@ -171,7 +171,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     this.#websocket = {
       onData(conn, data) {
         const ws = conn._protoState as WebSocketConn;
-        ws._lastRead = conn.engine._now - CLOCK_BASE;
+        ws._lastRead = clock32(conn.engine._now);
         let r = ws._receiver;
         if (r === null) {
           r = self.#receivers.pop() ?? new Receiver(self.#sinkFor(), { role: 'server', maxMessageLength: self.messageLengthLimit });
@@ -325,7 +325,8 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
   // plus the keepalive time plus one sweep period, so a connection is
   // closed after keepaliveTime to 1.5 x keepaliveTime of silence.
   #sweep(engine: Engine, period: number): void {
-    const now = Date.now() - CLOCK_BASE;
+    const now = Date.now();
+    const now32 = clock32(now);
     engine._forEachConn((conn) => {
       if (conn._proto !== this.#websocket) return;
       const ws = conn._protoState as WebSocketConn;
@@ -334,8 +335,9 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
       // every ping keeps moving its deadline each sweep; the deadline is a
       // full period past the next sweep, so a late timer cannot drop a
       // healthy connection.
-      if (now - ws._lastRead >= period / 2) ws.ping();
-      conn.setReadDeadline(CLOCK_BASE + ws._lastRead + this.keepaliveTime + period);
+      const silent = (now32 - ws._lastRead) | 0;
+      if (silent >= period / 2) ws.ping();
+      conn.setReadDeadline(now - silent + this.keepaliveTime + period);
     });
   }
 
@@ -382,7 +384,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     }
     conn.write(result.ascii ? result.responseText : result.responseHead);
     const ws = new WebSocketConn(conn, this, result.protocol, result.path);
-    ws._lastRead = Date.now() - CLOCK_BASE;
+    ws._lastRead = clock32(Date.now());
     if (agreed !== null) {
       const pmd = new PerMessageDeflate((agreed as ServerNegotiation).params, 'server', { ...compression, maxMessageLength: inflationLimit(this.messageLengthLimit, compression!) });
       ws._pmd = pmd;
