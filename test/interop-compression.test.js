@@ -23,6 +23,7 @@ import zlib from 'node:zlib';
 import WebSocket, { WebSocketServer } from 'ws';
 import { WebSocket as UndiciWebSocket } from 'undici';
 import { launchChromium, requireChromium } from './helpers/chromium.js';
+import { parseFrames } from './helpers/ws-peer.js';
 import { CloseError, ProtocolError, dial } from '../dist/index.js';
 import { MiB, assertError, pattern, sleep, startServer, until, utf8Text, within } from './helpers/interop-server.js';
 
@@ -65,41 +66,6 @@ function sframe(b0, payload) {
   return Buffer.concat([Buffer.from([b0, p.length]), p]);
 }
 
-/** Splits a byte stream into frames (masked or not); the payload is unmasked. */
-function parseFrames(buf) {
-  const frames = [];
-  let p = 0;
-  for (;;) {
-    if (p + 2 > buf.length) break;
-    const b0 = buf[p];
-    const b1 = buf[p + 1];
-    let len = b1 & 0x7f;
-    let h = 2;
-    if (len === 126) {
-      if (p + 4 > buf.length) break;
-      len = buf.readUInt16BE(p + 2);
-      h = 4;
-    } else if (len === 127) {
-      if (p + 10 > buf.length) break;
-      len = Number(buf.readBigUInt64BE(p + 2));
-      h = 10;
-    }
-    const masked = (b1 & 0x80) !== 0;
-    const keyAt = p + h;
-    if (masked) h += 4;
-    if (p + h + len > buf.length) break;
-    let payload = buf.subarray(p + h, p + h + len);
-    if (masked) {
-      const key = buf.subarray(keyAt, keyAt + 4);
-      const u = Buffer.allocUnsafe(len);
-      for (let i = 0; i < len; i++) u[i] = payload[i] ^ key[i & 3];
-      payload = u;
-    }
-    frames.push({ b0, fin: (b0 & 0x80) !== 0, rsv1: (b0 & 0x40) !== 0, opcode: b0 & 0x0f, masked, payload });
-    p += h + len;
-  }
-  return { frames, rest: buf.length - p };
-}
 
 /** Data frames grouped into messages: { b0 of the first frame, rsv1, opcode, frames, payload (joined) }. */
 function messagesOf(frames) {

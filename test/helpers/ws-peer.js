@@ -101,7 +101,7 @@ export function parseFrames(buf) {
     if (p + h + len > buf.length) break;
     let payload = buf.subarray(p + h, p + h + len);
     if (masked) payload = maskBytes(payload, buf.subarray(keyAt, keyAt + 4));
-    frames.push({ fin: (b0 & 0x80) !== 0, rsv: b0 & 0x70, opcode: b0 & 0x0f, masked, len, header: buf.subarray(p, p + h), payload });
+    frames.push({ b0, fin: (b0 & 0x80) !== 0, rsv: b0 & 0x70, rsv1: (b0 & 0x40) !== 0, opcode: b0 & 0x0f, masked, len, header: buf.subarray(p, p + h), payload });
     p += h + len;
   }
   return { frames, rest: buf.length - p };
