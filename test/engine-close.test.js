@@ -20,24 +20,14 @@ import {
   NetClosedError,
   OverflowError,
 } from '../dist/index.js';
+import { fdCount, sleep, until, PERIOD, RING, pattern } from './helpers/engine.js';
 
 const MiB = 1024 * 1024;
 
 // ---------------------------------------------------------------------------
 // Helpers
 
-const fdCount = () => fs.readdirSync('/proc/self/fd').length;
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** Polls cond() every 2 ms; rejects after ms with a message naming what it waited for. */
-async function until(cond, ms, what) {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(2);
-  }
-}
 
 /** Blocks the thread, so that everything the peers sent is in the kernel before the engine polls. */
 function busyWait(ms) {
@@ -47,27 +37,8 @@ function busyWait(ms) {
 
 // A deterministic byte pattern with a prime period, so that a shifted,
 // dropped or duplicated chunk never lines up by accident.
-const PERIOD = 65521;
-const RING = (() => {
-  const b = Buffer.allocUnsafe(PERIOD + MiB);
-  let x = 2463534242;
-  for (let i = 0; i < PERIOD; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  for (let i = PERIOD; i < b.length; i++) b[i] = b[i - PERIOD];
-  return b;
-})();
 
 /** The pattern bytes [offset, offset + len), len <= 1 MiB, as a view (never modified). */
-function pattern(offset, len) {
-  const s = offset % PERIOD;
-  return RING.subarray(s, s + len);
-}
 
 /** A fresh buffer holding the pattern bytes [offset, offset + len). */
 function patternBuffer(offset, len) {

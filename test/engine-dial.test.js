@@ -6,26 +6,9 @@ import net from 'node:net';
 import crypto from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { Engine, SysError, TimeoutError, NetClosedError, NetloopError } from '../dist/index.js';
+import { signal } from './helpers/engine.js';
 
 t.setTimeout(20_000);
-
-function signal() {
-  const waiters = [];
-  return {
-    poke() {
-      for (const w of [...waiters]) {
-        if (w.pred()) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve();
-        }
-      }
-    },
-    until(pred) {
-      if (pred()) return Promise.resolve();
-      return new Promise((resolve) => waiters.push({ pred, resolve }));
-    },
-  };
-}
 
 // An engine without listeners that counts its callbacks.
 async function dialer(t, extra = {}) {

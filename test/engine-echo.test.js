@@ -6,27 +6,9 @@ import t from 'tap';
 import net from 'node:net';
 import crypto from 'node:crypto';
 import { Engine, EOFError, NetloopError } from '../dist/index.js';
+import { signal } from './helpers/engine.js';
 
 t.setTimeout(20_000);
-
-// Resolves waiters whose predicate became true; poke() after every callback.
-function signal() {
-  const waiters = [];
-  return {
-    poke() {
-      for (const w of [...waiters]) {
-        if (w.pred()) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve();
-        }
-      }
-    },
-    until(pred) {
-      if (pred()) return Promise.resolve();
-      return new Promise((resolve) => waiters.push({ pred, resolve }));
-    },
-  };
-}
 
 // An echo engine that counts every callback per connection.
 async function echoEngine(t, addrs = ['127.0.0.1:0'], extra = {}) {

@@ -8,26 +8,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { Engine, NetClosedError, SysError, NetloopError } from '../dist/index.js';
 import { binding, RECORD_INTS, REC_OPEN } from '../dist/native.js';
+import { signal } from './helpers/engine.js';
 
 t.setTimeout(20_000);
-
-function signal() {
-  const waiters = [];
-  return {
-    poke() {
-      for (const w of [...waiters]) {
-        if (w.pred()) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve();
-        }
-      }
-    },
-    until(pred) {
-      if (pred()) return Promise.resolve();
-      return new Promise((resolve) => waiters.push({ pred, resolve }));
-    },
-  };
-}
 
 async function errorOf(promise) {
   try {

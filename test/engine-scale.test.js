@@ -6,11 +6,9 @@ import fs from 'node:fs';
 import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { Engine, EOFError, NetClosedError } from '../dist/index.js';
+import { fdCount, sleep } from './helpers/engine.js';
 
 const N = 10000;
-
-const fdCount = () => fs.readdirSync('/proc/self/fd').length;
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function until(cond, ms, what) {
   const end = performance.now() + ms;

@@ -7,23 +7,13 @@ import net from 'node:net';
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { Engine, NetClosedError } from '../dist/index.js';
+import { fdCount, sleep, until, PERIOD, RING } from './helpers/engine.js';
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-const fdCount = () => fs.readdirSync('/proc/self/fd').length;
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(cond, ms, what) {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(2);
-  }
-}
 
 function within(promise, ms, what) {
   let timer;
@@ -38,21 +28,6 @@ function busyWait(ms) {
   while (performance.now() < end);
 }
 
-const PERIOD = 65521;
-const RING = (() => {
-  const b = Buffer.allocUnsafe(PERIOD + MiB);
-  let x = 2463534242;
-  for (let i = 0; i < PERIOD; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  for (let i = PERIOD; i < b.length; i++) b[i] = b[i - PERIOD];
-  return b;
-})();
 const pattern = (offset, len) => RING.subarray(offset % PERIOD, (offset % PERIOD) + len);
 function matches(offset, data) {
   for (let p = 0; p < data.length; p += MiB) {

@@ -18,26 +18,9 @@ import {
   CMD_CLOSE,
   CMD_DEADLINE,
 } from '../dist/native.js';
+import { signal } from './helpers/engine.js';
 
 t.setTimeout(20_000);
-
-function signal() {
-  const waiters = [];
-  return {
-    poke() {
-      for (const w of [...waiters]) {
-        if (w.pred()) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve();
-        }
-      }
-    },
-    until(pred) {
-      if (pred()) return Promise.resolve();
-      return new Promise((resolve) => waiters.push({ pred, resolve }));
-    },
-  };
-}
 
 function connect(port) {
   return new Promise((resolve, reject) => {

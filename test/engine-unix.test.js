@@ -8,26 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { Engine, EOFError, SysError, NetloopError } from '../dist/index.js';
+import { signal } from './helpers/engine.js';
 
 t.setTimeout(20_000);
-
-function signal() {
-  const waiters = [];
-  return {
-    poke() {
-      for (const w of [...waiters]) {
-        if (w.pred()) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve();
-        }
-      }
-    },
-    until(pred) {
-      if (pred()) return Promise.resolve();
-      return new Promise((resolve) => waiters.push({ pred, resolve }));
-    },
-  };
-}
 
 function tempDir(t) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netloop-unix-'));

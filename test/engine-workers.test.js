@@ -9,19 +9,9 @@ import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { Engine, EOFError } from '../dist/index.js';
+import { fdCount, sleep, until } from './helpers/engine.js';
 
 const INDEX_URL = new URL('../dist/index.js', import.meta.url).href;
-
-const fdCount = () => fs.readdirSync('/proc/self/fd').length;
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(cond, ms, what) {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(2);
-  }
-}
 
 function portIsFree(port) {
   return new Promise((resolve) => {
