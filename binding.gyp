@@ -8,6 +8,7 @@
       "sources": [
         "native/addon.cc",
         "native/loop.cc",
+        "native/readers.cc",
         "native/sockets.cc",
         "native/timer_heap.cc"
       ],

@@ -43,6 +43,8 @@ export class Conn {
    */
   _proto: ConnProtocol | undefined = undefined;
   /** @internal */ _protoState: unknown = undefined;
+  /** @internal Served by a reader thread of its own (blocking I/O) rather than the poller. */
+  _blocking = false;
   readonly engine: Engine;
   #session: unknown = undefined;
 
@@ -53,6 +55,15 @@ export class Conn {
     this._gen = gen;
     this._local = local;
     this._remote = remote;
+  }
+
+  /**
+   * How this connection is read: 'blocking' (a native thread of its own) or
+   * 'nonblocking' (the engine's poller). Fixed at accept or connect; in the
+   * engine's 'mixed' mode it depends on how many were online then.
+   */
+  get ioMode(): 'blocking' | 'nonblocking' {
+    return this._blocking ? 'blocking' : 'nonblocking';
   }
 
   /** True once close(), closeWithError() or closeAndClean() was called, or the connection closed. */
@@ -100,7 +111,9 @@ export class Conn {
   /**
    * Closes gracefully: what was written is delivered first, then FIN; the
    * connection is released when the peer closes its side (or after
-   * `closeTimeout`). onClose receives null, or the error that lost data.
+   * `closeTimeout`). onClose receives null, or the error that lost data;
+   * a blocking connection's reader reports the close it ran into
+   * (NetClosedError), or the peer's FIN if that came first (EOFError).
    */
   close(): void {
     if (this._state !== ConnState.Open) return;
@@ -131,7 +144,8 @@ export class Conn {
   }
 
   /**
-   * Closes the connection with TimeoutError("read timeout") if it is still
+   * Closes the connection with TimeoutError("read timeout"; "i/o timeout"
+   * for a blocking connection, whose blocked read times out) if it is still
    * open at `deadline` (a Date or epoch milliseconds, like Date.now()). null
    * or 0 clears it. Reading does not move it: set it again to extend it.
    */

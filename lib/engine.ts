@@ -30,6 +30,10 @@ import {
   REC_DIAL_FAIL,
   REC_DRAIN,
   REC_OPEN,
+  IO_BLOCKING,
+  IO_MIXED,
+  IO_NONBLOCKING,
+  STATS_LENGTH,
   type EngineHandle,
   type NativeAddress,
 } from './native.js';
@@ -71,6 +75,23 @@ export interface EngineOptions {
   /** Whether the running engine keeps the process alive. Default true. */
   ref?: boolean;
   /**
+   * Who reads the connections (README, "I/O modes"):
+   * - 'nonblocking': the engine's poller, on this thread (default);
+   * - 'blocking': a native thread per connection, doing blocking reads;
+   * - 'mixed': blocking while fewer than maxBlockingOnline connections have
+   *   a thread, non-blocking beyond that.
+   * The API is the same in every mode; what onClose receives differs where
+   * DESIGN.md's close contract says so. Conn.ioMode tells which one a
+   * connection got.
+   */
+  ioMode?: IoMode;
+  /** 'mixed' mode: connections served by a thread of their own, at most. Default 1,000. */
+  maxBlockingOnline?: number;
+  /** Blocking mode: stack of each reader thread, bytes. Default 64 KiB. */
+  readerStackSize?: number;
+  /** Blocking mode: each reader thread's read buffer, bytes. Default 16 KiB. */
+  readerBufferSize?: number;
+  /**
    * Serve WebSocket (and plain HTTP) on the accepted connections with this
    * upgrader instead of onOpen/onData/onClose (which must then be left out).
    */
@@ -91,6 +112,10 @@ export interface EngineUpgrader {
   stopping(engine: Engine): Promise<void> | void;
 }
 
+export type IoMode = 'nonblocking' | 'blocking' | 'mixed';
+
+const IO_MODES: Record<IoMode, number> = { nonblocking: IO_NONBLOCKING, blocking: IO_BLOCKING, mixed: IO_MIXED };
+
 export interface EngineStats {
   online: number;
   accepted: number;
@@ -102,6 +127,12 @@ export interface EngineStats {
   bytesOut: number;
   /** Bytes in all connections' write queues. */
   queuedBytes: number;
+  /** Connections served by a reader thread now (blocking and mixed modes): the threads alive. */
+  blockingOnline: number;
+  /** Reader threads started since the engine started. */
+  readerThreadsStarted: number;
+  /** Memory the reader threads reserve now: blockingOnline x (stack + read buffer), bytes. */
+  readerThreadBytes: number;
 }
 
 type EngineState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -134,6 +165,14 @@ function checkInt(name: string, value: unknown, min: number, max: number): numbe
   return value;
 }
 
+function checkIoMode(mode: unknown): IoMode {
+  if (mode === undefined) return 'nonblocking';
+  if (typeof mode !== 'string' || !Object.hasOwn(IO_MODES, mode)) {
+    throw new TypeError(`ioMode must be 'nonblocking', 'blocking' or 'mixed', got ${String(mode)}`);
+  }
+  return mode as IoMode;
+}
+
 function checkCallback<T>(name: string, fn: T | undefined): T | undefined {
   if (fn !== undefined && typeof fn !== 'function') throw new TypeError(`${name} must be a function`);
   return fn;
@@ -162,7 +201,7 @@ export class Engine {
   #refs: Uint8Array[] = [];
   #inBatch = false;
   #flushScheduled = false;
-  #statsArray = new Float64Array(8);
+  #statsArray = new Float64Array(STATS_LENGTH);
   #stopped: Promise<void> | undefined;
   readonly #flushTask = (): void => {
     this.#flushScheduled = false;
@@ -206,6 +245,10 @@ export class Engine {
       readBudget: checkInt('readBudget', options.readBudget ?? 64 * 1024, 1, 2 ** 30),
       maxEventsPerIteration: checkInt('maxEventsPerIteration', options.maxEventsPerIteration ?? 1024, 1, binding.constants.MAX_EVENTS ?? 1024),
       ref: bool('ref', options.ref, true),
+      ioMode: checkIoMode(options.ioMode),
+      maxBlockingOnline: checkInt('maxBlockingOnline', options.maxBlockingOnline ?? 1000, 0, 2 ** 32 - 1),
+      readerStackSize: checkInt('readerStackSize', options.readerStackSize ?? 64 * 1024, 16 * 1024, 2 ** 30),
+      readerBufferSize: checkInt('readerBufferSize', options.readerBufferSize ?? 16 * 1024, 1024, 2 ** 30),
     });
     this.#upgrader?.attach(this);
   }
@@ -242,6 +285,10 @@ export class Engine {
         closeTimeout: o.closeTimeout,
         noDelay: o.noDelay,
         maxLoad: o.maxLoad,
+        ioMode: IO_MODES[o.ioMode],
+        maxBlockingOnline: o.maxBlockingOnline,
+        readerStackSize: o.readerStackSize,
+        readerBufferSize: o.readerBufferSize,
       },
       { records: this.#records, slab: this.#slab, cmds: this.#cmds, out: this.#out },
       (count) => this.#onBatch(count),
@@ -344,6 +391,9 @@ export class Engine {
       bytesIn: s[5]!,
       bytesOut: s[6]!,
       queuedBytes: s[7]!,
+      blockingOnline: s[8]!,
+      readerThreadsStarted: s[9]!,
+      readerThreadBytes: s[8]! * s[10]!,
     };
   }
 
@@ -372,7 +422,7 @@ export class Engine {
           if (c._proto !== undefined) c._proto.onData(c, data);
           else this.#onData(c, data);
         } else if (type === REC_OPEN) {
-          this.#opened(slot, gen, rec[p + 3]!);
+          this.#opened(slot, gen, rec[p + 3]!, rec[p + 4]! === 1);
         } else if (type === REC_CLOSE) {
           this.#closed(slot, gen, rec[p + 3]!, rec[p + 4]!);
         } else if (type === REC_DRAIN) {
@@ -412,13 +462,14 @@ export class Engine {
     if (failed) throw failure;
   }
 
-  #opened(slot: number, gen: number, listener: number): void {
+  #opened(slot: number, gen: number, listener: number, blocking: boolean): void {
     let c: Conn;
     if (listener === -1) {
       const d = this.#dials.get(slot);
       if (d === undefined || d.gen !== gen) return;
       this.#dials.delete(slot);
       c = new Conn(this, slot, gen, undefined, d.remote);
+      c._blocking = blocking;
       this.#conns[slot] = c;
       this.#online++;
       if (d.proto !== undefined) {
@@ -436,6 +487,7 @@ export class Engine {
     const l = this.#listeners.get(listener);
     const local = l?.kind === 'unix' ? `unix:${l.path}` : undefined;
     c = new Conn(this, slot, gen, local, l?.kind === 'unix' ? 'unix:' : undefined);
+    c._blocking = blocking;
     this.#conns[slot] = c;
     this.#online++;
     if (this.#upgrader !== undefined) this.#upgrader.accept(c);
@@ -453,26 +505,31 @@ export class Engine {
     c._state = ConnState.Closed;
     // An error the user closed with wins. A plain close() reports null unless
     // the close lost data (reset or timeout while flushing): that is not silent.
-    const err = c._closeErr ?? this.#closeError(reason, errno);
+    const err = c._closeErr ?? this.#closeError(reason, errno, c._blocking);
     if (c._proto !== undefined) c._proto.onClose(c, err);
     else this.#onClose(c, err);
   }
 
-  #closeError(reason: number, errno: number): Error | null {
+  // The transport's account of a close (DESIGN.md, close contract). A
+  // blocking connection's reader thread learns of a local close or a
+  // deadline from its failed read, the way Go's blocking reads do: "use of
+  // closed network connection", "i/o timeout". The poller does not read
+  // after a local close, so it has no error to report.
+  #closeError(reason: number, errno: number, blocking: boolean): Error | null {
     switch (reason) {
       case REASON_EOF:
         return new EOFError();
       case REASON_ERRNO:
         return new SysError(errno);
       case REASON_READ_TIMEOUT:
-        return new TimeoutError('read');
+        return new TimeoutError(blocking ? 'io' : 'read');
       case REASON_WRITE_TIMEOUT:
-        return new TimeoutError('write');
+        return new TimeoutError(blocking ? 'io' : 'write');
       case REASON_OVERFLOW:
         return new OverflowError(this.options.maxWriteBufferSize);
       case REASON_LOCAL:
       case REASON_STOP:
-        return null;
+        return blocking ? new NetClosedError() : null;
       default:
         return new Error(`netloop: unknown close reason ${reason}`);
     }

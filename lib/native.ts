@@ -17,6 +17,11 @@ export interface NativeConfig {
   closeTimeout: number;
   noDelay: boolean;
   maxLoad: number;
+  /** IO_NONBLOCKING, IO_BLOCKING or IO_MIXED. */
+  ioMode: number;
+  maxBlockingOnline: number;
+  readerStackSize: number;
+  readerBufferSize: number;
 }
 
 /** [family, host or path, port]; a negative number is -errno. */
@@ -56,7 +61,7 @@ export const binding: Binding = require(`../build/${variant}/netloop.node`);
 // [type, slot, gen, a, b].
 export const RECORD_INTS = 5;
 
-export const REC_OPEN = 1; // a: listener id, -1 when dialed
+export const REC_OPEN = 1; // a: listener id, -1 when dialed; b: 1 when a reader thread serves it (blocking)
 export const REC_DATA = 2; // a: slab offset, b: length
 export const REC_CLOSE = 3; // a: reason, b: errno
 export const REC_DRAIN = 4;
@@ -74,3 +79,10 @@ export const CMD_WRITE = 1; // a: out offset, b: length
 export const CMD_WRITE_REF = 2; // a: refs index
 export const CMD_CLOSE = 3; // a: 0 graceful, 1 abortive; b: graceful close timeout ms (0: the engine's)
 export const CMD_DEADLINE = 4; // a: 0 read, 1 write; b: ms from now, -1 clears
+
+export const IO_NONBLOCKING = 0;
+export const IO_BLOCKING = 1;
+export const IO_MIXED = 2;
+
+/** Length of the Float64Array that EngineHandle.stats() fills. */
+export const STATS_LENGTH = 11;

@@ -55,6 +55,9 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
   static void OnPoll(uv_poll_t* handle, int status, int events);
   static void OnTimer(uv_timer_t* handle);
   static void OnIdle(uv_idle_t* handle);
+  static void OnAsync(uv_async_t* handle);
+  // Called by reader threads (blocking mode): wakes this thread's loop.
+  static void WakeFromReader(void* arg);
   static void OnHandleClosed(uv_handle_t* handle);
   static void OnEnvCleanup(napi_async_cleanup_hook_handle hook, void* arg);
 
@@ -74,6 +77,7 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
   uv_poll_t poll_;
   uv_timer_t timer_;
   uv_idle_t idle_;
+  uv_async_t async_;  // reader threads' wake-up (blocking mode)
   int open_handles_ = 0;
   bool dispatching_ = false;
   bool idle_active_ = false;
@@ -186,10 +190,19 @@ EngineHandle::EngineHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<En
   lc.close_timeout_ms = static_cast<int>(NumberField(config, "closeTimeout", 5000));
   lc.max_load = NumberField(config, "maxLoad", 1000000);
   lc.no_delay = config.Get("noDelay").ToBoolean().Value();
+  lc.io_mode = static_cast<int>(NumberField(config, "ioMode", kIoNonBlocking));
+  if (lc.io_mode != kIoBlocking && lc.io_mode != kIoMixed) lc.io_mode = kIoNonBlocking;
+  lc.max_blocking_online = NumberField(config, "maxBlockingOnline", 1000);
+  lc.reader_stack_size = NumberField(config, "readerStackSize", 64 * 1024);
+  lc.reader_buffer_size = NumberField(config, "readerBufferSize", 16 * 1024);
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer's redzones and its own frames need far more stack.
+  if (lc.reader_stack_size < 1024 * 1024) lc.reader_stack_size = 1024 * 1024;
+#endif
   if (lc.read_budget == 0) lc.read_budget = 64 * 1024;
   if (lc.accept_budget <= 0) lc.accept_budget = 256;
 
-  int r = loop_.Open(lc, slab, slab_len);
+  int r = loop_.Open(lc, slab, slab_len, &EngineHandle::WakeFromReader, this);
   if (r < 0) {
     Napi::Error e = Napi::Error::New(env, std::string("netloop: cannot open the poller: ") + std::strerror(-r));
     e.Set("errno", Napi::Number::New(env, -r));
@@ -297,8 +310,12 @@ Napi::Value EngineHandle::Start(const Napi::CallbackInfo& info) {
   if (r < 0) return Napi::Number::New(env, r);
   uv_timer_init(uv_, &timer_);
   uv_idle_init(uv_, &idle_);
-  poll_.data = timer_.data = idle_.data = this;
-  open_handles_ = 3;
+  uv_async_init(uv_, &async_, &EngineHandle::OnAsync);
+  // The poll handle is what keeps the process alive (setRef); a pending
+  // wake-up from a reader thread must not.
+  uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
+  poll_.data = timer_.data = idle_.data = async_.data = this;
+  open_handles_ = 4;
   uv_poll_start(&poll_, UV_READABLE, &EngineHandle::OnPoll);
   state_ = State::kRunning;
   // A running engine must outlive its JS wrapper's last user reference: libuv
@@ -327,6 +344,27 @@ void EngineHandle::OnTimer(uv_timer_t* handle) {
   self->timer_armed_ms_ = -1;
   self->loop_.ExpireTimers();
   self->Dispatch();
+}
+
+void EngineHandle::WakeFromReader(void* arg) {
+  // Thread-safe, and coalesced by libuv: many readers, one callback. The
+  // handle is closed only after every reader has been joined (CloseHandles).
+  uv_async_send(&static_cast<EngineHandle*>(arg)->async_);
+}
+
+void EngineHandle::OnAsync(uv_async_t* handle) {
+  auto* self = static_cast<EngineHandle*>(handle->data);
+  if (self->state_ != State::kRunning) return;
+  Napi::HandleScope scope(self->Env());
+  // Like OnPoll: the readers' bytes go into the slab, which must be free.
+  if (self->loop_.has_records()) self->Dispatch();
+  if (self->loop_.has_records()) {
+    uv_async_send(&self->async_);  // the consumer is behind: collect later
+    return;
+  }
+  bool more = self->loop_.CollectReaders();
+  self->Dispatch();
+  if (more) uv_async_send(&self->async_);
 }
 
 void EngineHandle::OnIdle(uv_idle_t* handle) {
@@ -440,8 +478,11 @@ Napi::Value EngineHandle::Stop(const Napi::CallbackInfo& info) {
 }
 
 void EngineHandle::CloseHandles() {
-  // Order matters: stop watching the poller fd before it is closed
-  // (FinishClose, once libuv has released all three handles).
+  // Order matters: reader threads wake us through async_, so they are all
+  // joined before it closes; and the poller fd is unwatched before it is
+  // closed (FinishClose, once libuv has released all four handles).
+  loop_.JoinReaders();
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), &EngineHandle::OnHandleClosed);
   uv_poll_stop(&poll_);
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), &EngineHandle::OnHandleClosed);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &EngineHandle::OnHandleClosed);
@@ -520,14 +561,15 @@ Napi::Value EngineHandle::Address(const Napi::CallbackInfo& info) {
   return AddressArray(env, r, a);
 }
 
-// stats(out: Float64Array(8)): online, accepted, dialed, closed, rejected,
-// bytesIn, bytesOut, queued.
+// stats(out: Float64Array(11)): online, accepted, dialed, closed, rejected,
+// bytesIn, bytesOut, queued, blockingOnline (reader threads alive),
+// readersStarted, readerBytes (stack plus buffer reserved per reader).
 Napi::Value EngineHandle::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   double* out = nullptr;
   size_t len = 0;
-  if (info.Length() < 1 || !GetTypedArray(info[0], napi_float64_array, &out, &len) || len < 8) {
-    return ThrowType(env, "stats(Float64Array(8))");
+  if (info.Length() < 1 || !GetTypedArray(info[0], napi_float64_array, &out, &len) || len < 11) {
+    return ThrowType(env, "stats(Float64Array(11))");
   }
   const LoopStats& s = loop_.stats();
   out[0] = static_cast<double>(s.online);
@@ -538,6 +580,9 @@ Napi::Value EngineHandle::Stats(const Napi::CallbackInfo& info) {
   out[5] = static_cast<double>(s.bytes_in);
   out[6] = static_cast<double>(s.bytes_out);
   out[7] = static_cast<double>(s.queued);
+  out[8] = static_cast<double>(s.blocking_online);
+  out[9] = static_cast<double>(s.readers_started);
+  out[10] = static_cast<double>(loop_.reader_bytes());
   return env.Undefined();
 }
 
@@ -595,6 +640,9 @@ Napi::Object Constants(Napi::Env env) {
   c.Set("CMD_CLOSE", Napi::Number::New(env, kCmdClose));
   c.Set("CMD_DEADLINE", Napi::Number::New(env, kCmdDeadline));
   c.Set("MAX_EVENTS", Napi::Number::New(env, Poller::kMaxEvents));
+  c.Set("IO_NONBLOCKING", Napi::Number::New(env, kIoNonBlocking));
+  c.Set("IO_BLOCKING", Napi::Number::New(env, kIoBlocking));
+  c.Set("IO_MIXED", Napi::Number::New(env, kIoMixed));
   return c;
 }
 

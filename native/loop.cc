@@ -37,12 +37,15 @@ enum SlotState : uint8_t {
   kFlushing = 3,  // closing: the queue drains first, then FIN
   kLinger = 4,    // FIN sent, reading (and discarding) until the peer's FIN
   kClosed = 5,    // descriptor closed, CLOSE record not yet delivered
+  kStopping = 6,  // blocking: the reader was told to stop; closed once it has exited
 };
 
 enum SlotFlags : uint8_t {
   kFlagUnix = 1u << 0,
   kFlagPeerEof = 1u << 1,
   kFlagPaused = 1u << 2,  // listener paused after a persistent accept error
+  kFlagBlocking = 1u << 3,  // read by a reader thread, not by the poller
+  kFlagAbortive = 1u << 4,  // blocking: close with RST once the reader has exited
 };
 
 int64_t NowMs() {
@@ -59,8 +62,9 @@ uint32_t TimerId(uint32_t slot, int kind) { return slot * kTimerKinds + static_c
 
 Loop::~Loop() { Close(); }
 
-int Loop::Open(const LoopConfig& config, uint8_t* slab, size_t slab_len) {
+int Loop::Open(const LoopConfig& config, uint8_t* slab, size_t slab_len, Readers::WakeFn wake, void* wake_arg) {
   config_ = config;
+  readers_.Init(config_.reader_stack_size, config_.reader_buffer_size, wake, wake_arg);
   if (config_.max_events <= 0 || config_.max_events > Poller::kMaxEvents) config_.max_events = Poller::kMaxEvents;
   slab_ = slab;
   slab_len_ = slab_len;
@@ -71,7 +75,29 @@ int Loop::Open(const LoopConfig& config, uint8_t* slab, size_t slab_len) {
   return 0;
 }
 
+void Loop::JoinReaders() {
+  // Each reader is stopped and woken, then joined, before any descriptor is
+  // closed under it. No records: this is teardown.
+  bool any = false;
+  for (Slot& s : slots_) {
+    if (s.kind == kConn && s.reader != nullptr) {
+      readers_.Stop(s.reader, kReasonStop);
+      shutdown(s.fd, SHUT_RDWR);
+      any = true;
+    }
+  }
+  if (!any) return;
+  readers_.WaitAll();
+  reader_events_.clear();
+  readers_.Take(nullptr, 0, &reader_events_);
+  for (const ReaderEvent& e : reader_events_) {
+    if (e.done && e.slot < slots_.size()) slots_[e.slot].reader = nullptr;
+  }
+  reader_events_.clear();
+}
+
 void Loop::Close() {
+  JoinReaders();
   for (uint32_t i = 0; i < slots_.size(); i++) {
     Slot& s = slots_[i];
     if (s.kind == kListener) {
@@ -109,6 +135,7 @@ uint32_t Loop::NewSlot() {
   s.head = s.tail = nullptr;
   s.queued = 0;
   std::memset(&s.peer, 0, sizeof s.peer);
+  s.reader = nullptr;
   return i;
 }
 
@@ -154,7 +181,22 @@ void Loop::FreeClosedSlots() {
 int Loop::SetInterest(uint32_t slot, uint32_t interest) {
   Slot& s = slots_[slot];
   if (s.interest == interest) return 0;
-  int r = poller_.Modify(s.fd, TokenOf(slot), s.interest, interest);
+  int r;
+  if (s.flags & kFlagBlocking) {
+    // A connection with a reader thread is in the poller only while its write
+    // queue waits for room: registered with no interest, epoll would still
+    // report hangups and errors, forever, to a loop that does not read.
+    if (s.interest == 0) {
+      r = poller_.Add(s.fd, TokenOf(slot), interest);
+    } else if (interest == 0) {
+      r = poller_.Remove(s.fd, s.interest);
+    } else {
+      r = poller_.Modify(s.fd, TokenOf(slot), s.interest, interest);
+    }
+    if (r == 0) s.interest = static_cast<uint8_t>(interest);
+    return r;
+  }
+  r = poller_.Modify(s.fd, TokenOf(slot), s.interest, interest);
   if (r == 0) s.interest = static_cast<uint8_t>(interest);
   return r;
 }
@@ -246,7 +288,8 @@ int Loop::StartDial(int r, int fd, bool is_unix, const InetAddr* addr, int timeo
   stats_.dialed++;
   if (connected) {
     stats_.online++;
-    Record(kRecOpen, slot, -1, 0);
+    bool blocking = WantBlocking() && StartBlocking(slot);
+    Record(kRecOpen, slot, -1, blocking ? 1 : 0);
   } else if (timeout_ms > 0) {
     SetTimer(slot, kTimerClose, NowMs() + timeout_ms);
   }
@@ -361,9 +404,24 @@ void Loop::OnListenerReady(uint32_t lslot) {
       continue;
     }
     s.interest = kInterestRead;
+    bool blocking = false;
+    if (WantBlocking()) {
+      blocking = StartBlocking(slot);
+      if (!blocking && config_.io_mode == kIoBlocking) {
+        // Blocking mode promised a thread per connection: without one (out
+        // of threads or memory), the connection is refused, not degraded.
+        poller_.Remove(fd, slots_[slot].interest);
+        ::close(fd);
+        slots_[slot].fd = -1;
+        slots_[slot].kind = kFree;
+        free_slots_.push_back(slot);
+        stats_.rejected++;
+        continue;
+      }
+    }
     stats_.online++;
     stats_.accepted++;
-    Record(kRecOpen, slot, static_cast<int32_t>(lslot), 0);
+    Record(kRecOpen, slot, static_cast<int32_t>(lslot), blocking ? 1 : 0);
   }
 }
 
@@ -391,7 +449,8 @@ void Loop::OnConnectReady(uint32_t slot) {
     return;
   }
   stats_.online++;
-  Record(kRecOpen, slot, -1, 0);
+  bool blocking = WantBlocking() && StartBlocking(slot);
+  Record(kRecOpen, slot, -1, blocking ? 1 : 0);
 }
 
 void Loop::OnReadable(uint32_t slot) {
@@ -712,6 +771,13 @@ void Loop::Apply(const int32_t* cmds, size_t count, const uint8_t* out_slab, siz
         iov_scratch_.push_back(o.iov);  // JS refuses writes after a close anyway
       }
     }
+    if (close_mode >= 0 && Live(g.slot, g.gen) != nullptr && slots_[g.slot].reader != nullptr &&
+        slots_[g.slot].state == kOpen) {
+      // Before the last bytes go out: a peer that answers them with its FIN
+      // must find the close already known to the reader (NetClosedError, not
+      // EOF), exactly as if the close had been applied first.
+      StopReaderGracefully(g.slot);
+    }
     if (!iov_scratch_.empty() && Live(g.slot, g.gen) != nullptr) {
       Write(g.slot, iov_scratch_.data(), iov_scratch_.size());
     }
@@ -740,6 +806,10 @@ void Loop::LocalClose(uint32_t slot, bool abortive, int32_t timeout_ms) {
   if (s.state != kOpen) return;  // already closing gracefully
   s.close_reason = kReasonLocal;
   s.close_errno = 0;
+  // The reader learns of the close now, as a blocking reader in Go learns it
+  // from its failed read: whatever it reads from here on is discarded, and
+  // its end is reported as this close.
+  if (s.reader != nullptr) StopReaderGracefully(slot);
   SetTimer(slot, kTimerClose, NowMs() + timeout_ms);
   if (s.head == nullptr) {
     FlushDone(slot);
@@ -769,14 +839,20 @@ void Loop::StartLinger(uint32_t slot) {
     return;
   }
   s.state = kLinger;
-  if (SetInterest(slot, kInterestRead) < 0) CloseNow(slot, s.close_reason, s.close_errno, false);
+  // A reader thread reads (and discards) until the peer's FIN itself.
+  uint32_t interest = s.reader != nullptr ? 0u : static_cast<uint32_t>(kInterestRead);
+  if (SetInterest(slot, interest) < 0) CloseNow(slot, s.close_reason, s.close_errno, false);
 }
 
 void Loop::CloseNow(uint32_t slot, int32_t reason, int32_t err, bool abortive) {
   Slot& s = slots_[slot];
+  if (s.reader != nullptr) {
+    StopReader(slot, reason, err, abortive);
+    return;
+  }
   bool was_open = s.state != kConnecting;
   if (s.fd >= 0) {
-    poller_.Remove(s.fd, s.interest);
+    if (s.interest != 0 || !(s.flags & kFlagBlocking)) poller_.Remove(s.fd, s.interest);
     if (abortive) SetAbortiveClose(s.fd);
     ::close(s.fd);
     s.fd = -1;
@@ -825,9 +901,145 @@ void Loop::Stop() {
     Slot& s = slots_[i];
     if (s.kind != kConn || s.state == kClosed) continue;
     if (s.head != nullptr && s.state != kConnecting) DrainQueue(i);  // a last try, never blocking
-    if (slots_[i].state == kClosed) continue;
+    if (slots_[i].state == kClosed || slots_[i].state == kStopping) continue;
     CloseNow(i, kReasonStop, 0, false);
   }
+  // Connections with reader threads are closing now: wait for every thread
+  // to exit (each was woken by a shutdown), then close them for good.
+  if (readers_.alive() > 0) {
+    readers_.WaitAll();
+    CollectReaders();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Blocking mode: reader threads
+
+bool Loop::WantBlocking() const {
+  if (config_.io_mode == kIoBlocking) return true;
+  return config_.io_mode == kIoMixed && stats_.blocking_online < config_.max_blocking_online;
+}
+
+void Loop::StopReaderGracefully(uint32_t slot) {
+  // A FIN that is already here, unread, was sent before the peer could know
+  // of our close: the reader is left to find it and report EOF. That is what
+  // "the peer sent its close frame and FIN at once" looks like from here;
+  // the reader's own peek covers a FIN that came with the same read.
+  Slot& s = slots_[slot];
+  if (PeerFinPending(s.fd)) return;
+  readers_.Stop(s.reader, kReasonLocal);
+}
+
+bool Loop::StartBlocking(uint32_t slot) {
+  Slot& s = slots_[slot];
+  // The poller stops reading it; it comes back only to wait for write room.
+  if (s.interest != 0) poller_.Remove(s.fd, s.interest);
+  s.interest = 0;
+  s.flags |= kFlagBlocking;
+  int err = 0;
+  Reader* r = readers_.Start(s.fd, slot, s.gen, &err);
+  if (r == nullptr) {
+    // No thread: the poller keeps the connection (mixed mode), or the caller
+    // refuses it (blocking mode).
+    s.flags &= static_cast<uint8_t>(~kFlagBlocking);
+    if (poller_.Add(s.fd, TokenOf(slot), kInterestRead) == 0) s.interest = kInterestRead;
+    return false;
+  }
+  s.reader = r;
+  stats_.blocking_online++;
+  stats_.readers_started++;
+  return true;
+}
+
+void Loop::StopReader(uint32_t slot, int32_t reason, int32_t err, bool abortive) {
+  Slot& s = slots_[slot];
+  if (s.state == kStopping) {
+    if (abortive) {
+      s.flags |= kFlagAbortive;
+      SetAbortiveClose(s.fd);
+    }
+    return;
+  }
+  if (s.interest != 0) poller_.Remove(s.fd, s.interest);
+  s.interest = 0;
+  FreeQueue(s);
+  CancelTimers(slot);
+  s.close_reason = reason;
+  s.close_errno = err;
+  if (abortive) {
+    s.flags |= kFlagAbortive;
+    SetAbortiveClose(s.fd);
+  }
+  s.state = kStopping;
+  readers_.Stop(s.reader, reason);
+  // The blocked recv() returns 0 once the read side is shut down; the write
+  // side is left alone so that an abortive close still sends RST, not FIN.
+  shutdown(s.fd, SHUT_RD);
+}
+
+void Loop::OnReaderDone(const ReaderEvent& e) {
+  if (e.slot >= slots_.size()) return;
+  Slot& s = slots_[e.slot];
+  if (s.gen != e.gen || s.reader == nullptr) return;
+  s.reader = nullptr;  // joined: from here on the loop alone owns the descriptor
+  stats_.blocking_online--;
+  uint32_t slot = e.slot;
+  if (e.stopped_by == 0 && s.state != kStopping) {
+    // The reader saw the transport end before any close of ours.
+    if (e.err != 0) {
+      CloseNow(slot, kReasonErrno, e.err, false);
+      return;
+    }
+    s.flags |= kFlagPeerEof;
+    // A close requested after the FIN was read still reports the FIN.
+    s.close_reason = kReasonEof;
+    s.close_errno = 0;
+    if (s.state == kLinger || s.head == nullptr) {
+      CloseNow(slot, kReasonEof, 0, false);
+      return;
+    }
+    // Data is still queued: deliver it, then close (like the poller does).
+    if (s.state == kOpen) s.state = kFlushing;
+    return;
+  }
+  if (s.state == kStopping) {
+    // Closed by us (error, timeout, stop, abortive close): the reason is ours,
+    // unless the reader had already seen the connection fail.
+    if (e.stopped_by == 0 && e.err != 0) {
+      CloseNow(slot, kReasonErrno, e.err, (s.flags & kFlagAbortive) != 0);
+    } else if (e.stopped_by == 0 && s.close_reason != kReasonOverflow && s.close_reason != kReasonWriteTimeout) {
+      CloseNow(slot, kReasonEof, 0, (s.flags & kFlagAbortive) != 0);
+    } else {
+      CloseNow(slot, s.close_reason, s.close_errno, (s.flags & kFlagAbortive) != 0);
+    }
+    return;
+  }
+  // A graceful local close the reader knew of; it ended at the peer's FIN
+  // (or a failed read).
+  if (e.err != 0 && s.head != nullptr) {
+    CloseNow(slot, kReasonErrno, e.err, false);  // our last bytes are lost: not silent
+    return;
+  }
+  s.flags |= kFlagPeerEof;
+  if (s.state == kLinger || s.head == nullptr) CloseNow(slot, s.close_reason, s.close_errno, false);
+  // else: flushing; FlushDone closes once the queue is out.
+}
+
+bool Loop::CollectReaders() {
+  slab_used_ = 0;
+  reader_events_.clear();
+  bool more = readers_.Take(slab_, slab_len_, &reader_events_);
+  for (const ReaderEvent& e : reader_events_) {
+    if (e.done) {
+      OnReaderDone(e);
+      continue;
+    }
+    if (Live(e.slot, e.gen) == nullptr) continue;
+    stats_.bytes_in += e.len;
+    Record(kRecData, e.slot, static_cast<int32_t>(e.offset), static_cast<int32_t>(e.len));
+  }
+  reader_events_.clear();
+  return more;
 }
 
 // ---------------------------------------------------------------------------

@@ -19,10 +19,13 @@
 
 #include "batch.h"
 #include "poller.h"
+#include "readers.h"
 #include "sockets.h"
 #include "timer_heap.h"
 
 namespace netloop {
+
+enum IoMode : int { kIoNonBlocking = 0, kIoBlocking = 1, kIoMixed = 2 };
 
 struct LoopConfig {
   // Bytes read from one connection per iteration: one busy connection cannot
@@ -38,6 +41,13 @@ struct LoopConfig {
   int close_timeout_ms = 5000;
   bool no_delay = true;
   uint32_t max_load = 1000000;
+  // Who reads a connection: the poller (non-blocking), a thread of its own
+  // (blocking), or a thread while fewer than max_blocking_online connections
+  // have one and the poller beyond that (mixed). Chosen at accept or connect.
+  int io_mode = kIoNonBlocking;
+  uint32_t max_blocking_online = 1000;
+  size_t reader_stack_size = 64 * 1024;
+  size_t reader_buffer_size = 16 * 1024;
 };
 
 struct LoopStats {
@@ -49,6 +59,8 @@ struct LoopStats {
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
   uint64_t queued = 0;  // bytes in all write queues
+  uint64_t blocking_online = 0;  // connections with a reader thread (threads alive)
+  uint64_t readers_started = 0;
 };
 
 struct AddressInfo {
@@ -66,10 +78,16 @@ class Loop {
 
   // slab: the receive buffer, owned by the host; DATA records point into it
   // and stay valid until the next Poll().
-  int Open(const LoopConfig& config, uint8_t* slab, size_t slab_len);
+  // wake is called from reader threads (blocking mode) when CollectReaders()
+  // has something to take; the host turns it into a wake-up of its thread.
+  int Open(const LoopConfig& config, uint8_t* slab, size_t slab_len, Readers::WakeFn wake, void* wake_arg);
   // Closes every descriptor at once without producing records (environment
   // teardown). Stop() is the orderly way.
   void Close();
+  // Stops and joins every reader thread without producing records (teardown;
+  // Stop() is the orderly way). The host calls it before it closes the
+  // handle the readers wake it with.
+  void JoinReaders();
   int poller_fd() const { return poller_.fd(); }
 
   // Listening: returns a listener id (>= 0) or -errno.
@@ -84,6 +102,11 @@ class Loop {
   // One bounded iteration: accept, read into the slab, drain write queues.
   // The host must have delivered every DATA record of the previous Poll().
   void Poll();
+  // Blocking mode: takes what the reader threads have read into the slab
+  // (DATA records) and turns finished readers into closes. Like Poll(), it
+  // starts a new slab: every DATA record before must have been delivered.
+  // Returns true when more is waiting (the host calls it again).
+  bool CollectReaders();
   // Fires due deadlines (read, write, close timeouts, listener resume).
   void ExpireTimers();
   // Executes a command array (batch.h); refs are the large buffers that
@@ -114,6 +137,8 @@ class Loop {
   int Address(uint32_t slot, uint32_t gen, bool peer, AddressInfo* out) const;
 
   const LoopStats& stats() const { return stats_; }
+  // Memory a reader thread reserves: its stack plus its read buffer.
+  size_t reader_bytes() const { return readers_.stack_size() + readers_.buffer_size(); }
 
  private:
   struct Chunk {
@@ -137,6 +162,7 @@ class Loop {
     Chunk* tail = nullptr;
     size_t queued = 0;
     InetAddr peer;  // TCP peer (accepted or dialed); family 0 otherwise
+    Reader* reader = nullptr;  // blocking mode: the thread reading this connection
   };
 
 
@@ -158,6 +184,18 @@ class Loop {
   void OnReadable(uint32_t slot);
   void OnWritable(uint32_t slot);
   void OnTimer(uint32_t slot, int kind);
+
+  // Blocking mode.
+  bool WantBlocking() const;
+  // Hands an open connection to a reader thread; false if none could start.
+  bool StartBlocking(uint32_t slot);
+  // The closing of a connection that has a reader: stop the reader, wake it
+  // (shutdown of the read side), and finish in OnReaderDone once it exited.
+  void StopReader(uint32_t slot, int32_t reason, int32_t err, bool abortive);
+  // A graceful local close: the reader discards what it reads from now on
+  // and reports its end as that close, unless the peer's FIN beat us to it.
+  void StopReaderGracefully(uint32_t slot);
+  void OnReaderDone(const ReaderEvent& e);
 
   // Sends iov now if nothing is queued before it, queues the rest.
   void Write(uint32_t slot, iovec* iov, size_t count);
@@ -210,6 +248,8 @@ class Loop {
   uint8_t discard_[16 * 1024];  // input read after a local close
   int spare_fd_ = -1;  // released to accept-and-drop when out of descriptors
   LoopStats stats_;
+  Readers readers_;
+  std::vector<ReaderEvent> reader_events_;
 };
 
 }  // namespace netloop

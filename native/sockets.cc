@@ -218,16 +218,27 @@ ssize_t SendVector(int fd, const iovec* iov, int iovcnt) {
   std::memset(&msg, 0, sizeof msg);
   msg.msg_iov = const_cast<iovec*>(iov);
   msg.msg_iovlen = iovcnt;
+  // MSG_DONTWAIT: a connection read by a blocking reader thread has a
+  // blocking descriptor, and a write from the loop thread must never block.
 #ifdef MSG_NOSIGNAL
-  const int flags = MSG_NOSIGNAL;
+  const int flags = MSG_NOSIGNAL | MSG_DONTWAIT;
 #else
-  const int flags = 0;  // SO_NOSIGPIPE was set on the socket instead
+  const int flags = MSG_DONTWAIT;  // SO_NOSIGPIPE was set on the socket instead
 #endif
   ssize_t n;
   do {
     n = sendmsg(fd, &msg, flags);
   } while (n < 0 && errno == EINTR);
   return n < 0 ? -errno : n;
+}
+
+bool PeerFinPending(int fd) {
+  char b;
+  ssize_t n;
+  do {
+    n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  return n == 0;
 }
 
 int SocketAddress(int fd, bool peer, char* host, size_t host_len, int* port) {

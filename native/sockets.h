@@ -43,6 +43,8 @@ int SetNoDelay(int fd);
 int SetAbortiveClose(int fd);
 // Gathers iov into the socket without raising SIGPIPE. Returns bytes or -errno.
 ssize_t SendVector(int fd, const iovec* iov, int iovcnt);
+// Whether the peer's FIN is the next thing to read (nothing unread before it).
+bool PeerFinPending(int fd);
 // getsockname/getpeername into host (and the port, or 0 for unix sockets):
 // returns the address family (AF_INET, AF_INET6, AF_UNIX) or -errno.
 int SocketAddress(int fd, bool peer, char* host, size_t host_len, int* port);

@@ -5,7 +5,7 @@ import * as native from '../dist/native.js';
 import { Engine } from '../dist/index.js';
 
 const { binding } = native;
-const LAYOUT = /^(RECORD_INTS|REC_|REASON_|CMD_)/;
+const LAYOUT = /^(RECORD_INTS|REC_|REASON_|CMD_|IO_)/;
 
 t.test('binding.constants equal the constants of dist/native.js', async (t) => {
   const ts = Object.fromEntries(Object.entries(native).filter(([k]) => LAYOUT.test(k)));
@@ -35,6 +35,9 @@ t.test('binding.constants equal the constants of dist/native.js', async (t) => {
     CMD_WRITE_REF: 2,
     CMD_CLOSE: 3,
     CMD_DEADLINE: 4,
+    IO_NONBLOCKING: 0,
+    IO_BLOCKING: 1,
+    IO_MIXED: 2,
   };
   t.same(ts, expected, 'the documented layout (batch.h)');
   const others = Object.keys(binding.constants).filter((k) => !LAYOUT.test(k));

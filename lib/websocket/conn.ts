@@ -1,15 +1,19 @@
 // WebSocketConn: one WebSocket connection (server or client side) on a raw
 // Conn. It owns the receiver, writes frames through the raw connection's
 // corked write path, runs the closing handshake, and decides what onClose
-// reports (DESIGN.md, "Close reporting contract", non-blocking column).
+// reports (DESIGN.md, "Close reporting contract").
 //
 // What onClose receives, first match wins:
 //   1. an error the user closed with (closeWithError, closeAndClean);
 //   2. a protocol error we detected (ProtocolError, its close code sent);
-//   3. the peer's close frame: null for 1000 or when we started the
+//   3. the peer's close frame: a clean close for 1000 or when we started the
 //      handshake, CloseError for any other code (1005 for an empty frame);
-//   4. what the transport saw (EOFError, SysError, TimeoutError, or null
-//      when the engine stopped).
+//      the engine stopping is a clean close too;
+//   4. what the transport saw (EOFError, SysError, TimeoutError).
+// A clean close is null on a non-blocking connection. On a blocking one it is
+// what the reader thread saw end its reading: NetClosedError when our close
+// came first, EOFError when the peer's FIN came with its close frame. That is
+// the one difference between the modes; closeInfo is the same in both.
 import type { Conn, Deadline } from '../conn.js';
 import { CloseError, NetClosedError } from '../errors.js';
 import type { ProtocolError } from '../errors.js';
@@ -61,6 +65,9 @@ const enum WsState {
 
 const CLOCK_BASE = Date.now();
 
+/** #err for a clean close: resolved in _closed(), by the connection's I/O mode. */
+const CLEAN: unique symbol = Symbol('clean close');
+
 /**
  * Milliseconds since module load as a wrapping 32-bit integer (see
  * WebSocketConn._lastRead). Differences between two readings, taken with
@@ -108,7 +115,7 @@ export class WebSocketConn {
   closeInfo: CloseInfo | null = null;
   #state = WsState.Open;
   #fragmentOpcode = 0; // the opcode of a message being sent in fragments, 0 when none
-  #err: Error | null | undefined = undefined;
+  #err: Error | null | typeof CLEAN | undefined = undefined;
   #session: unknown = undefined;
 
   /** @internal */
@@ -231,6 +238,11 @@ export class WebSocketConn {
     return this._raw.remoteAddr;
   }
 
+  /** 'blocking' (a reader thread of its own) or 'nonblocking' (the poller); see Engine's ioMode. */
+  get ioMode(): 'blocking' | 'nonblocking' {
+    return this._raw.ioMode;
+  }
+
   get localAddr(): string {
     return this._raw.localAddr;
   }
@@ -279,9 +291,9 @@ export class WebSocketConn {
     this._receiver?.stop();
   }
 
-  /** @internal The engine is stopping: close 1001, and whatever happens next onClose receives null (the contract). */
+  /** @internal The engine is stopping: close 1001, and whatever happens next counts as a clean close (the contract). */
   _goingAway(): void {
-    if (this.#err === undefined) this.#err = null;
+    if (this.#err === undefined) this.#err = CLEAN;
     if (this.#state === WsState.Open) this.writeClose(CloseCode.GoingAway, '');
   }
 
@@ -299,10 +311,11 @@ export class WebSocketConn {
     const weStarted = this.#state === WsState.CloseSent;
     if (this.#err === undefined) {
       // A normal close, or the answer to ours, is no error; anything else is.
-      this.#err = weStarted || code === CloseCode.Normal ? null : new CloseError(code, reason);
+      this.#err = weStarted || code === CloseCode.Normal ? CLEAN : new CloseError(code, reason);
     }
     if (this.closeInfo === null || weStarted) {
-      this.closeInfo = { code, reason, wasClean: true, initiator: weStarted ? 'local' : 'peer', error: this.#err };
+      // error is provisional until _closed(): a clean close depends on the transport in blocking mode.
+      this.closeInfo = { code, reason, wasClean: true, initiator: weStarted ? 'local' : 'peer', error: this.#err === CLEAN ? null : this.#err };
     }
     if (!weStarted) this.#sendClose(code, ''); // echo the code (RFC 6455 §5.5.1)
     // The server closes the TCP connection first (§7.1.1); a client would
@@ -327,7 +340,7 @@ export class WebSocketConn {
     if (this.#state === WsState.Closed) return;
     const weStarted = this.#state === WsState.CloseSent || this.#state === WsState.Dropped;
     this.#state = WsState.Closed;
-    const err = this.#err !== undefined ? this.#err : transportErr;
+    const err = this.#err === CLEAN ? (this._raw._blocking ? transportErr : null) : this.#err !== undefined ? this.#err : transportErr;
     if (this.closeInfo === null) {
       // No close frame came back: our writeClose went unanswered, or the
       // connection just dropped.

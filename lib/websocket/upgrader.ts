@@ -296,7 +296,9 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     });
     if (waiting.length === 0) return;
     return new Promise<void>((resolve) => {
-      const deadline = Date.now() + this.closeTimeout;
+      // A safety net only: each connection's own close timeout (the read
+      // deadline writeClose set) closes it first and reports it as such.
+      const deadline = Date.now() + this.closeTimeout + 250;
       const poll = (): void => {
         if (waiting.every((ws) => ws._done) || Date.now() >= deadline) {
           resolve();

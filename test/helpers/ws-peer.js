@@ -251,7 +251,7 @@ export async function startServer(t, options = {}, hooks = {}) {
   });
   up.setCloseHandler((c, code, reason) => s.byConn.get(c).handler.push([code, reason]));
   up.setPongHandler((c, data) => s.byConn.get(c).pongs.push(Buffer.from(data)));
-  const engine = new Engine({ addrs: ['127.0.0.1:0'], upgrader: up });
+  const engine = new Engine({ addrs: ['127.0.0.1:0'], upgrader: up, ...hooks.engine });
   await engine.start();
   s.engine = engine;
   s.addr = engine.addresses()[0];
