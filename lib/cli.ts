@@ -3,11 +3,14 @@
 import { parseArgs } from 'node:util';
 import { Engine } from './engine.js';
 import { Upgrader } from './websocket/upgrader.js';
+import type { SupervisorOptions } from './workers.js';
 
 const HELP = `Usage: netloop <command> [options]
 
 Commands:
   echo                Run an echo server until SIGINT or SIGTERM, then stop cleanly.
+  bench <scenario>    Run the benchmark harness (a source checkout's bench/run.js);
+                      netloop bench --help lists its scenarios and flags.
 
 Options for echo:
   --proto <tcp|ws>    tcp: raw bytes; ws: WebSocket, every message echoed
@@ -16,6 +19,9 @@ Options for echo:
   --port <n>          TCP port; 0 lets the OS choose (printed at start).  [default: 8080]
   --unix <path>       Listen on a Unix domain socket instead of TCP.
   --reuse-port        Set SO_REUSEPORT, so several servers can share the port.
+  --workers <n>       Run n supervised worker processes sharing the port
+                      (SO_REUSEPORT); one that dies is restarted and
+                      reported on stderr. 0: in this process.             [default: 0]
   --max-load <n>      Online connections; more are closed at accept
                       (ws: answered 503).                                 [default: 1000000]
   --path <path>       ws: the path that upgrades (others get 404).        [default: any]
@@ -26,12 +32,29 @@ Options for echo:
 Examples:
   netloop echo --proto tcp --host 127.0.0.1 --port 9000
   netloop echo --proto ws --port 9001
+  netloop echo --proto ws --port 9001 --workers 2
   netloop echo --unix /tmp/echo.sock
 `;
 
 function fail(message: string): never {
   process.stderr.write(`netloop: ${message}\n\n${HELP}`);
   process.exit(2);
+}
+
+/** --workers: the primary reports on stderr every worker that exits unasked, and its restart. */
+function supervisorReports(): SupervisorOptions {
+  return {
+    onWorkerExit(w) {
+      if (w.reason === 'stopped') return;
+      const how = w.signal !== null ? `was killed by ${w.signal}` : `exited with code ${w.code}`;
+      const why = w.reason === 'crashed' ? '' : w.reason === 'start-failed' ? ` (cannot listen: ${w.error?.message})` : ' (did not start in time)';
+      const next = w.restartIn !== null ? `; restarting in ${w.restartIn} ms` : '';
+      process.stderr.write(`netloop: worker ${w.id} (pid ${w.pid}) ${how}${why}${next}\n`);
+    },
+    onWorkerListening(w) {
+      if (w.restarts > 0) process.stderr.write(`netloop: worker ${w.id} restarted (pid ${w.pid})\n`);
+    },
+  };
 }
 
 async function echo(values: Record<string, string | boolean | undefined>): Promise<void> {
@@ -44,9 +67,13 @@ async function echo(values: Record<string, string | boolean | undefined>): Promi
   const addr = unix !== undefined ? `unix:${unix}` : host.includes(':') ? `[${host}]:${portText}` : `${host}:${portText}`;
   const maxLoadText = (values['max-load'] as string | undefined) ?? '1000000';
   if (!/^\d+$/.test(maxLoadText) || Number(maxLoadText) < 1) fail(`--max-load ${maxLoadText}: expected a positive integer`);
-  const quiet = values.quiet === true;
+  let quiet = values.quiet === true;
+  const workersText = (values.workers as string | undefined) ?? '0';
+  if (!/^\d+$/.test(workersText) || Number(workersText) > 1024) fail(`--workers ${workersText}: expected an integer from 0 to 1024`);
+  const workers = Number(workersText);
+  if (workers > 0 && unix !== undefined) fail('--workers: a Unix socket cannot be shared by several processes; use --port');
 
-  const common = { addrs: [addr], reusePort: values['reuse-port'] === true };
+  const common = { addrs: [addr], reusePort: values['reuse-port'] === true, ...(workers > 0 ? { workers, supervisor: supervisorReports() } : {}) };
   let engine: Engine;
   if (proto === 'ws') {
     const upgrader = new Upgrader({
@@ -65,13 +92,19 @@ async function echo(values: Record<string, string | boolean | undefined>): Promi
       onData: (conn, data) => conn.write(data),
     });
   }
+  if (engine.role === 'worker') quiet = true; // the primary speaks for its workers
   try {
     await engine.start();
   } catch (err) {
+    if (engine.role === 'worker') process.exit(1); // the primary reports it
     process.stderr.write(`netloop: cannot listen on ${addr}: ${(err as Error).message}\n`);
     process.exit(1);
   }
-  if (!quiet) process.stdout.write(`netloop echo (${proto}) listening on ${engine.addresses().join(', ')}\n`);
+  if (!quiet) {
+    const pids = engine.role === 'primary' ? (await engine.workerStats()).map((w) => w.pid) : [];
+    const note = pids.length > 0 ? ` (${pids.length} worker processes, pids ${pids.join(', ')})` : '';
+    process.stdout.write(`netloop echo (${proto}) listening on ${engine.addresses().join(', ')}${note}\n`);
+  }
 
   const shutdown = (signal: string): void => {
     process.off('SIGINT', onInt);
@@ -91,7 +124,26 @@ async function echo(values: Record<string, string | boolean | undefined>): Promi
   process.on('SIGTERM', onTerm);
 }
 
+// `netloop bench ...`: the benchmark harness with the same arguments, in a child process so its
+// flags, output and exit code stay its own. It lives in bench/ of the source repository (it is
+// not in the npm package: it needs the native load generator built from bench/native/).
+async function bench(args: string[]): Promise<void> {
+  const { spawn } = await import('node:child_process');
+  const { existsSync } = await import('node:fs');
+  const { fileURLToPath } = await import('node:url');
+  const runner = fileURLToPath(new URL('../bench/run.js', import.meta.url));
+  if (!existsSync(runner)) {
+    process.stderr.write(`netloop: bench: ${runner} not found; the harness comes with the source repository, not the npm package\n`);
+    process.exit(2);
+  }
+  const child = spawn(process.execPath, [runner, ...args], { stdio: 'inherit' });
+  // The harness stops its servers on these signals; keep this process alive until it has.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => child.kill(sig));
+  child.on('exit', (code, signal) => process.exit(code ?? (signal === 'SIGINT' ? 130 : 1)));
+}
+
 async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'bench') return bench(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
@@ -103,6 +155,7 @@ async function main(argv: string[]): Promise<void> {
         port: { type: 'string' },
         unix: { type: 'string' },
         'reuse-port': { type: 'boolean' },
+        workers: { type: 'string' },
         'max-load': { type: 'string' },
         path: { type: 'string' },
         compression: { type: 'boolean' },

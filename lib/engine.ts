@@ -4,6 +4,7 @@
 import { constants as osConstants } from 'node:os';
 import { Conn, ConnState, type ConnProtocol, type Deadline } from './conn.js';
 import { parseAddress, resolveHost, formatAddress, type ParsedAddress } from './address.js';
+import { clusterOptions, createCluster, type EngineCluster, type SupervisorOptions, type WorkerStats } from './workers.js';
 import {
   EOFError,
   NetClosedError,
@@ -96,6 +97,13 @@ export interface EngineOptions {
    * upgrader instead of onOpen/onData/onClose (which must then be left out).
    */
   upgrader?: EngineUpgrader;
+  /**
+   * Run the engine in this many supervised worker processes (workers.ts)
+   * sharing the addresses with SO_REUSEPORT. 0 or absent: in this process.
+   */
+  workers?: number;
+  /** With `workers`: what the workers run, timeouts, restart backoff, and the onWorkerExit/onWorkerListening reports. */
+  supervisor?: SupervisorOptions;
 }
 
 /**
@@ -179,8 +187,10 @@ function checkCallback<T>(name: string, fn: T | undefined): T | undefined {
 }
 
 export class Engine {
-  readonly options: Readonly<Required<Omit<EngineOptions, 'onOpen' | 'onData' | 'onClose' | 'onDrain' | 'upgrader'>>>;
+  readonly options: Readonly<Required<Omit<EngineOptions, 'onOpen' | 'onData' | 'onClose' | 'onDrain' | 'upgrader' | 'workers' | 'supervisor'>>>;
   readonly #upgrader: EngineUpgrader | undefined;
+  /** With `workers`: the supervisor (in the primary) or the worker's link to it. */
+  readonly #cluster: EngineCluster | undefined;
   #online = 0;
   #onOpen: (conn: Conn) => void;
   #onData: (conn: Conn, data: Buffer) => void;
@@ -210,6 +220,7 @@ export class Engine {
 
   constructor(options: EngineOptions = {}) {
     if (options === null || typeof options !== 'object') throw new TypeError('new Engine(options): options must be an object');
+    options = clusterOptions(options); // in a worker process: the primary's addresses, reusePort on
     const addrs = options.addrs ?? [];
     if (!Array.isArray(addrs)) throw new TypeError('addrs must be an array of address strings');
     for (const a of addrs) parseAddress(a);
@@ -251,6 +262,7 @@ export class Engine {
       readerBufferSize: checkInt('readerBufferSize', options.readerBufferSize ?? 16 * 1024, 1024, 2 ** 30),
     });
     this.#upgrader?.attach(this);
+    this.#cluster = createCluster(this, options);
   }
 
   /** 'epoll' or 'kqueue'. */
@@ -259,11 +271,16 @@ export class Engine {
   }
 
   get running(): boolean {
-    return this.#state === 'running';
+    return this.#cluster?.running ?? this.#state === 'running';
   }
 
   /** Opens the poller and every listener. Rejects (and releases everything) if any address cannot be listened on. */
   async start(): Promise<void> {
+    if (this.#cluster !== undefined) return this.#cluster.start(() => this.#start());
+    return this.#start();
+  }
+
+  async #start(): Promise<void> {
     if (this.#state !== 'new') throw new Error(`Engine.start(): the engine is already ${this.#state}`);
     this.#state = 'starting';
     const o = this.options;
@@ -321,7 +338,7 @@ export class Engine {
 
   /** The addresses actually listened on (port 0 replaced by the port the OS chose). */
   addresses(): string[] {
-    return [...this.#listeners.values()].map((l) => l.bound);
+    return this.#cluster?.addresses() ?? [...this.#listeners.values()].map((l) => l.bound);
   }
 
   /**
@@ -330,6 +347,11 @@ export class Engine {
    * descriptor. Resolves when the native side is fully closed.
    */
   stop(): Promise<void> {
+    if (this.#cluster !== undefined) return this.#cluster.stop(() => this.#stop());
+    return this.#stop();
+  }
+
+  #stop(): Promise<void> {
     if (this.#stopped !== undefined) return this.#stopped;
     if (this.#state !== 'running') {
       this.#state = 'stopped';
@@ -365,6 +387,7 @@ export class Engine {
 
   /** Connects to "host:port", "[v6]:port" or "unix:/path". The Conn also goes through onOpen. */
   async dial(addr: string, options: { timeout?: number; /** @internal */ proto?: ConnProtocol } = {}): Promise<Conn> {
+    if (this.#cluster?.role === 'primary') throw new Error('Engine.dial(): the primary of an engine with `workers` has no connections: dial from the workers');
     const p = parseAddress(addr);
     const timeout = checkInt('timeout', options.timeout ?? this.options.dialTimeout, 0, 2 ** 31 - 1);
     const host = p.kind === 'inet' ? await resolveHost(p.host) : '';
@@ -379,7 +402,14 @@ export class Engine {
     });
   }
 
+  /**
+   * The connection counters. In the primary of an engine with `workers`: the
+   * sum over the workers as last reported (every statsInterval, and at their
+   * exit); workerStats() asks them now.
+   */
   stats(): EngineStats {
+    const c = this.#cluster?.stats();
+    if (c !== undefined) return c;
     const s = this.#statsArray;
     if (this.#handle !== undefined) this.#handle.stats(s);
     return {
@@ -395,6 +425,29 @@ export class Engine {
       readerThreadsStarted: s[9]!,
       readerThreadBytes: s[8]! * s[10]!,
     };
+  }
+
+  /**
+   * 'standalone': a plain engine; 'primary': the supervisor of an engine
+   * with `workers` (no listener, no connection of its own); 'worker': the
+   * engine in one of its worker processes.
+   */
+  get role(): 'standalone' | 'primary' | 'worker' {
+    return this.#cluster?.role ?? 'standalone';
+  }
+
+  /** In a worker process: its id, 1..workers (kept across restarts). Otherwise undefined. */
+  get workerId(): number | undefined {
+    return this.#cluster?.workerId;
+  }
+
+  /**
+   * Each worker's stats() (with its id, pid and restart count), asked over
+   * IPC now. Outside a primary: this engine's own, as one entry.
+   */
+  workerStats(): Promise<WorkerStats[]> {
+    if (this.#cluster !== undefined) return this.#cluster.workerStats();
+    return Promise.resolve([{ id: 0, pid: process.pid, restarts: 0, ...this.stats() }]);
   }
 
   // -------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // Public exports only.
 export { Engine } from './engine.js';
-export type { EngineOptions, EngineStats } from './engine.js';
+export type { EngineOptions, EngineStats, IoMode } from './engine.js';
+export type { SupervisorOptions, WorkerExit, WorkerExitReason, WorkerListening, WorkerStats } from './workers.js';
 export { Conn } from './conn.js';
 export type { Deadline } from './conn.js';
 export { Upgrader } from './websocket/upgrader.js';
