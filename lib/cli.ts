@@ -1,14 +1,21 @@
 #!/usr/bin/env node
 // The netloop command: `netloop echo` runs an echo server until SIGINT/SIGTERM.
 import { parseArgs } from 'node:util';
-import { Engine } from './engine.js';
+import { Engine, type IoMode } from './engine.js';
 import { Upgrader } from './websocket/upgrader.js';
 import type { SupervisorOptions } from './workers.js';
+import type { Conn } from './conn.js';
+import type { WebSocketConn } from './websocket/conn.js';
+import { reportClose } from './close-report.js';
 
 const HELP = `Usage: netloop <command> [options]
 
 Commands:
   echo                Run an echo server until SIGINT or SIGTERM, then stop cleanly.
+  compare             Play every row of the close-reporting contract against each
+                      I/O mode with a real client, print the table observed, and
+                      mark (✗) every cell that differs from the contract. Exits 1
+                      if any does.
   bench <scenario>    Run the benchmark harness (a source checkout's bench/run.js);
                       netloop bench --help lists its scenarios and flags.
 
@@ -19,6 +26,12 @@ Options for echo:
   --port <n>          TCP port; 0 lets the OS choose (printed at start).  [default: 8080]
   --unix <path>       Listen on a Unix domain socket instead of TCP.
   --reuse-port        Set SO_REUSEPORT, so several servers can share the port.
+  --mode <m>          I/O mode: nonblocking (the poller), blocking (a thread
+                      per connection) or mixed.                           [default: nonblocking]
+  --max-blocking <n>  mixed: connections served by a thread, at most.     [default: 1000]
+  --log-close         Print one JSON line per closed connection: its mode,
+                      what onClose received (class, code, message), what
+                      the close handler received, and closeInfo (ws).
   --workers <n>       Run n supervised worker processes sharing the port
                       (SO_REUSEPORT); one that dies is restarted and
                       reported on stderr. 0: in this process.             [default: 0]
@@ -33,6 +46,8 @@ Examples:
   netloop echo --proto tcp --host 127.0.0.1 --port 9000
   netloop echo --proto ws --port 9001
   netloop echo --proto ws --port 9001 --workers 2
+  netloop echo --proto ws --port 9001 --mode blocking --log-close
+  netloop compare
   netloop echo --unix /tmp/echo.sock
 `;
 
@@ -73,7 +88,19 @@ async function echo(values: Record<string, string | boolean | undefined>): Promi
   const workers = Number(workersText);
   if (workers > 0 && unix !== undefined) fail('--workers: a Unix socket cannot be shared by several processes; use --port');
 
-  const common = { addrs: [addr], reusePort: values['reuse-port'] === true, ...(workers > 0 ? { workers, supervisor: supervisorReports() } : {}) };
+  const mode = (values.mode as string | undefined) ?? 'nonblocking';
+  if (mode !== 'nonblocking' && mode !== 'blocking' && mode !== 'mixed') fail(`--mode ${mode}: expected nonblocking, blocking or mixed`);
+  const maxBlockingText = (values['max-blocking'] as string | undefined) ?? '1000';
+  if (!/^\d+$/.test(maxBlockingText)) fail(`--max-blocking ${maxBlockingText}: expected an integer`);
+  const logClose = values['log-close'] === true;
+
+  const common = {
+    addrs: [addr],
+    reusePort: values['reuse-port'] === true,
+    ioMode: mode as IoMode,
+    maxBlockingOnline: Number(maxBlockingText),
+    ...(workers > 0 ? { workers, supervisor: supervisorReports() } : {}),
+  };
   let engine: Engine;
   if (proto === 'ws') {
     const upgrader = new Upgrader({
@@ -82,6 +109,11 @@ async function echo(values: Record<string, string | boolean | undefined>): Promi
       ...(values.compression === true ? { compression: true } : {}),
     });
     upgrader.onMessage((conn, type, data) => conn.writeMessage(type, data));
+    if (logClose) {
+      const handlerCalls = new WeakMap<WebSocketConn, { code: number; reason: string }>();
+      upgrader.setCloseHandler((conn, code, reason) => handlerCalls.set(conn, { code, reason }));
+      upgrader.onClose((conn, err) => logLine(reportClose(conn, err, handlerCalls.get(conn) ?? null, conn)));
+    }
     engine = new Engine({ ...common, upgrader });
   } else {
     engine = new Engine({
@@ -90,6 +122,7 @@ async function echo(values: Record<string, string | boolean | undefined>): Promi
       // `data` is only valid during the callback; write() copies small
       // buffers at once and sends large ones before the slab is reused.
       onData: (conn, data) => conn.write(data),
+      ...(logClose ? { onClose: (conn: Conn, err: Error | null) => logLine(reportClose(conn, err, null)) } : {}),
     });
   }
   if (engine.role === 'worker') quiet = true; // the primary speaks for its workers
@@ -142,6 +175,20 @@ async function bench(args: string[]): Promise<void> {
   child.on('exit', (code, signal) => process.exit(code ?? (signal === 'SIGINT' ? 130 : 1)));
 }
 
+function logLine(report: object): void {
+  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...report })}\n`);
+}
+
+async function compare(): Promise<void> {
+  const { compareModes, formatComparison, MODE_COLUMNS } = await import('./compare.js');
+  process.stderr.write(`netloop compare: every row of the close contract, in ${MODE_COLUMNS.length} mode columns (mixed: maxBlockingOnline 1)\n`);
+  let n = 0;
+  const rows = await compareModes((row) => process.stderr.write(`  ${++n}. ${row.event}\n`));
+  const { table, marked } = formatComparison(rows);
+  process.stdout.write(`${table}\n\n${marked === 0 ? 'Every cell matches the contract.' : `${marked} cell(s) differ from the contract (marked ✗).`}\n`);
+  if (marked > 0) process.exitCode = 1;
+}
+
 async function main(argv: string[]): Promise<void> {
   if (argv[0] === 'bench') return bench(argv.slice(1));
   let parsed;
@@ -156,6 +203,9 @@ async function main(argv: string[]): Promise<void> {
         unix: { type: 'string' },
         'reuse-port': { type: 'boolean' },
         workers: { type: 'string' },
+        mode: { type: 'string' },
+        'max-blocking': { type: 'string' },
+        'log-close': { type: 'boolean' },
         'max-load': { type: 'string' },
         path: { type: 'string' },
         compression: { type: 'boolean' },
@@ -174,6 +224,7 @@ async function main(argv: string[]): Promise<void> {
   const command = positionals[0];
   if (command === undefined) fail('missing command');
   if (command === 'echo') return echo(values);
+  if (command === 'compare') return compare();
   fail(`unknown command "${command}"`);
 }
 

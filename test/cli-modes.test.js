@@ -1,0 +1,129 @@
+// The I/O modes from the command line: `netloop compare` (every row of the
+// close contract, observed against each mode and checked), and
+// `netloop echo --proto ws --mode M --log-close` watched with the `ws`
+// package's client.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
+import { until } from './helpers/engine.js';
+
+t.setTimeout(60000);
+const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+
+function run(args) {
+  const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const r = { p, out: '', err: '', code: undefined };
+  p.stdout.on('data', (d) => (r.out += d));
+  p.stderr.on('data', (d) => (r.err += d));
+  r.exited = new Promise((resolve) => p.on('exit', (code) => resolve((r.code = code))));
+  return r;
+}
+
+t.test('netloop compare: the observed table matches the contract in every mode', async (t) => {
+  const r = run(['compare']);
+  const code = await r.exited;
+  t.equal(code, 0, `exit 0 (stderr: ${r.err.slice(-300)})`);
+  t.match(r.out, /Every cell matches the contract\./);
+  t.notMatch(r.out, /✗/, 'no cell marked');
+  const rows = r.out.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| event'));
+  t.equal(rows.length, 19, 'every row of the contract was played');
+  const cells = (event) => rows.find((l) => l.startsWith(`| ${event} |`))?.split(' | ');
+  // Observed cells, spot-checked against the table in DESIGN.md.
+  t.same(cells('peer sends close 1000')?.slice(1, 5), ['null', 'NetClosedError "use of closed network connection"', 'NetClosedError "use of closed network connection"', 'null']);
+  t.same(cells('peer sends close 1000 and FIN at once')?.slice(1, 5), ['null', 'EOFError "EOF"', 'EOFError "EOF"', 'null']);
+  t.same(cells('read deadline expired')?.slice(1, 3), ['TimeoutError "read timeout"', 'TimeoutError "i/o timeout"']);
+  t.equal(cells('TCP reset')?.[1], 'SysError ECONNRESET');
+  t.equal(cells('server closeAndClean(e)')?.[6], 'RST');
+});
+
+async function listening(r) {
+  await until(() => /listening on /.test(r.out) || r.code !== undefined, 10000, 'the server to listen');
+  const m = /listening on ([\d.]+:\d+)/.exec(r.out);
+  if (m === null) throw new Error(`no address: ${r.out} ${r.err}`);
+  return m[1];
+}
+
+const lines = (r) =>
+  r.out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l));
+
+async function wsClient(addr) {
+  const ws = new WebSocket(`ws://${addr}/`);
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  return ws;
+}
+
+t.test('netloop echo --proto ws --mode blocking --log-close: one JSON line per close', async (t) => {
+  const r = run(['echo', '--proto', 'ws', '--port', '0', '--mode', 'blocking', '--log-close']);
+  t.teardown(() => r.p.kill('SIGKILL'));
+  const addr = await listening(r);
+  const a = await wsClient(addr);
+  a.send('hello');
+  const echoed = await new Promise((resolve) => a.once('message', (d, isBinary) => resolve([d.toString(), isBinary])));
+  t.same(echoed, ['hello', false], 'echoed as text');
+  a.close(1000, 'bye');
+  await new Promise((resolve) => a.once('close', resolve));
+  await until(() => lines(r).length === 1, 5000, 'the first log line');
+  const first = lines(r)[0];
+  t.match(first, {
+    mode: 'blocking',
+    onClose: { class: 'NetClosedError', code: 'NETLOOP_CLOSED', message: 'use of closed network connection' },
+    closeHandler: { code: 1000, reason: 'bye' },
+    closeInfo: { code: 1000, reason: 'bye', wasClean: true, initiator: 'peer' },
+  });
+  t.ok(!Number.isNaN(Date.parse(first.time)), 'a timestamp');
+  const b = await wsClient(addr);
+  b.terminate(); // TCP closed without a close frame
+  await until(() => lines(r).length === 2, 5000, 'the second log line');
+  const second = lines(r)[1];
+  t.ok(['EOFError', 'SysError'].includes(second.onClose.class), `a dropped connection: ${second.onClose.class}`);
+  t.equal(second.closeHandler, null, 'no close frame, no close handler call');
+  t.match(second.closeInfo, { code: 1006, wasClean: false, initiator: 'network' });
+  r.p.kill('SIGTERM');
+  t.equal(await r.exited, 0, 'a clean stop on SIGTERM');
+});
+
+t.test('netloop echo --mode mixed --max-blocking 1: the first connection blocking, the next non-blocking', async (t) => {
+  const r = run(['echo', '--proto', 'ws', '--port', '0', '--mode', 'mixed', '--max-blocking', '1', '--log-close']);
+  t.teardown(() => r.p.kill('SIGKILL'));
+  const addr = await listening(r);
+  const a = await wsClient(addr);
+  const b = await wsClient(addr);
+  b.close(1000);
+  await until(() => lines(r).length === 1, 5000, 'b closed');
+  a.close(1000);
+  await until(() => lines(r).length === 2, 5000, 'a closed');
+  const [lb, la] = lines(r);
+  t.match(lb, { mode: 'nonblocking', onClose: null, closeHandler: { code: 1000 } });
+  t.match(la, { mode: 'blocking', onClose: { class: 'NetClosedError' }, closeHandler: { code: 1000 } });
+  r.p.kill('SIGTERM');
+  t.equal(await r.exited, 0);
+});
+
+t.test('netloop echo --proto tcp --mode blocking --log-close', async (t) => {
+  const r = run(['echo', '--proto', 'tcp', '--port', '0', '--mode', 'blocking', '--log-close']);
+  t.teardown(() => r.p.kill('SIGKILL'));
+  const addr = await listening(r);
+  const net = await import('node:net');
+  const [host, port] = addr.split(':');
+  const s = net.connect(Number(port), host);
+  await new Promise((resolve) => s.once('connect', resolve));
+  s.end();
+  await until(() => lines(r).length === 1, 5000, 'the log line');
+  t.match(lines(r)[0], { mode: 'blocking', onClose: { class: 'EOFError', message: 'EOF' }, closeHandler: null });
+  t.notOk('closeInfo' in lines(r)[0], 'no closeInfo for raw TCP');
+  r.p.kill('SIGTERM');
+  t.equal(await r.exited, 0);
+});
+
+t.test('netloop echo --mode: a wrong value is refused with exit 2', async (t) => {
+  const r = run(['echo', '--mode', 'threads']);
+  t.equal(await r.exited, 2);
+  t.match(r.err, /--mode threads: expected nonblocking, blocking or mixed/);
+});
