@@ -6,6 +6,7 @@
 //
 // Not a test file itself (tap runs test/**/*.test.js only).
 import { performance } from 'node:perf_hooks';
+import { testIoMode, asNonBlocking } from './ws-peer.js';
 import { Engine, Upgrader, NetClosedError } from '../../dist/index.js';
 
 export const MiB = 1024 * 1024;
@@ -99,10 +100,11 @@ export async function startServer(t, { upgrader = {}, compression = false, onOpe
     if (onMessage !== undefined) onMessage(c, type, data, rec);
     else if (!c.closed) c.writeMessage(type, data);
   });
-  up.onClose((c, err) => {
+  up.onClose((c, raw) => {
     const rec = c.session;
+    const err = asNonBlocking(raw, c); // the same as raw, except when a suite reruns in blocking mode
     rec.closes.push(err);
-    rec.closeInfo = c.closeInfo === null ? null : { ...c.closeInfo };
+    rec.closeInfo = c.closeInfo === null ? null : { ...c.closeInfo, error: err };
     try {
       c.writeMessage('text', 'after close');
       rec.writeAfterClose = null;
@@ -117,7 +119,7 @@ export async function startServer(t, { upgrader = {}, compression = false, onOpe
   up.setPongHandler((c, data) => {
     c.session.pongs.push(Buffer.from(data));
   });
-  const engine = new Engine({ addrs: ['127.0.0.1:0'], upgrader: up });
+  const engine = new Engine({ addrs: ['127.0.0.1:0'], upgrader: up, ...testIoMode() });
   await engine.start();
   const [addr] = engine.addresses();
   t.teardown(() => engine.stop());
