@@ -25,3 +25,7 @@ export {
   describeErrno,
 } from './errors.js';
 export type { TimeoutKind } from './errors.js';
+export { compareModes, formatComparison, MODE_COLUMNS } from './compare.js';
+export type { ComparisonRow, Cell, ModeColumn } from './compare.js';
+export { describeError, formatError, reportClose } from './close-report.js';
+export type { CloseReport, ErrorReport } from './close-report.js';

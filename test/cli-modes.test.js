@@ -127,3 +127,13 @@ t.test('netloop echo --mode: a wrong value is refused with exit 2', async (t) =>
   t.equal(await r.exited, 2);
   t.match(r.err, /--mode threads: expected nonblocking, blocking or mixed/);
 });
+
+t.test('examples/mode-comparison.ts (compiled to dist/examples/) prints the same verdict', async (t) => {
+  const file = fileURLToPath(new URL('../dist/examples/mode-comparison.js', import.meta.url));
+  const p = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout.on('data', (d) => (out += d));
+  const code = await new Promise((resolve) => p.on('exit', resolve));
+  t.equal(code, 0);
+  t.match(out, /19 rows in \d+ ms; every cell matches the contract/);
+});
