@@ -3,12 +3,13 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { crossRunNotes, runMatrix } from './harness/matrix.js';
+import { figuresOf, kindOf, summarizeCase } from './harness/kinds.js';
+import { crossRunNotes, runMatrix, serves } from './harness/matrix.js';
 import { machineInfo } from './harness/machine.js';
-import { buildHint, binDir, loadgenPath, resultsDir } from './harness/paths.js';
+import { buildHint, binDir, loadgenPath, repoRoot, resultsDir } from './harness/paths.js';
 import { liveChildren, planPinning } from './harness/proc.js';
-import { markdownReport, summarize } from './harness/report.js';
-import { scenarios } from './scenarios/index.js';
+import { chartOfRecord } from './harness/svg.js';
+import { casesOf, scenarios } from './scenarios/index.js';
 import { servers } from './servers/index.js';
 
 // Flags every scenario takes.
@@ -19,8 +20,9 @@ const commonOptions = {
   'server-cpu': { default: '0', help: 'CPUs the server is pinned to (a taskset list: 0 or 0,2 or 0-1)' },
   'loadgen-cpu': { default: '1', help: 'CPUs the load generator is pinned to (a taskset list)' },
   'node-flags': { help: 'flags for every Node server alike, e.g. "--max-semi-space-size=1" (V8 young generation, MiB)' },
+  chart: { help: 'also write the SVG chart to this file (e.g. bench/charts/echo.svg for the README)' },
 };
-const stringOptions = new Set(['servers', 'host', 'server-cpu', 'loadgen-cpu', 'node-flags']);
+const stringOptions = new Set(['servers', 'host', 'server-cpu', 'loadgen-cpu', 'node-flags', 'chart']);
 
 function usage(scenario) {
   const flagLines = (opts) =>
@@ -32,7 +34,7 @@ function usage(scenario) {
     });
   const lines = [];
   if (!scenario) {
-    lines.push('usage: npm run bench -- <scenario> [flags]     (or: node bench/run.js <scenario> [flags])', '', 'scenarios:');
+    lines.push('usage: npm run bench -- <scenario> [flags]     (or: npx netloop bench <scenario>, node bench/run.js <scenario>)', '', 'scenarios:');
     for (const s of Object.values(scenarios)) lines.push(`  ${s.name.padEnd(14)} ${s.summary}`);
   } else {
     lines.push(`usage: npm run bench -- ${scenario.name} [flags]`, '', scenario.summary, '', 'scenario flags:');
@@ -46,8 +48,10 @@ function usage(scenario) {
     '  NETLOOP_BENCH_BIN_DIR      directory of netloop-loadgen and netloop-echo-c (default build/Release)',
     '  NETLOOP_BENCH_NETLOOP_CLI  script started as the netloop server instead of dist/cli.js',
     '',
-    'Prints a progress line per run on stderr, a markdown table on stdout, and writes every run to',
-    'bench/results/<scenario>-<timestamp>.json. Exits 1 if any run failed, 2 on bad usage.',
+    'List flags take comma-separated values (--size 64,1024): one case per combination.',
+    'Prints a progress line per run on stderr, markdown tables on stdout, and writes every run to',
+    'bench/results/<scenario>-<timestamp>.json with a chart beside it (.svg). Exits 1 if any run',
+    'failed, 2 on bad usage.',
   );
   return lines.join('\n');
 }
@@ -89,6 +93,19 @@ function parse(argv) {
   for (const [k, spec] of Object.entries(specs)) {
     if (stringOptions.has(k)) continue;
     const def = scenario.commonDefaults?.[k] ?? spec.default;
+    if (spec.type === 'list') {
+      // Comma-separated: numbers (integers >= min) or, with choices, words.
+      const items = String(values[k] ?? def).split(',').map((x) => x.trim()).filter(Boolean);
+      if (items.length === 0) fail(`--${k} is empty`, scenario);
+      if (new Set(items).size !== items.length) fail(`--${k} lists a value twice`, scenario);
+      if (spec.choices) {
+        for (const v of items) if (!spec.choices.includes(v)) fail(`--${k} values must be among ${spec.choices.join(', ')}; got "${v}"`, scenario);
+        opts[k] = items;
+      } else {
+        opts[k] = items.map((v) => toNumber(k, v, { integer: true, min: spec.min }, scenario));
+      }
+      continue;
+    }
     if (spec.type === 'string') {
       const v = values[k] ?? def;
       if (spec.choices && !spec.choices.includes(v)) fail(`--${k} must be one of ${spec.choices.join(', ')}; got "${v}"`, scenario);
@@ -103,15 +120,21 @@ function parse(argv) {
     if (!/^\d+([-,]\d+)*$/.test(opts[k])) fail(`--${k} must be a CPU list like 0, 0,2 or 0-3; got "${opts[k]}"`, scenario);
   }
   if (values['node-flags'] !== undefined) opts['node-flags'] = values['node-flags'];
+  if (values.chart !== undefined) opts.chart = values.chart;
   const host = values.host ?? '127.0.0.1';
-  const serverNames = values.servers ? values.servers.split(',').map((s) => s.trim()).filter(Boolean) : scenario.defaultServers;
+  const defaults = typeof scenario.defaultServers === 'function' ? scenario.defaultServers(opts) : scenario.defaultServers;
+  const serverNames = values.servers ? values.servers.split(',').map((s) => s.trim()).filter(Boolean) : defaults;
   if (serverNames.length === 0) fail('--servers is empty', scenario);
   if (new Set(serverNames).size !== serverNames.length) fail('--servers lists a server twice', scenario);
+  const cases = casesOf(scenario, opts);
   for (const n of serverNames) {
     if (!servers[n]) fail(`unknown server "${n}" (have: ${Object.keys(servers).join(', ')})`, scenario);
-    if (!servers[n].protocols.includes(scenario.proto)) fail(`server "${n}" does not serve ${scenario.proto}`, scenario);
+    if (!cases.some((c) => serves(servers[n], c))) {
+      const c = cases[0];
+      fail(`server "${n}" does not serve ${c.proto}${c.role && c.role !== 'echo' ? ` as a ${c.role} server` : ''}`, scenario);
+    }
   }
-  return { scenario, opts, host, serverNames };
+  return { scenario, opts, host, serverNames, cases };
 }
 
 function commandLine() {
@@ -130,8 +153,30 @@ function onSignal(sig) {
   process.exit(130);
 }
 
+// The markdown: a heading, then per case its table (and the scenario's overview first, if any),
+// the legend of each kind, the machine, placement, options, command and notes.
+function markdown({ scenario, title, cases, byCase, serverNames, machine, pinning, command, options, ok, problems, notes }) {
+  const lines = [`## ${title}`, ''];
+  if (scenario.overview) lines.push(scenario.overview(cases, byCase, serverNames), '');
+  for (const c of cases) {
+    const names = serverNames.filter((n) => byCase[c.id][n]);
+    if (cases.length > 1) lines.push(`### ${c.label}`, '');
+    lines.push(kindOf(c.kind).table(byCase[c.id], names, c), '');
+  }
+  for (const k of [...new Set(cases.map((c) => c.kind))]) lines.push(kindOf(k).legend, '');
+  lines.push(
+    `- machine: ${machine.nproc} CPUs, ${machine.cpu}, node ${machine.node}, ${machine.kernel}`,
+    `- placement: ${pinning.note}`,
+    `- options: ${Object.entries(options).map(([k, v]) => `${k}=${v}`).join(' ')}`,
+    `- command: \`${command}\``,
+  );
+  if (notes.length) lines.push('', 'Notes (runs kept in the medians):', ...notes.map((n) => `- ${n}`));
+  if (!ok) lines.push('', '**FAILED**:', ...problems.map((p) => `- ${p}`));
+  return lines.join('\n');
+}
+
 async function main() {
-  const { scenario, opts, host, serverNames } = parse(process.argv.slice(2));
+  const { scenario, opts, host, serverNames, cases } = parse(process.argv.slice(2));
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
@@ -152,40 +197,31 @@ async function main() {
     const why = servers[n].missing();
     if (why) log(`bench: server ${n} is not available (${why}): its runs will be reported as failed`);
   }
-  const phases = scenario.kind === 'hold'
-    ? `connect + ${opts.settle} s settle + ${opts.duration} s hold`
-    : `${opts.warmup}+${opts.duration} s`;
-  log(`bench ${scenario.name}: servers ${serverNames.join(', ')}; ${opts.runs} run(s) of ${phases}; ${pinning.note}`);
+  const total = cases.reduce((a, c) => a + serverNames.filter((n) => serves(servers[n], c)).length, 0) * opts.runs;
+  log(`bench ${scenario.name}: ${cases.length} case(s) x servers ${serverNames.join(', ')}; ${opts.runs} run(s); ${total} server runs; ${pinning.note}`);
 
-  const runs = await runMatrix({ scenario, serverNames, opts, host, pinning, log });
-  if (scenario.kind === 'echo') crossRunNotes(runs, serverNames);
+  const runs = await runMatrix({ cases, serverNames, opts, host, pinning, log });
+  for (const c of cases) if (c.kind === 'echo') crossRunNotes(runs, serverNames, c.id);
 
-  const problems = runs.flatMap((r) => r.problems.map((p) => `run ${r.run} ${r.server}: ${p}`));
+  const problems = runs.flatMap((r) => r.problems.map((p) => `run ${r.run} ${cases.length > 1 ? `${r.case} ` : ''}${r.server}: ${p}`));
   const ok = problems.length === 0;
-  const notes = runs.flatMap((r) => (r.notes ?? []).map((x) => `run ${r.run} ${r.server}: ${x}`));
-  const summary = summarize(runs, serverNames, scenario.kind);
-  const scenarioOptions = Object.fromEntries(Object.keys(scenario.options).map((k) => [k, opts[k]]));
+  const notes = runs.flatMap((r) => (r.notes ?? []).map((x) => `run ${r.run} ${cases.length > 1 ? `${r.case} ` : ''}${r.server}: ${x}`));
+  const byCase = Object.fromEntries(cases.map((c) => [c.id, summarizeCase(c, runs, serverNames)]));
+  const scenarioOptions = Object.fromEntries(Object.keys(scenario.options).map((k) => [k, Array.isArray(opts[k]) ? opts[k].join(',') : opts[k]]));
   const shownOptions = { ...scenarioOptions, runs: opts.runs, servers: serverNames.join(','), ...(opts['node-flags'] ? { 'node-flags': opts['node-flags'] } : {}) };
-  const report = markdownReport({
-    scenario,
-    title: scenario.title(opts),
-    summary,
-    serverNames,
-    machine,
-    pinning,
-    command,
-    options: shownOptions,
-    ok,
-    problems,
-    notes,
-  });
+  const title = scenario.title(opts);
+  const report = markdown({ scenario, title, cases, byCase, serverNames, machine, pinning, command, options: shownOptions, ok, problems, notes });
   process.stdout.write(`${report}\n`);
 
   const stamp = startedAt.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z');
   const file = path.join(resultsDir, `${scenario.name}-${stamp}.json`);
+  const svgFile = path.join(resultsDir, `${scenario.name}-${stamp}.svg`);
   mkdirSync(resultsDir, { recursive: true });
+  const charts = [path.relative(repoRoot, svgFile)];
+  if (opts.chart) charts.push(path.relative(repoRoot, path.resolve(opts.chart)));
   const record = {
     scenario: scenario.name,
+    title,
     command,
     argv: process.argv.slice(2),
     started_at: startedAt.toISOString(),
@@ -195,15 +231,38 @@ async function main() {
     options: { ...scenarioOptions, runs: opts.runs, host, 'server-cpu': opts['server-cpu'], 'loadgen-cpu': opts['loadgen-cpu'], ...(opts['node-flags'] ? { 'node-flags': opts['node-flags'] } : {}) },
     servers: serverNames,
     binaries: { dir: binDir },
-    summary,
+    // One entry per case: what ran and, per server that serves it, the summary over the runs
+    // (figures: the charted numbers as median/min/max over clean runs).
+    cases: cases.map((c) => ({
+      id: c.id,
+      label: c.label,
+      kind: c.kind,
+      proto: c.proto,
+      role: c.role ?? 'echo',
+      conns: c.conns,
+      loadgen_args: c.loadgenArgs,
+      servers: serverNames.filter((n) => byCase[c.id][n]),
+      figures: figuresOf(c).map(({ key, label, unit, better }) => ({ key, label, unit, better })),
+      summary: byCase[c.id],
+    })),
+    // A one-case scenario's summary, where tcp-echo/ws-echo/ws-hold always had it.
+    ...(cases.length === 1 ? { summary: byCase[cases[0].id] } : {}),
     runs,
     ok,
     problems,
     notes,
     report,
+    charts,
   };
   writeFileSync(file, `${JSON.stringify(record, null, 2)}\n`);
-  log(`results: ${path.relative(process.cwd(), file)}`);
+  // The chart is drawn from the record alone, so bench/chart.js can draw it again from the file.
+  const svg = chartOfRecord(record);
+  writeFileSync(svgFile, svg);
+  if (opts.chart) {
+    mkdirSync(path.dirname(path.resolve(opts.chart)), { recursive: true });
+    writeFileSync(path.resolve(opts.chart), svg);
+  }
+  log(`results: ${path.relative(process.cwd(), file)}; chart: ${charts.join(', ')}`);
   process.exit(ok ? 0 : 1);
 }
 

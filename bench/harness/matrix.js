@@ -5,6 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { servers } from '../servers/index.js';
+import { kindOf, progressLine } from './kinds.js';
 import { loadgenPath } from './paths.js';
 import {
   commOf, freePort, machineBusyTicks, pidTicks, runLoadgen, selfAndChildrenTicks, startServer, stopServer, waitReleased,
@@ -15,50 +16,13 @@ export function rotation(names, run) {
   return [...names.slice(k), ...names.slice(0, k)];
 }
 
-// What makes a run count as failed (the harness then exits non-zero).
+// What makes a run count as failed (the harness then exits non-zero): no result, or what the
+// case's kind says (harness/kinds.js).
 export function runProblems(rec, kind, conns) {
   const p = [];
   if (rec.error) p.push(rec.error.split('\n')[0]);
-  const j = rec.result;
-  if (j && kind === 'hold') {
-    if (j.errors > 0) {
-      const parts = [];
-      if (j.failed_conns) parts.push(`${j.failed_conns} failed connection(s)${j.handshake_failures ? `, ${j.handshake_failures} in the handshake` : ''}`);
-      if (j.pings_unanswered) parts.push(`${j.pings_unanswered} unanswered ping(s)`);
-      p.push(`${j.errors} error(s): ${parts.join('; ')}`);
-    }
-    if (j.conns_ok < conns) p.push(`only ${j.conns_ok} of ${conns} connections held`);
-    if (j.rss_per_conn_bytes == null) p.push('server RSS unknown');
-  } else if (j) {
-    if (j.verify_failures > 0) p.push(`${j.verify_failures} verify failure(s)`);
-    if (j.conns_ok < conns) p.push(`only ${j.conns_ok} of ${conns} connections healthy`);
-  }
+  if (rec.result) p.push(...kindOf(kind).problems(rec.result, conns));
   return p;
-}
-
-const n = (x, d = 0) => (x == null ? '-' : x.toLocaleString('en-US', { maximumFractionDigits: d }));
-const mb = (x) => (x == null ? '-' : `${(x / 1048576).toFixed(1)} MB`);
-
-function progressLine(rec, runs) {
-  const head = `[run ${rec.run}/${runs}] ${rec.server.padEnd(8)}`;
-  const j = rec.result;
-  if (!j) return `${head} FAILED: ${rec.error.split('\n')[0]}`;
-  const tail =
-    (rec.problems.length ? `  PROBLEM: ${rec.problems.join('; ')}` : '') +
-    (rec.notes?.length ? `  NOTE: ${rec.notes.join('; ')}` : '');
-  if (j.mode === 'hold') {
-    return (
-      `${head} ${n(j.conns_ok)}/${n(j.conns)} up in ${n(j.connect_time_s, 2)} s  ` +
-      `RSS/conn ${n(j.rss_per_conn_bytes)} B (before ${mb(j.rss_before_bytes)}, idle ${mb(j.rss_idle_bytes)}, end ${mb(j.rss_end_bytes)})  ` +
-      `pongs ${n(j.pongs_received)}/${n(j.pings_sent)}  errors ${j.errors}` + tail
-    );
-  }
-  const share = (x) => (x == null ? '-' : `${Math.round((x / j.duration_s) * 100)}%`);
-  return (
-    `${head} ${n(j.rtt_per_sec).padStart(11)} rtt/s  p50 ${n(j.p50_us)} us  p99 ${n(j.p99_us)} us  ` +
-    `server ${n(j.server_cpu_us_per_msg, 3)} us/msg (${share(j.server_cpu_s)} CPU)  ` +
-    `loadgen ${share(j.loadgen_cpu_s)} CPU  errors ${j.errors}` + tail
-  );
 }
 
 let clkTck = null;
@@ -87,10 +51,14 @@ function otherCpu(a, b) {
   return wall > 0 ? Math.max(0, other / ticksPerSecond() / wall) : null;
 }
 
-async function runOne({ run, name, scenario, host, pinning, loadgenArgs, timeoutMs, conns, nodeFlags }) {
+async function runOne({ run, name, c, host, pinning, opts }) {
+  const scenario = c; // the case: proto, role, kind, loadgenArgs, timeoutS, conns, pauseS
+  const conns = c.conns;
   const port = await freePort(host);
-  const { file, args } = servers[name].command({ proto: scenario.proto, host, port, nodeFlags });
-  const rec = { run, server: name, port, command: [file, ...args].join(' '), pid: null, result: null, problems: [], notes: [] };
+  const { file, args } = servers[name].command({ proto: c.proto, role: c.role ?? 'echo', host, port, nodeFlags: opts['node-flags'], opts });
+  const rec = {
+    run, case: c.id, kind: c.kind, server: name, port, command: [file, ...args].join(' '), pid: null, result: null, problems: [], notes: [],
+  };
   const why = servers[name].missing();
   if (why) {
     rec.error = `${name} not available: ${why}`;
@@ -110,9 +78,9 @@ async function runOne({ run, name, scenario, host, pinning, loadgenArgs, timeout
   const before = cpuSnapshot(rec.pid);
   const lg = await runLoadgen({
     file: loadgenPath,
-    args: [...loadgenArgs, '--host', host, '--port', String(port), '--server-pid', String(rec.pid)],
+    args: [...c.loadgenArgs, '--host', host, '--port', String(port), '--server-pid', String(rec.pid)],
     cpu: pinning.loadgenCpu,
-    timeoutMs,
+    timeoutMs: c.timeoutS * 1000,
   });
   const after = cpuSnapshot(rec.pid);
   rec.other_cpu = otherCpu(before, after);
@@ -143,6 +111,7 @@ async function runOne({ run, name, scenario, host, pinning, loadgenArgs, timeout
     const note = saturationNote(rec.result);
     if (note) rec.notes.push(note);
   }
+  if (rec.result && kindOf(scenario.kind).notes) rec.notes.push(...kindOf(scenario.kind).notes(rec.result));
   if (rec.other_cpu != null && rec.other_cpu > CONTENDED_CPU) {
     rec.notes.push(`contended: other processes used ${rec.other_cpu.toFixed(2)} CPU while it ran`);
   }
@@ -161,16 +130,23 @@ export function saturationNote(j) {
   return `neither side saturated (server ${Math.round(server * 100)}%, loadgen ${Math.round(loadgen * 100)}% CPU): latency-bound, contention, or a server stall`;
 }
 
-// opts: the scenario's parsed options, including runs and conns.
-export async function runMatrix({ scenario, serverNames, opts, host, pinning, log }) {
-  const timeoutMs = scenario.timeoutS(opts) * 1000;
-  const loadgenArgs = scenario.loadgenArgs(opts);
+// Whether a server can take part in a case (its protocol and role).
+export function serves(server, c) {
+  return server.protocols.includes(c.proto) && (server.roles ?? ['echo']).includes(c.role ?? 'echo');
+}
+
+// Every run, every case, every server that serves the case, in an order that rotates by one each
+// run. opts: the parsed options (runs, node-flags, ...).
+export async function runMatrix({ cases, serverNames, opts, host, pinning, log }) {
   const runs = [];
   for (let r = 0; r < opts.runs; r++) {
-    for (const name of rotation(serverNames, r)) {
-      const rec = await runOne({ run: r + 1, name, scenario, host, pinning, loadgenArgs, timeoutMs, conns: opts.conns, nodeFlags: opts['node-flags'] });
-      runs.push(rec);
-      log(progressLine(rec, opts.runs));
+    for (const c of cases) {
+      const names = serverNames.filter((s) => serves(servers[s], c));
+      for (const name of rotation(names, r)) {
+        const rec = await runOne({ run: r + 1, name, c, host, pinning, opts });
+        runs.push(rec);
+        log(progressLine(rec, opts.runs, cases.length > 1 ? c.label : ''));
+      }
     }
   }
   return runs;
@@ -183,9 +159,9 @@ export async function runMatrix({ scenario, serverNames, opts, host, pinning, lo
 // 6.7 to 7.6) with other_cpu near 0. Such runs are kept but flagged.
 const SLOWER_PER_MSG = 1.1;
 
-export function crossRunNotes(runs, serverNames) {
+export function crossRunNotes(runs, serverNames, caseId) {
   for (const name of serverNames) {
-    const clean = runs.filter((r) => r.server === name && r.result && r.problems.length === 0 && r.result.server_cpu_us_per_msg != null);
+    const clean = runs.filter((r) => r.server === name && r.case === caseId && r.result && r.problems.length === 0 && r.result.server_cpu_us_per_msg != null);
     const costs = clean.map((r) => r.result.server_cpu_us_per_msg).sort((a, b) => a - b);
     if (costs.length < 3) continue;
     const m = costs.length >> 1;

@@ -4,7 +4,11 @@ import path from 'node:path';
 
 export const benchDir = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 export const repoRoot = path.dirname(benchDir);
-export const resultsDir = path.join(benchDir, 'results');
+// NETLOOP_BENCH_RESULTS_DIR: somewhere else for the JSON and SVG of each run (the smoke test
+// writes to a temporary directory).
+export const resultsDir = process.env.NETLOOP_BENCH_RESULTS_DIR
+  ? path.resolve(process.env.NETLOOP_BENCH_RESULTS_DIR)
+  : path.join(benchDir, 'results');
 
 // The native programs (netloop-loadgen, netloop-echo-c). node-gyp puts them in build/Release;
 // NETLOOP_BENCH_BIN_DIR points elsewhere (e.g. binaries compiled by hand while developing).

@@ -98,7 +98,7 @@ export function markdownTable(summary, serverNames, ratioAgainst = ['net', 'c'])
     });
     rows.push(
       `| ${name} | ${fmtInt(r.median)} (${fmtInt(r.min)}–${fmtInt(r.max)}) | ${fmt(s.p50_us, 0)} | ${fmt(s.p99_us, 0)} | ` +
-        `${fmt(s.server_cpu_us_per_msg, 2)} | ${pct(s.server_cpu_share)} | ${pct(s.loadgen_cpu_share)} | ${ratios.join(' | ')} |`,
+        `${fmt(s.server_cpu_us_per_msg, 2)} | ${pct(s.server_cpu_share)} | ${pct(s.loadgen_cpu_share)} |${ratios.map((x) => ` ${x} |`).join('')}`,
     );
   }
   return rows.join('\n');

@@ -35,9 +35,12 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -109,6 +112,16 @@ struct Options {
   // Hold mode
   bool hold = false;
   double connect_timeout_s = 60;
+  // Echo mode, open loop: each connection sends --rate messages a second on a fixed schedule,
+  // whatever the echoes do (0: closed loop, --inflight messages in flight). --inflight then caps
+  // the messages outstanding per connection; a due message beyond the cap waits, and its
+  // latency still counts from when it was due.
+  double rate = 0;
+  // Churn mode: each of --conns slots loops connect, (upgrade,) one message, close.
+  bool churn = false;
+  // Broadcast mode: connection 0 publishes, the server sends every message to every connection
+  // (the publisher included), every connection checks every message.
+  bool broadcast = false;
   double settle_s = 2;
   double ping_interval_s = 0;  // 0: no pings
   bool self_test = false;
@@ -122,6 +135,9 @@ const char kUsage[] =
     "                       [--source-ips 127.0.0.1,127.0.0.2,...]\n"
     "       netloop-loadgen --hold --port P [--proto ws] [--conns N] [--duration 5] [--settle 2]\n"
     "                       [--ping-interval 0] [--connect-timeout 60] [--server-pid PID] ...\n"
+    "       netloop-loadgen --rate R ...             (echo, open loop: R messages/s per connection)\n"
+    "       netloop-loadgen --churn --port P [--proto tcp|ws] [--conns 50] [--duration 5] ...\n"
+    "       netloop-loadgen --broadcast --port P --proto ws [--conns N] [--inflight 4] ...\n"
     "       netloop-loadgen --self-test\n"
     "Echo mode prints one JSON line with throughput, latency percentiles, errors and server CPU;\n"
     "--hold prints one JSON line with connect time, pings/pongs and the server's RSS per idle\n"
@@ -176,6 +192,14 @@ std::string parse_options(int argc, char** argv, Options* o, bool* help) {
       o->self_test = true;
       continue;
     }
+    if (flag == "--churn") {
+      o->churn = true;
+      continue;
+    }
+    if (flag == "--broadcast") {
+      o->broadcast = true;
+      continue;
+    }
     if (i + 1 >= argc) return "missing value for " + flag;
     const char* v = argv[++i];
     long n = 0;
@@ -224,6 +248,8 @@ std::string parse_options(int argc, char** argv, Options* o, bool* help) {
       ok = !o->source_ips.empty();
     } else if (flag == "--connect-timeout") {
       ok = parse_double(v, 0.1, 86400, &o->connect_timeout_s);
+    } else if (flag == "--rate") {
+      ok = parse_double(v, 0, 1e7, &o->rate);
     } else if (flag == "--settle") {
       ok = parse_double(v, 0, 86400, &o->settle_s);
     } else if (flag == "--ping-interval") {
@@ -238,6 +264,10 @@ std::string parse_options(int argc, char** argv, Options* o, bool* help) {
   if (!have_port) return "--port is required";
   if (o->ping_interval_s > 0 && !o->hold) return "--ping-interval needs --hold";
   if (o->ping_interval_s > 0 && o->proto != "ws") return "--ping-interval needs --proto ws";
+  if ((o->hold ? 1 : 0) + (o->churn ? 1 : 0) + (o->broadcast ? 1 : 0) > 1) return "--hold, --churn and --broadcast exclude each other";
+  if (o->rate > 0 && (o->hold || o->churn || o->broadcast)) return "--rate is for echo mode";
+  if (o->broadcast && o->proto != "ws") return "--broadcast needs --proto ws (the server frames each message once for all)";
+  if (o->churn) o->inflight = 1;  // one message per connection
   if (o->threads > o->conns) o->threads = o->conns;
   return "";
 }
@@ -531,6 +561,13 @@ class Protocol {
     (void)payload;
     (void)len;
   }
+  // Queues a close frame with a status code (WebSocket). False if the protocol has none: the
+  // caller then shuts down the TCP write side instead.
+  virtual bool close_frame(uint16_t code, ByteQueue& out) {
+    (void)code;
+    (void)out;
+    return false;
+  }
   // Queues a ping carrying n <= 125 bytes. False if the protocol has no pings.
   virtual bool ping(const uint8_t* p, size_t n, ByteQueue& out) {
     (void)p;
@@ -614,6 +651,12 @@ class WsProtocol final : public Protocol {
 
   bool ping(const uint8_t* p, size_t n, ByteQueue& out) override {
     control(kPing, p, n, out);
+    return true;
+  }
+
+  bool close_frame(uint16_t code, ByteQueue& out) override {
+    const uint8_t p[2] = {static_cast<uint8_t>(code >> 8), static_cast<uint8_t>(code & 0xFF)};
+    control(kClose, p, 2, out);
     return true;
   }
 
@@ -886,8 +929,38 @@ class WsProtocol final : public Protocol {
 // ---------------------------------------------------------------------------------------------
 // Shared run parameters and per-worker stats.
 
+// Broadcast mode: what the publisher (connection 0) and every receiving connection share across
+// threads. Message seq uses slot seq % W (W = --inflight broadcasts in flight). A receiver that
+// completes a message bumps the slot's count; the one that makes it `expected` (every
+// connection has it) marks the slot done and wakes the publisher through an eventfd. The
+// publisher reuses a slot only once the message W before has reached everyone, so at most W
+// broadcasts are in flight and a slow receiver slows the publisher (a closed loop, as in echo).
+struct Broadcast {
+  explicit Broadcast(size_t window)
+      : slot_count(new std::atomic<uint64_t>[window]),
+        slot_time(new std::atomic<uint64_t>[window]),
+        slot_done(new std::atomic<uint64_t>[window]) {
+    for (size_t i = 0; i < window; i++) {
+      slot_count[i].store(0);
+      slot_time[i].store(0);
+      slot_done[i].store(0);
+    }
+  }
+  std::atomic<uint64_t> published{0};  // messages sent so far (only the publisher writes it)
+  std::atomic<bool> broken{false};     // a connection failed: no message can reach everyone
+  uint64_t expected = 0;               // receivers per message: connections ready at the start
+  std::unique_ptr<std::atomic<uint64_t>[]> slot_count;  // receivers that completed the slot's message
+  std::unique_ptr<std::atomic<uint64_t>[]> slot_time;   // when its message was queued for sending
+  std::unique_ptr<std::atomic<uint64_t>[]> slot_done;   // seq + 1 of the last message that reached all
+  int efd = -1;                                         // the publisher's wake-up
+};
+
+// The seed id of broadcast messages (connection ids are smaller).
+constexpr uint32_t kBroadcastId = 0xFFFFFFFFu;
+
 struct Plan {
   Options opt;
+  Broadcast* bc = nullptr;  // broadcast mode only
   Pattern pattern = kBinaryPattern;
   WsConfig ws;
   sockaddr_in addr{};
@@ -925,7 +998,12 @@ struct Stats {
   uint64_t pongs_unexpected = 0;   // other pongs (allowed by RFC 6455, ignored)
   uint64_t pings_unanswered = 0;   // no pong by the next ping, or by the end (+ grace)
   uint64_t server_pings = 0;       // pings the server sent (answered)
-  Histogram hist;                  // echo: message round trips; hold: ping round trips
+  Histogram hist;   // echo: message round trips (--rate: from when each was due); hold: ping
+                    // round trips; churn: whole cycles; broadcast: publish to each delivery
+  Histogram lag;    // --rate: how late each message was sent after it was due (the generator's lag)
+  Histogram fanout; // broadcast: publish to the last connection having the message
+  uint64_t broadcasts = 0;  // broadcast: messages that reached every connection in the window
+  uint64_t backlog = 0;     // --rate: messages due but not echoed when the run ended
 };
 
 enum class ConnState { kIdle, kConnecting, kOpen, kClosed };
@@ -952,6 +1030,14 @@ class Conn final : public PayloadSink {
   uint64_t recv_seed = 0;  // message_seed(id, recv_seq)
   std::vector<uint64_t> sent_at;  // ring of W send times, indexed by seq % W
   Worker* worker = nullptr;
+  // --rate: messages due so far, and this connection's offset in the schedule.
+  uint64_t due_seq = 0;
+  uint64_t phase_ns = 0;
+  // Churn: when this cycle's first connect began; closing: our close is out, waiting for the end.
+  uint64_t cycle_start = 0;
+  uint64_t cycles = 0;
+  bool closing = false;
+  bool close_seen = false;  // ws: the server's close frame arrived
 
   bool on_payload(const uint8_t* p, size_t n) override;
   void on_pong(const uint8_t* p, size_t n) override;
@@ -971,11 +1057,18 @@ class Worker {
  public:
   Worker(const Plan& plan, PhaseSync& sync, uint32_t first_id, uint32_t count, int connect_limit)
       : plan_(plan), sync_(sync), conns_(count), rbuf_(kReadBuf), limit_(std::max(1, connect_limit)) {
+    const double period = plan.opt.rate > 0 ? 1e9 / plan.opt.rate : 0;
     for (uint32_t i = 0; i < count; i++) {
       conns_[i].id = first_id + i;
       conns_[i].worker = this;
       if (!plan.opt.hold) conns_[i].sent_at.assign(static_cast<size_t>(plan.opt.inflight), 0);
+      // --rate: connections are spread evenly over one period (all threads together), so the
+      // server sees a steady stream rather than all connections at once.
+      conns_[i].phase_ns = static_cast<uint64_t>(period * (static_cast<double>(first_id + i) + 0.5) / plan.opt.conns);
     }
+    // Churn has no connect phase: slots connect, talk and close until the end.
+    connecting_ = !plan.opt.churn;
+    publisher_ = plan.opt.broadcast && first_id == 0 && count > 0;
   }
 
   void run();
@@ -984,6 +1077,10 @@ class Worker {
 
   // Called from Conn::on_payload when a message's echo is complete.
   void message_done(Conn& c);
+  // The seed of message seq as this connection receives it.
+  uint64_t seed_of(const Conn& c, uint64_t seq) const {
+    return message_seed(plan_.opt.broadcast ? kBroadcastId : c.id, seq);
+  }
   // Called from Conn::on_pong for the pong of the outstanding ping.
   void pong_matched(Conn& c);
   void pong_unexpected() { stats_.pongs_unexpected++; }
@@ -1018,7 +1115,14 @@ class Worker {
   bool phase_step();
   void send_due_pings(uint64_t start, uint64_t end);
   void send_ping(Conn& c, uint64_t round);
-  int wait_timeout_ms();
+  void send_due_messages();
+  uint64_t due_at(const Conn& c, uint64_t seq) const;
+  void churn_close(Conn& c);
+  void churn_done(Conn& c);
+  void churn_restart(Conn& c, uint64_t at);
+  void publish_more();
+  void broadcast_delivered(Conn& c);
+  uint64_t wait_timeout_ns();
   void finish();
 
   const Plan& plan_;
@@ -1044,14 +1148,27 @@ class Worker {
   size_t ping_next_ = 0;
   uint64_t next_ping_due_ = 0;
   uint64_t outstanding_ = 0;  // pings without their pong yet
+  // --rate: round r of connection k is due at start + phase(k) + r * period.
+  uint64_t rate_round_ = 0;
+  size_t rate_next_ = 0;
+  uint64_t next_msg_due_ = 0;
+  // Churn: source addresses taken in turn, one per connect.
+  size_t src_next_ = 0;
+  // Broadcast: this worker holds connection 0, the publisher.
+  bool publisher_ = false;
 };
+
+// epoll_data of the publisher's eventfd (connection indexes are smaller).
+constexpr uint64_t kWakeToken = ~0ull;
 
 bool Conn::on_payload(const uint8_t* p, size_t n) {
   const Plan& plan = worker->plan();
   const size_t size = plan.opt.size;
+  // What may arrive: the messages this connection sent (echo), or those published (broadcast).
+  const uint64_t limit = plan.bc != nullptr ? plan.bc->published.load(std::memory_order_acquire) : send_seq;
   while (n > 0) {
-    if (recv_seq >= send_seq) {  // the server sent more than it was sent
-      worker->fail(*this, true, "bytes beyond what was sent", 0);
+    if (recv_seq >= limit) {  // the server sent more than it was sent
+      worker->fail(*this, true, plan.bc != nullptr ? "bytes beyond what was published" : "bytes beyond what was sent", 0);
       return false;
     }
     size_t take = std::min(n, size - recv_off);
@@ -1100,6 +1217,11 @@ void Worker::fail(Conn& c, bool verify, const char* what, int err) {
   }
   leave_progress(c);
   close_conn(c);
+  // Broadcast: this connection will never complete a message, so no message can reach everyone
+  // any more: the publisher stops (the error is reported, the run fails).
+  if (plan_.bc != nullptr) plan_.bc->broken.store(true, std::memory_order_relaxed);
+  // Churn: the slot goes on (after a pause, so a refusing server is not hammered); the error counts.
+  if (plan_.opt.churn && start_ != 0 && now_ < end_) churn_restart(c, now_ + 10'000'000);
 }
 
 void Worker::close_conn(Conn& c) {
@@ -1141,9 +1263,10 @@ void Worker::open_more() {
 void Worker::start_connect(Conn& c) {
   if (!c.proto) {
     c.proto = make_protocol(plan_, c.id);
-    c.recv_seed = message_seed(c.id, 0);
+    c.recv_seed = seed_of(c, c.recv_seq);  // churn: recv_seq goes on over the cycles
   }
   c.attempts++;
+  if (c.attempts == 1) c.cycle_start = now_;
   c.in_progress = true;
   in_progress_++;
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -1161,7 +1284,9 @@ void Worker::start_connect(Conn& c) {
     // Port chosen at connect() from the full 4-tuple, not reserved by bind(): with several
     // source addresses each gets its own ~28k ephemeral ports towards the server's address.
     setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-    const sockaddr_in& src = plan_.sources[c.id % plan_.sources.size()];
+    // Churn takes the addresses in turn, one per connect; the other modes one per connection.
+    const size_t k = plan_.opt.churn ? src_next_++ : c.id;
+    const sockaddr_in& src = plan_.sources[k % plan_.sources.size()];
     if (bind(fd, reinterpret_cast<const sockaddr*>(&src), sizeof src) != 0) {
       fail(c, false, "bind to the source address", errno);
       return;
@@ -1243,7 +1368,8 @@ void Worker::on_ready(Conn& c) {
 }
 
 void Worker::start_messages(Conn& c) {
-  if (now_ >= end_) return;
+  // --rate follows its schedule and broadcast has one publisher: neither starts a window here.
+  if (now_ >= end_ || plan_.opt.rate > 0 || plan_.bc != nullptr) return;
   for (int i = 0; i < plan_.opt.inflight; i++) send_message(c);
 }
 
@@ -1253,20 +1379,167 @@ void Worker::send_message(Conn& c) {
   uint8_t* payload = c.proto->frame_begin(size, c.out);
   pattern_fill(plan_.pattern, message_seed(c.id, seq), payload, size);
   c.proto->frame_end(payload, size);
-  c.sent_at[seq % c.sent_at.size()] = now_;
+  if (plan_.opt.rate > 0) {
+    // Open loop: latency counts from when the message was due, not from when it went out, so
+    // a server that falls behind (and makes the generator wait for a free slot) shows it in the
+    // latency rather than hiding it (no coordinated omission). The lag is reported apart.
+    const uint64_t due = due_at(c, seq);
+    c.sent_at[seq % c.sent_at.size()] = due;
+    if (now_ >= t_measure_ && now_ < end_) stats_.lag.record(now_ > due ? now_ - due : 0);
+  } else {
+    c.sent_at[seq % c.sent_at.size()] = now_;
+  }
+}
+
+uint64_t Worker::due_at(const Conn& c, uint64_t seq) const {
+  return start_ + c.phase_ns + static_cast<uint64_t>(1e9 / plan_.opt.rate * static_cast<double>(seq));
 }
 
 void Worker::message_done(Conn& c) {
+  if (plan_.bc != nullptr) {
+    broadcast_delivered(c);
+    return;
+  }
   // Echoes arrive in order, so the oldest in-flight slot is this message's.
   uint64_t sent = c.sent_at[c.recv_seq % c.sent_at.size()];
+  c.recv_seq++;
+  c.recv_off = 0;
+  c.recv_seed = seed_of(c, c.recv_seq);
+  if (plan_.opt.churn) {  // the cycle's one message is back: close (the cycle counts once closed)
+    churn_close(c);
+    return;
+  }
   if (now_ >= t_measure_ && now_ < end_) {
     stats_.messages++;
-    stats_.hist.record(now_ - sent);
+    stats_.hist.record(now_ > sent ? now_ - sent : 0);
+  }
+  if (now_ >= end_) return;
+  if (plan_.opt.rate > 0) {
+    // Messages that became due while the window was full go out now.
+    const uint64_t cap = static_cast<uint64_t>(plan_.opt.inflight);
+    while (c.send_seq < c.due_seq && c.send_seq - c.recv_seq < cap) send_message(c);
+    return;
+  }
+  send_message(c);
+}
+
+// --rate: sends every message that is due by now (each connection's schedule is fixed at the
+// start) and notes when the next one is.
+void Worker::send_due_messages() {
+  next_msg_due_ = 0;
+  if (conns_.empty()) return;
+  const double period = 1e9 / plan_.opt.rate;
+  const uint64_t cap = static_cast<uint64_t>(plan_.opt.inflight);
+  for (;;) {
+    Conn& c = conns_[rate_next_];
+    const uint64_t due = start_ + c.phase_ns + static_cast<uint64_t>(period * static_cast<double>(rate_round_));
+    if (due >= end_) return;
+    if (due > now_) {
+      next_msg_due_ = due;
+      return;
+    }
+    if (c.state == ConnState::kOpen && c.ready_seen) {
+      c.due_seq = rate_round_ + 1;
+      bool sent = false;
+      while (c.send_seq < c.due_seq && c.send_seq - c.recv_seq < cap) {
+        send_message(c);
+        sent = true;
+      }
+      if (sent && !c.want_out) flush(c);
+    }
+    if (++rate_next_ == conns_.size()) {
+      rate_next_ = 0;
+      rate_round_++;
+    }
+  }
+}
+
+// Churn: the echo is back. WebSocket: send a close frame (1000) and wait for the server's close
+// frame and its FIN; TCP: shut down our side and wait for the server's FIN.
+void Worker::churn_close(Conn& c) {
+  c.closing = true;
+  if (c.proto->close_frame(1000, c.out)) {
+    if (!c.want_out) flush(c);
+    return;
+  }
+  c.close_seen = true;  // TCP: no close frame to wait for, only the FIN
+  if (shutdown(c.fd, SHUT_WR) != 0) fail(c, false, "shutdown", errno);
+}
+
+// Churn: the server closed after our close: one cycle done. It counts if it ended inside the
+// measured window; its time runs from the first connect attempt to the server's FIN.
+void Worker::churn_done(Conn& c) {
+  close_conn(c);
+  c.cycles++;
+  if (now_ >= t_measure_ && now_ < end_) {
+    stats_.messages++;
+    stats_.hist.record(now_ - c.cycle_start);
+  }
+  if (now_ < end_) churn_restart(c, now_);
+}
+
+void Worker::churn_restart(Conn& c, uint64_t at) {
+  c.state = ConnState::kIdle;
+  c.closing = false;
+  c.close_seen = false;
+  c.ready_seen = false;
+  c.want_out = false;
+  c.attempts = 0;
+  c.recv_off = 0;
+  c.send_seq = c.recv_seq;  // a message lost with a failed connection is not waited for
+  c.recv_seed = seed_of(c, c.recv_seq);
+  c.out.consume(c.out.size());
+  c.proto.reset();
+  retries_.push({at, static_cast<uint32_t>(&c - conns_.data())});
+}
+
+// Broadcast: the publisher sends while fewer than W messages are on their way to everyone.
+void Worker::publish_more() {
+  Broadcast& b = *plan_.bc;
+  Conn& p = conns_[0];
+  if (now_ >= end_ || b.broken.load(std::memory_order_relaxed) || p.state != ConnState::kOpen) return;
+  const uint64_t w = static_cast<uint64_t>(plan_.opt.inflight);
+  const size_t size = plan_.opt.size;
+  bool sent = false;
+  for (;;) {
+    const uint64_t seq = b.published.load(std::memory_order_relaxed);  // only this thread writes it
+    if (seq >= w && b.slot_done[seq % w].load(std::memory_order_acquire) != seq - w + 1) break;
+    b.slot_time[seq % w].store(now_, std::memory_order_relaxed);
+    b.published.store(seq + 1, std::memory_order_release);  // before its bytes can arrive anywhere
+    uint8_t* payload = p.proto->frame_begin(size, p.out);
+    pattern_fill(plan_.pattern, message_seed(kBroadcastId, seq), payload, size);
+    p.proto->frame_end(payload, size);
+    sent = true;
+  }
+  if (sent && !p.want_out) flush(p);
+}
+
+void Worker::broadcast_delivered(Conn& c) {
+  Broadcast& b = *plan_.bc;
+  const uint64_t seq = c.recv_seq;
+  const size_t slot = seq % static_cast<uint64_t>(plan_.opt.inflight);
+  // Ordered by the acquire load of `published` in on_payload, which the publisher stored after
+  // this; the slot cannot be reused before this connection counts itself below.
+  const uint64_t t = b.slot_time[slot].load(std::memory_order_relaxed);
+  const bool counted = now_ >= t_measure_ && now_ < end_;
+  if (counted) {
+    stats_.messages++;
+    stats_.hist.record(now_ > t ? now_ - t : 0);
   }
   c.recv_seq++;
   c.recv_off = 0;
-  c.recv_seed = message_seed(c.id, c.recv_seq);
-  if (now_ < end_) send_message(c);
+  c.recv_seed = seed_of(c, c.recv_seq);
+  if (b.slot_count[slot].fetch_add(1, std::memory_order_acq_rel) + 1 == b.expected) {
+    b.slot_count[slot].store(0, std::memory_order_relaxed);
+    if (counted) {
+      stats_.broadcasts++;
+      stats_.fanout.record(now_ > t ? now_ - t : 0);
+    }
+    b.slot_done[slot].store(seq + 1, std::memory_order_release);
+    const uint64_t one = 1;
+    ssize_t r = write(b.efd, &one, sizeof one);  // wakes the publisher's epoll (maybe this one)
+    (void)r;
+  }
 }
 
 void Worker::pong_matched(Conn& c) {
@@ -1284,6 +1557,10 @@ void Worker::on_readable(Conn& c) {
       ParseError e = c.proto->parse(rbuf_.data(), static_cast<size_t>(n), c, c.out);
       if (c.state != ConnState::kOpen) return;
       if (e != ParseError::kNone) {
+        if (e == ParseError::kPeerClosed && c.closing) {  // churn: the answer to our close
+          c.close_seen = true;
+          continue;  // the server's FIN is next
+        }
         fail(c, e == ParseError::kVerify, c.proto->error(), 0);
         return;
       }
@@ -1295,7 +1572,11 @@ void Worker::on_readable(Conn& c) {
       continue;
     }
     if (n == 0) {
-      fail(c, false, "server closed the connection", 0);
+      if (c.closing && c.close_seen) {
+        churn_done(c);
+        return;
+      }
+      fail(c, false, c.closing ? "server closed without answering the close frame" : "server closed the connection", 0);
       return;
     }
     if (errno == EINTR) continue;
@@ -1373,8 +1654,12 @@ bool Worker::phase_step() {
         if (c.state == ConnState::kOpen && !c.want_out) flush(c);
       }
     }
+    if (publisher_) publish_more();
   }
-  if (!plan_.opt.hold) return now_ < end_;
+  if (!plan_.opt.hold) {
+    if (plan_.opt.rate > 0 && now_ < end_) send_due_messages();
+    return now_ < end_;
+  }
   if (now_ < end_) {
     send_due_pings(start_, end_);
     return true;
@@ -1422,9 +1707,9 @@ void Worker::send_ping(Conn& c, uint64_t round) {
   if (!c.want_out) flush(c);
 }
 
-int Worker::wait_timeout_ms() {
+uint64_t Worker::wait_timeout_ns() {
   // Wake at least every 100 ms so no deadline is missed by more than that; sooner while
-  // retries are pending, the main thread's next phase is awaited, or pings are due.
+  // retries are pending, the main thread's next phase is awaited, or pings or messages are due.
   uint64_t wake = now_ + 100'000'000;
   if (connecting_) {
     if (!retries_.empty()) wake = std::min(wake, retries_.top().first);
@@ -1434,11 +1719,28 @@ int Worker::wait_timeout_ms() {
   } else if (!plan_.opt.hold || now_ < end_) {
     wake = std::min(wake, end_);
     if (next_ping_due_ != 0) wake = std::min(wake, next_ping_due_);
+    if (next_msg_due_ != 0) wake = std::min(wake, next_msg_due_);
+    if (plan_.opt.churn && !retries_.empty()) wake = std::min(wake, retries_.top().first);
   } else {
     wake = std::min(wake, now_ + 10'000'000);  // waiting for the last pongs
   }
-  if (wake <= now_) return 0;
-  return static_cast<int>((wake - now_ + 999'999) / 1'000'000);
+  return wake <= now_ ? 0 : wake - now_;
+}
+
+// epoll_wait with a nanosecond timeout (epoll_pwait2, Linux 5.11+): --rate sends on a schedule
+// and measures latency from it, so waking up to a millisecond late (epoll_wait's unit) would
+// show up as latency. Falls back to epoll_wait where the kernel lacks it.
+int epoll_wait_ns(int ep, epoll_event* events, int max, uint64_t ns) {
+#ifdef SYS_epoll_pwait2
+  static std::atomic<bool> unsupported{false};
+  if (!unsupported.load(std::memory_order_relaxed)) {
+    timespec ts{static_cast<time_t>(ns / 1000000000ull), static_cast<long>(ns % 1000000000ull)};
+    long r = syscall(SYS_epoll_pwait2, ep, events, max, &ts, nullptr, 0);
+    if (r >= 0 || errno != ENOSYS) return static_cast<int>(r);
+    unsupported.store(true, std::memory_order_relaxed);
+  }
+#endif
+  return epoll_wait(ep, events, max, static_cast<int>((ns + 999'999) / 1'000'000));
 }
 
 void Worker::run() {
@@ -1449,18 +1751,34 @@ void Worker::run() {
     sync_.connecting.fetch_sub(1, std::memory_order_release);
     return;
   }
+  // Timers of this thread fire when due, not up to 50 us later (the default slack).
+  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+  if (publisher_) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kWakeToken;
+    if (epoll_ctl(ep_, EPOLL_CTL_ADD, plan_.bc->efd, &ev) != 0) fprintf(stderr, "loadgen: epoll_ctl eventfd: %s\n", strerror(errno));
+  }
   std::vector<epoll_event> events(kMaxEvents);
   for (;;) {
     now_ = now_ns();
     if (!phase_step()) break;
-    if (connecting_) open_more();
-    int n = epoll_wait(ep_, events.data(), kMaxEvents, wait_timeout_ms());
+    if (connecting_ || (plan_.opt.churn && start_ != 0)) open_more();
+    int n = epoll_wait_ns(ep_, events.data(), kMaxEvents, wait_timeout_ns());
     if (n < 0) {
       if (errno == EINTR) continue;
       fprintf(stderr, "loadgen: epoll_wait: %s\n", strerror(errno));
       break;
     }
     for (int i = 0; i < n; i++) {
+      if (events[i].data.u64 == kWakeToken) {
+        uint64_t count = 0;
+        ssize_t r = read(plan_.bc->efd, &count, sizeof count);
+        (void)r;
+        now_ = now_ns();
+        publish_more();
+        continue;
+      }
       on_event(conns_[static_cast<size_t>(events[i].data.u64)], events[i].events);
     }
   }
@@ -1473,7 +1791,17 @@ void Worker::finish() {
     sync_.connecting.fetch_sub(1, std::memory_order_release);
   }
   uint64_t stalled = 0;
+  const bool churn = plan_.opt.churn;
   for (Conn& c : conns_) {
+    if (plan_.opt.rate > 0 && c.state == ConnState::kOpen) stats_.backlog += c.due_seq - std::min(c.due_seq, c.recv_seq);
+    if (churn) {
+      // A slot is healthy if it completed cycles; one caught mid-cycle by the end is no error.
+      if (c.cycles > 0) stats_.conns_ok++;
+      if (c.fd >= 0) close(c.fd);
+      c.fd = -1;
+      c.state = ConnState::kClosed;
+      continue;
+    }
     if (c.ping_outstanding) {
       stats_.pings_unanswered++;
       c.ping_outstanding = false;
@@ -1875,6 +2203,32 @@ int self_test() {
     server_frame(f, 0x88, bye, 2);
     check(run(ok, true, f) == ParseError::kPeerClosed, "close");
   }
+  // Churn's close frame: one masked frame, opcode 8, status 1000.
+  {
+    WsConfig cfg;
+    cfg.host_header = "h";
+    WsProtocol p(cfg, 5);
+    ByteQueue o;
+    check(p.close_frame(1000, o), "ws has a close frame");
+    std::vector<uint8_t> f = queue_bytes(o);
+    uint8_t op = 0;
+    size_t used = 0;
+    std::vector<uint8_t> pl;
+    check(client_frame(f.data(), f.size(), &op, &pl, &used) && used == f.size() && op == 0x8 &&
+              pl == std::vector<uint8_t>({0x03, 0xE8}),
+          "close frame 1000");
+    TcpProtocol tcp;
+    check(!tcp.close_frame(1000, o) && o.empty(), "tcp has no close frame");
+  }
+  // Percentiles: 1..1000 us, one sample each.
+  {
+    Histogram h;
+    for (uint64_t v = 1; v <= 1000; v++) h.record(v * 1000);
+    auto near = [](uint64_t got, uint64_t want) { return got >= want - want / 200 && got <= want + want / 200; };
+    check(near(h.percentile(0.5), 500000) && near(h.percentile(0.9), 900000) && near(h.percentile(0.99), 990000) &&
+              near(h.percentile(0.999), 999000) && h.max() == 1000000,
+          "histogram percentiles within 0.5%");
+  }
   if (bad == 0) printf("self-test ok\n");
   return bad == 0 ? 0 : 1;
 }
@@ -1912,6 +2266,10 @@ Stats total_of(const std::vector<std::unique_ptr<Worker>>& workers) {
     total.pings_unanswered += s.pings_unanswered;
     total.server_pings += s.server_pings;
     total.hist.merge(s.hist);
+    total.lag.merge(s.lag);
+    total.fanout.merge(s.fanout);
+    total.broadcasts += s.broadcasts;
+    total.backlog += s.backlog;
   }
   return total;
 }
@@ -1925,6 +2283,18 @@ void percentiles(JsonLine& j, const Histogram& h, const char* p50, const char* p
     j.null(p50);
     j.null(p99);
     if (max != nullptr) j.null(max);
+  }
+}
+
+// p90, p99.9 (named with a prefix, e.g. "p90_us" or "fanout_p90_us").
+void tail_percentiles(JsonLine& j, const Histogram& h, const std::string& prefix) {
+  const std::string p90 = prefix + "p90_us", p999 = prefix + "p999_us";
+  if (h.total() > 0) {
+    j.num(p90.c_str(), static_cast<double>(h.percentile(0.90)) / 1e3, 2);
+    j.num(p999.c_str(), static_cast<double>(h.percentile(0.999)) / 1e3, 2);
+  } else {
+    j.null(p90.c_str());
+    j.null(p999.c_str());
   }
 }
 
@@ -2022,11 +2392,178 @@ int run_echo(Plan& plan) {
   }
   j.u64("server_pings", total.server_pings);
   j.u64("source_ips", plan.sources.size());
+  tail_percentiles(j, total.hist, "");
+  if (o.rate > 0) {
+    // Open loop: the schedule asked for target_per_sec; rtt_per_sec is what came back in time.
+    j.num("rate_per_conn", o.rate, 3);
+    j.num("target_per_sec", o.rate * o.conns, 1);
+    j.u64("backlog_at_end", total.backlog);
+    percentiles(j, total.lag, "send_lag_p50_us", "send_lag_p99_us", nullptr);
+  }
   std::string line = j.done();
   printf("%s\n", line.c_str());
   fflush(stdout);
 
   return (total.verify_failures > 0 || total.conns_ok < static_cast<uint64_t>(o.conns)) ? 1 : 0;
+}
+
+// Churn: slots start connecting at once and cycle (connect, upgrade, one message, close) until
+// the end; cycles completed after the warmup and before the end count.
+int run_churn(Plan& plan) {
+  const Options& o = plan.opt;
+  plan.t_start = now_ns();
+  plan.t_connect_deadline = ~0ull;  // no connect phase
+  signal(SIGALRM, on_watchdog);
+  alarm(static_cast<unsigned>(std::ceil(o.warmup_s + o.duration_s)) + 30);
+  PhaseSync sync;
+  sync.connecting.store(0);
+  const uint64_t t_measure = plan.t_start + static_cast<uint64_t>(o.warmup_s * 1e9);
+  const uint64_t t_end = t_measure + static_cast<uint64_t>(o.duration_s * 1e9);
+  sync.end.store(t_end, std::memory_order_relaxed);
+  sync.start.store(plan.t_start, std::memory_order_release);
+  std::vector<std::unique_ptr<Worker>> workers = make_workers(plan, sync);
+  std::vector<std::thread> threads;
+  for (auto& w : workers) {
+    Worker* wp = w.get();
+    threads.emplace_back([wp] { wp->run(); });
+  }
+  const bool have_pid = o.server_pid > 0;
+  uint64_t srv0 = 0, srv1 = 0;
+  bool srv_ok = have_pid;
+  sleep_until_ns(t_measure);
+  if (have_pid && !read_proc_cpu_ticks(o.server_pid, &srv0)) srv_ok = false;
+  double self0 = self_cpu_s();
+  sleep_until_ns(t_end);
+  if (srv_ok && !read_proc_cpu_ticks(o.server_pid, &srv1)) srv_ok = false;
+  double self1 = self_cpu_s();
+  for (auto& t : threads) t.join();
+  alarm(0);
+  const Stats total = total_of(workers);
+  const double dur = o.duration_s;
+  const double cycles = static_cast<double>(total.messages);
+  JsonLine j;
+  j.str("mode", "churn");
+  j.str("proto", o.proto);
+  j.u64("conns", static_cast<uint64_t>(o.conns));
+  j.u64("size", o.size);
+  j.num("duration_s", dur, 3);
+  j.num("warmup_s", o.warmup_s, 3);
+  j.u64("cycles", total.messages);
+  j.num("cycles_per_sec", cycles / dur, 1);
+  percentiles(j, total.hist, "p50_us", "p99_us", "max_us");
+  tail_percentiles(j, total.hist, "");
+  j.u64("errors", total.errors);
+  j.u64("verify_failures", total.verify_failures);
+  j.u64("handshake_failures", total.handshake_failures);
+  j.u64("connect_retries", total.connect_retries);
+  j.u64("connects", total.upgraded);
+  j.u64("conns_ok", total.conns_ok);
+  if (srv_ok && total.messages > 0) {
+    double cpu = ticks_to_s(srv1 - srv0);
+    j.num("server_cpu_s", cpu, 3);
+    j.num("server_cpu_us_per_cycle", cpu * 1e6 / cycles, 3);
+  } else {
+    j.null("server_cpu_s");
+    j.null("server_cpu_us_per_cycle");
+  }
+  j.num("loadgen_cpu_s", self1 - self0, 3);
+  j.u64("threads", static_cast<uint64_t>(o.threads));
+  if (o.proto == "ws") j.str("msg_type", o.msg_type);
+  j.u64("source_ips", plan.sources.size());
+  std::string line = j.done();
+  printf("%s\n", line.c_str());
+  fflush(stdout);
+  return (total.errors > 0 || total.conns_ok < static_cast<uint64_t>(o.conns)) ? 1 : 0;
+}
+
+// Broadcast: open everything; once all are upgraded, connection 0 publishes (at most --inflight
+// messages on their way to everyone at once), every connection receives and checks every message.
+int run_broadcast(Plan& plan) {
+  const Options& o = plan.opt;
+  Broadcast bc(static_cast<size_t>(o.inflight));
+  bc.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (bc.efd < 0) {
+    fprintf(stderr, "loadgen: eventfd: %s\n", strerror(errno));
+    return 2;
+  }
+  plan.bc = &bc;
+  plan.t_start = now_ns();
+  plan.t_connect_deadline = plan.t_start + static_cast<uint64_t>(o.connect_timeout_s * 1e9);
+  signal(SIGALRM, on_watchdog);
+  alarm(static_cast<unsigned>(std::ceil(o.connect_timeout_s + o.warmup_s + o.duration_s)) + 30);
+  PhaseSync sync;
+  sync.connecting.store(o.threads);
+  std::vector<std::unique_ptr<Worker>> workers = make_workers(plan, sync);
+  std::vector<std::thread> threads;
+  for (auto& w : workers) {
+    Worker* wp = w.get();
+    threads.emplace_back([wp] { wp->run(); });
+  }
+  wait_connected(sync);
+  uint64_t ready = 0;
+  for (auto& w : workers) ready += w->stats().upgraded;  // written before `connecting` dropped
+  bc.expected = ready;
+  if (ready < static_cast<uint64_t>(o.conns)) bc.broken.store(true);  // someone would never get them
+  const uint64_t t_go = now_ns();
+  const uint64_t t_measure = t_go + static_cast<uint64_t>(o.warmup_s * 1e9);
+  const uint64_t t_end = t_measure + static_cast<uint64_t>(o.duration_s * 1e9);
+  sync.end.store(t_end, std::memory_order_relaxed);
+  sync.start.store(t_go, std::memory_order_release);
+  const bool have_pid = o.server_pid > 0;
+  uint64_t srv0 = 0, srv1 = 0;
+  bool srv_ok = have_pid;
+  sleep_until_ns(t_measure);
+  if (have_pid && !read_proc_cpu_ticks(o.server_pid, &srv0)) srv_ok = false;
+  double self0 = self_cpu_s();
+  sleep_until_ns(t_end);
+  if (srv_ok && !read_proc_cpu_ticks(o.server_pid, &srv1)) srv_ok = false;
+  double self1 = self_cpu_s();
+  for (auto& t : threads) t.join();
+  alarm(0);
+  close(bc.efd);
+  const Stats total = total_of(workers);
+  const double dur = o.duration_s;
+  const double deliveries = static_cast<double>(total.messages);
+  JsonLine j;
+  j.str("mode", "broadcast");
+  j.str("proto", o.proto);
+  j.u64("conns", static_cast<uint64_t>(o.conns));
+  j.u64("inflight", static_cast<uint64_t>(o.inflight));
+  j.u64("size", o.size);
+  j.num("duration_s", dur, 3);
+  j.num("warmup_s", o.warmup_s, 3);
+  j.u64("deliveries", total.messages);
+  j.num("deliveries_per_sec", deliveries / dur, 1);
+  j.u64("broadcasts", total.broadcasts);
+  j.num("broadcasts_per_sec", static_cast<double>(total.broadcasts) / dur, 1);
+  percentiles(j, total.hist, "p50_us", "p99_us", "max_us");
+  tail_percentiles(j, total.hist, "");
+  percentiles(j, total.fanout, "fanout_p50_us", "fanout_p99_us", "fanout_max_us");
+  j.u64("errors", total.errors);
+  j.u64("verify_failures", total.verify_failures);
+  j.u64("handshake_failures", total.handshake_failures);
+  j.u64("conns_ok", total.conns_ok);
+  if (srv_ok && total.messages > 0) {
+    double cpu = ticks_to_s(srv1 - srv0);
+    j.num("server_cpu_s", cpu, 3);
+    j.num("server_cpu_us_per_delivery", cpu * 1e6 / deliveries, 4);
+  } else {
+    j.null("server_cpu_s");
+    j.null("server_cpu_us_per_delivery");
+  }
+  j.num("loadgen_cpu_s", self1 - self0, 3);
+  j.u64("threads", static_cast<uint64_t>(o.threads));
+  j.str("msg_type", o.msg_type);
+  if (total.upgraded > 0) {
+    j.num("connect_time_s", static_cast<double>(total.last_ready_ns - plan.t_start) / 1e9, 3);
+  } else {
+    j.null("connect_time_s");
+  }
+  j.u64("source_ips", plan.sources.size());
+  std::string line = j.done();
+  printf("%s\n", line.c_str());
+  fflush(stdout);
+  return (total.errors > 0 || total.conns_ok < static_cast<uint64_t>(o.conns)) ? 1 : 0;
 }
 
 // Hold: sample the server's RSS, open everything, wait until all are upgraded (or failed),
@@ -2176,5 +2713,8 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(rl.rlim_cur), static_cast<unsigned long long>(rl.rlim_cur - 64));
     }
   }
-  return o.hold ? run_hold(plan) : run_echo(plan);
+  if (o.hold) return run_hold(plan);
+  if (o.churn) return run_churn(plan);
+  if (o.broadcast) return run_broadcast(plan);
+  return run_echo(plan);
 }

@@ -3,13 +3,16 @@
 //
 //   describe            one line for --help and the report
 //   protocols           the --proto values it serves (a scenario only runs servers that serve its)
-//   command({ proto, host, port }) -> { file, args }   the program to exec (not through a shell,
-//                       so the pid the harness sees is the server's own)
+//   roles               what it does with a message: 'echo' (back to its sender) and/or
+//                       'broadcast' (to every connection); default ['echo']
+//   command({ proto, role, host, port, nodeFlags, opts }) -> { file, args }   the program to exec
+//                       (not through a shell, so the pid the harness sees is the server's own)
 //   missing()           null when it can start, else why not (checked before any run; such a
 //                       server is reported as failed with this reason, the others still run)
 //
 // A server that starts but cannot serve the protocol (e.g. a netloop CLI without --proto ws yet)
 // exits or fails its handshakes; the harness reports that run as failed with the reason.
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { benchDir, echoCPath, netloopCliPath } from '../harness/paths.js';
@@ -20,16 +23,49 @@ const node = process.execPath;
 // like for like.
 const flags = (nodeFlags) => (nodeFlags ? nodeFlags.split(/\s+/).filter(Boolean) : []);
 
-export const servers = {
-  netloop: {
-    describe: 'netloop engine: node dist/cli.js echo --proto tcp|ws',
+const cliMissing = () => (existsSync(netloopCliPath) ? null : `${netloopCliPath} not found: run \`npm run build\``);
+
+// Whether the CLI's echo command takes --mode (asked once: its --help mentions it).
+let modeFlag = null;
+export function cliHasModeFlag() {
+  if (modeFlag === null) {
+    const r = spawnSync(node, [netloopCliPath, 'echo', '--help'], { encoding: 'utf8', timeout: 10_000 });
+    modeFlag = /--mode\b/.test(`${r.stdout ?? ''}${r.stderr ?? ''}`);
+  }
+  return modeFlag;
+}
+
+// netloop started in one I/O mode (undefined: the engine's default, no flag passed): the CLI's
+// echo server, or bench/servers/netloop-broadcast.js for the broadcast role, both with the same
+// --mode. --max-blocking (the modes scenario's option) is passed on when given.
+function netloopServer(mode) {
+  const modeArgs = (opts) => [
+    ...(mode ? ['--mode', mode] : []),
+    ...(mode && opts?.['max-blocking'] ? ['--max-blocking', String(opts['max-blocking'])] : []),
+  ];
+  return {
+    describe: mode
+      ? `netloop in ${mode} mode: node dist/cli.js echo --mode ${mode} (broadcast: bench/servers/netloop-broadcast.js --mode ${mode})`
+      : 'netloop engine: node dist/cli.js echo --proto tcp|ws (broadcast: bench/servers/netloop-broadcast.js)',
     protocols: ['tcp', 'ws'],
-    command: ({ proto, host, port, nodeFlags }) => ({
-      file: node,
-      args: [...flags(nodeFlags), netloopCliPath, 'echo', '--proto', proto, '--host', host, '--port', String(port)],
-    }),
-    missing: () => (existsSync(netloopCliPath) ? null : `${netloopCliPath} not found: run \`npm run build\``),
-  },
+    roles: ['echo', 'broadcast'],
+    command: ({ proto, role, host, port, nodeFlags, opts }) =>
+      role === 'broadcast'
+        ? { file: node, args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'netloop-broadcast.js'), '--host', host, '--port', String(port), ...modeArgs(opts)] }
+        : { file: node, args: [...flags(nodeFlags), netloopCliPath, 'echo', '--proto', proto, '--host', host, '--port', String(port), ...modeArgs(opts)] },
+    missing: () => {
+      const why = cliMissing();
+      if (why || !mode) return why;
+      return cliHasModeFlag() ? null : `${path.relative(process.cwd(), netloopCliPath)} echo has no --mode flag yet (its --help does not mention it)`;
+    },
+  };
+}
+
+export const servers = {
+  netloop: netloopServer(undefined),
+  'netloop-nonblocking': netloopServer('nonblocking'),
+  'netloop-blocking': netloopServer('blocking'),
+  'netloop-mixed': netloopServer('mixed'),
   net: {
     describe: "Node's net module: bench/servers/net-echo.js",
     protocols: ['tcp'],
@@ -40,11 +76,12 @@ export const servers = {
     missing: () => null,
   },
   ws: {
-    describe: 'the ws package (8, with bufferutil): bench/servers/ws-echo.js',
+    describe: 'the ws package (8, with bufferutil): bench/servers/ws-echo.js (broadcast: ws-broadcast.js)',
     protocols: ['ws'],
-    command: ({ host, port, nodeFlags }) => ({
+    roles: ['echo', 'broadcast'],
+    command: ({ role, host, port, nodeFlags }) => ({
       file: node,
-      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'ws-echo.js'), '--host', host, '--port', String(port)],
+      args: [...flags(nodeFlags), path.join(benchDir, 'servers', role === 'broadcast' ? 'ws-broadcast.js' : 'ws-echo.js'), '--host', host, '--port', String(port)],
     }),
     missing: () => {
       try {

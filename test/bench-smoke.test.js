@@ -1,0 +1,127 @@
+// The benchmark harness end to end at a tiny size: every scenario runs (real servers, the native
+// load generator, pinning as on a real run) and its JSON must be complete and sane: every
+// server has figures, every figure is finite and positive, no run has an error. It checks that
+// the harness works, never how fast anything is (benchmarks are not timed tests: the figures
+// belong in bench/ reports and the README). The full runs are commands in bench/README.md.
+import t from 'tap';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+const binDir = process.env.NETLOOP_BENCH_BIN_DIR ? path.resolve(process.env.NETLOOP_BENCH_BIN_DIR) : path.join(root, 'build', 'Release');
+const loadgen = path.join(binDir, 'netloop-loadgen');
+const cli = path.join(root, 'dist', 'cli.js');
+
+t.setTimeout(170_000);
+
+// Short runs: one run per server, 0.1 s warmup, 0.3 s measured.
+const QUICK = ['--runs', '1', '--warmup', '0.1', '--duration', '0.3'];
+
+function runBench(args, resultsDir) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [path.join(root, 'bench', 'run.js'), ...args], {
+      env: { ...process.env, NETLOOP_BENCH_RESULTS_DIR: resultsDir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (s) => (stdout += s));
+    child.stderr.setEncoding('utf8').on('data', (s) => (stderr += s));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const positive = (x) => typeof x === 'number' && Number.isFinite(x) && x > 0;
+
+// What every result of a kind must carry, finite and positive.
+const fields = {
+  echo: ['rtt_per_sec', 'p50_us', 'p99_us', 'max_us', 'server_cpu_s'],
+  latency: ['rtt_per_sec', 'target_per_sec', 'p50_us', 'p90_us', 'p99_us', 'p999_us', 'max_us'],
+  hold: ['connect_time_s', 'connects_per_sec', 'rss_idle_bytes', 'pongs_received'],
+  broadcast: ['deliveries_per_sec', 'broadcasts_per_sec', 'p50_us', 'p99_us', 'fanout_p99_us'],
+  churn: ['cycles_per_sec', 'p50_us', 'p99_us', 'max_us'],
+};
+
+async function scenario(t, name, args, dir) {
+  const r = await runBench([name, ...QUICK.filter((a, i) => !(name.includes('hold') && i >= 2)), ...args], dir);
+  t.equal(r.code, 0, `${name} exits 0`, { stderr: r.stderr.slice(-3000) });
+  const m = /results: (\S+\.json); chart: (\S+\.svg)/.exec(r.stderr);
+  t.ok(m, `${name} names its results file`);
+  if (!m) return;
+  const file = path.isAbsolute(m[1]) ? m[1] : path.resolve(m[1]);
+  const rec = JSON.parse(readFileSync(file, 'utf8'));
+  t.equal(rec.scenario, name);
+  t.equal(rec.ok, true, `${name}: no problems`, { problems: rec.problems });
+  t.ok(rec.cases.length > 0, `${name}: has cases`);
+  // Every run: a result, no error, nothing wrong with the echoed bytes.
+  for (const run of rec.runs) {
+    const j = run.result;
+    t.ok(j, `${name} ${run.case} ${run.server}: result`);
+    if (!j) continue;
+    t.equal(j.errors, 0, `${name} ${run.case} ${run.server}: errors 0`);
+    if ('verify_failures' in j) t.equal(j.verify_failures, 0, `${name} ${run.case} ${run.server}: verify failures 0`);
+    t.equal(j.conns_ok, j.conns, `${name} ${run.case} ${run.server}: every connection healthy`);
+    for (const f of fields[run.kind]) t.ok(positive(j[f]), `${name} ${run.case} ${run.server}: ${f} = ${j[f]}`);
+  }
+  // Every case: every server it was run with has a summary from clean runs and its figures.
+  for (const c of rec.cases) {
+    t.ok(c.servers.length > 0, `${name} ${c.id}: servers`);
+    for (const s of c.servers) {
+      const sum = c.summary[s];
+      t.ok(sum && sum.ok_runs === sum.runs && sum.runs >= 1, `${name} ${c.id} ${s}: clean runs`);
+      for (const f of c.figures) {
+        const v = sum?.figures?.[f.key];
+        const ok = [v?.median, v?.min, v?.max].every(positive);
+        t.ok(ok, `${name} ${c.id} ${s}: ${f.key} ${JSON.stringify(v)}`);
+      }
+    }
+  }
+  // Every server the scenario ran appears in some case, the report and the chart.
+  const chart = readFileSync(path.isAbsolute(m[2]) ? m[2] : path.join(root, m[2]), 'utf8');
+  t.match(chart, /^<svg /, `${name}: chart is an SVG`);
+  for (const s of rec.servers) {
+    t.ok(rec.cases.some((c) => c.servers.includes(s)), `${name}: ${s} measured`);
+    t.match(r.stdout, `| ${s} |`, `${name}: ${s} in the table`);
+    t.match(chart, `>${s}<`, `${name}: ${s} in the chart`);
+  }
+}
+
+t.test('bench harness smoke', async (t) => {
+  if (!existsSync(loadgen)) {
+    t.fail(`${loadgen} not found: build it with \`npx node-gyp build\` (or set NETLOOP_BENCH_BIN_DIR)`);
+    return;
+  }
+  const help = spawnSync(loadgen, ['--help'], { encoding: 'utf8' }).stdout ?? '';
+  if (!help.includes('--churn')) {
+    t.fail(`${loadgen} predates --churn/--broadcast/--rate: rebuild it with \`npx node-gyp build\``);
+    return;
+  }
+  t.equal(spawnSync(loadgen, ['--self-test'], { encoding: 'utf8' }).status, 0, 'netloop-loadgen --self-test');
+  if (!existsSync(cli)) {
+    t.fail(`${cli} not found: npm run build`);
+    return;
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'netloop-bench-smoke-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+
+  await t.test('echo', (t) => scenario(t, 'echo', ['--conns', '4', '--inflight', '2', '--size', '64,65536', '--msg-type', 'binary,text'], dir));
+  await t.test('latency', (t) => scenario(t, 'latency', ['--conns', '4', '--rate', '200'], dir));
+  // Enough connections that each server's RSS grows by megabytes: with a few hundred, a garbage
+  // collection between the two samples can make the difference negative (ws: -2.7 MB once).
+  await t.test('hold', (t) => scenario(t, 'hold', ['--conns', '2000', '--settle', '0.3', '--duration', '0.6', '--ping-interval', '0.2'], dir));
+  await t.test('broadcast', (t) => scenario(t, 'broadcast', ['--conns', '20', '--threads', '1'], dir));
+  await t.test('churn ws', (t) => scenario(t, 'churn', ['--conns', '4'], dir));
+  await t.test('churn tcp', (t) => scenario(t, 'churn', ['--conns', '4', '--proto', 'tcp'], dir));
+  await t.test('tcp-echo (the earlier name)', (t) => scenario(t, 'tcp-echo', ['--conns', '4', '--inflight', '2'], dir));
+  await t.test('modes', async (t) => {
+    const echoHelp = spawnSync(process.execPath, [cli, 'echo', '--help'], { encoding: 'utf8' }).stdout ?? '';
+    if (!/--mode\b/.test(echoHelp)) {
+      t.skip('modes: `netloop echo --help` does not mention --mode yet (the I/O mode flag is being added)');
+      return;
+    }
+    await scenario(t, 'modes', ['--conns', '1,10', '--hold-conns', '50', '--hold-settle', '0.2', '--hold-duration', '0.4'], dir);
+  });
+});
