@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { figuresOf, kindOf, summarizeCase } from './harness/kinds.js';
-import { crossRunNotes, runMatrix, serves } from './harness/matrix.js';
+import { crossRunNotes, isScaled, runMatrix, serves } from './harness/matrix.js';
 import { machineInfo } from './harness/machine.js';
 import { buildHint, binDir, loadgenPath, repoRoot, resultsDir } from './harness/paths.js';
 import { liveChildren, planPinning } from './harness/proc.js';
@@ -131,6 +131,7 @@ function parse(argv) {
     if (!servers[n]) fail(`unknown server "${n}" (have: ${Object.keys(servers).join(', ')})`, scenario);
     if (!cases.some((c) => serves(servers[n], c))) {
       const c = cases[0];
+      if (isScaled(c)) fail(`server "${n}" cannot hold ${c.conns} connections: past one process's open files only a server with worker processes can (netloop)`, scenario);
       fail(`server "${n}" does not serve ${c.proto}${c.role && c.role !== 'echo' ? ` as a ${c.role} server` : ''}`, scenario);
     }
   }

@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { servers } from '../servers/index.js';
 import { kindOf, progressLine } from './kinds.js';
 import { loadgenPath } from './paths.js';
+import { PER_PROCESS_CONNS, runScaledHold, scalePlan } from './scale.js';
 import {
   commOf, freePort, machineBusyTicks, pidTicks, runLoadgen, selfAndChildrenTicks, startServer, stopServer, waitReleased,
 } from './proc.js';
@@ -55,7 +56,9 @@ async function runOne({ run, name, c, host, pinning, opts }) {
   const scenario = c; // the case: proto, role, kind, loadgenArgs, timeoutS, conns, pauseS
   const conns = c.conns;
   const port = await freePort(host);
-  const { file, args } = servers[name].command({ proto: c.proto, role: c.role ?? 'echo', host, port, nodeFlags: opts['node-flags'], opts });
+  const scaled = isScaled(c);
+  const workers = scaled ? scalePlan(conns).workers : 0;
+  const { file, args } = servers[name].command({ proto: c.proto, role: c.role ?? 'echo', host, port, nodeFlags: opts['node-flags'], opts, workers });
   const rec = {
     run, case: c.id, kind: c.kind, server: name, port, command: [file, ...args].join(' '), pid: null, result: null, problems: [], notes: [],
   };
@@ -76,12 +79,26 @@ async function runOne({ run, name, c, host, pinning, opts }) {
   rec.pid = server.child.pid;
   rec.server_comm = commOf(rec.pid);
   const before = cpuSnapshot(rec.pid);
-  const lg = await runLoadgen({
-    file: loadgenPath,
-    args: [...c.loadgenArgs, '--host', host, '--port', String(port), '--server-pid', String(rec.pid)],
-    cpu: pinning.loadgenCpu,
-    timeoutMs: c.timeoutS * 1000,
-  });
+  const lg = scaled
+    ? await runScaledHold({
+        c: { ...c, opts },
+        host,
+        port,
+        serverPid: rec.pid,
+        loadgenCpu: pinning.loadgenCpu,
+        // The supervisor prints its worker pids once every worker listens.
+        serverReady: async () => {
+          const end = Date.now() + 30_000;
+          while (!/worker processes/.test(server.output()) && Date.now() < end) await sleep(50);
+        },
+      })
+    : await runLoadgen({
+        file: loadgenPath,
+        args: [...c.loadgenArgs, '--host', host, '--port', String(port), '--server-pid', String(rec.pid)],
+        cpu: pinning.loadgenCpu,
+        timeoutMs: c.timeoutS * 1000,
+      });
+  if (scaled) rec.notes.push(`past one process: ${workers} server worker processes (--workers), ${scalePlan(conns).loadgens} generator processes`);
   const after = cpuSnapshot(rec.pid);
   rec.other_cpu = otherCpu(before, after);
   const diedDuringRun = server.child.exitCode !== null || server.child.signalCode !== null;
@@ -130,9 +147,16 @@ export function saturationNote(j) {
   return `neither side saturated (server ${Math.round(server * 100)}%, loadgen ${Math.round(loadgen * 100)}% CPU): latency-bound, contention, or a server stall`;
 }
 
-// Whether a server can take part in a case (its protocol and role).
+// A hold with more connections than one process may keep open: several server and generator
+// processes (harness/scale.js).
+export function isScaled(c) {
+  return c.kind === 'hold' && c.conns > PER_PROCESS_CONNS;
+}
+
+// Whether a server can take part in a case (its protocol and role; past one process, whether it
+// can run as several processes on one port).
 export function serves(server, c) {
-  return server.protocols.includes(c.proto) && (server.roles ?? ['echo']).includes(c.role ?? 'echo');
+  return server.protocols.includes(c.proto) && (server.roles ?? ['echo']).includes(c.role ?? 'echo') && (!isScaled(c) || server.workers === true);
 }
 
 // Every run, every case, every server that serves the case, in an order that rotates by one each

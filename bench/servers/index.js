@@ -49,10 +49,16 @@ function netloopServer(mode) {
       : 'netloop engine: node dist/cli.js echo --proto tcp|ws (broadcast: bench/servers/netloop-broadcast.js)',
     protocols: ['tcp', 'ws'],
     roles: ['echo', 'broadcast'],
-    command: ({ proto, role, host, port, nodeFlags, opts }) =>
+    // Past one process (a hold of more connections than 20,000 open files allow): the CLI's
+    // supervised worker processes on one port. The workers inherit the Node flags.
+    workers: true,
+    command: ({ proto, role, host, port, nodeFlags, opts, workers }) =>
       role === 'broadcast'
         ? { file: node, args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'netloop-broadcast.js'), '--host', host, '--port', String(port), ...modeArgs(opts)] }
-        : { file: node, args: [...flags(nodeFlags), netloopCliPath, 'echo', '--proto', proto, '--host', host, '--port', String(port), ...modeArgs(opts)] },
+        : {
+            file: node,
+            args: [...flags(nodeFlags), netloopCliPath, 'echo', '--proto', proto, '--host', host, '--port', String(port), ...modeArgs(opts), ...(workers ? ['--workers', String(workers)] : [])],
+          },
     missing: () => {
       const why = cliMissing();
       if (why || !mode) return why;
