@@ -1,9 +1,11 @@
 // Engine: configuration, listening and dialing, the token -> Conn table, and
 // the batch dispatch: native hands over one batch of records per loop
 // iteration, JS answers with one command array (native.ts has the layout).
+import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { Conn, ConnState, type ConnProtocol, type Deadline } from './conn.js';
 import { parseAddress, resolveHost, formatAddress, type ParsedAddress } from './address.js';
+import { BurstWatcher } from './memory.js';
 import { clusterOptions, createCluster, type EngineCluster, type SupervisorOptions, type WorkerStats } from './workers.js';
 import {
   EOFError,
@@ -53,7 +55,11 @@ export interface EngineOptions {
   onClose?: (conn: Conn, err: Error | null) => void;
   /** A connection's write queue became empty. */
   onDrain?: (conn: Conn) => void;
-  /** listen() backlog. Default 511. */
+  /**
+   * listen() backlog. Default: the system's limit (Linux: net.core.somaxconn,
+   * read once), else 511. A burst of connects larger than the backlog has
+   * SYNs dropped and retried a second later.
+   */
   backlog?: number;
   /** SO_REUSEPORT on listeners, so that several engines can share a port. Default false. */
   reusePort?: boolean;
@@ -86,6 +92,13 @@ export interface EngineOptions {
    * connection got.
    */
   ioMode?: IoMode;
+  /**
+   * After this many connections opened in a burst and then a second without
+   * one, ask V8 to give back the memory the burst grew (lib/memory.ts,
+   * releaseMemory()): one incremental collection, a few ms. 0 disables it.
+   * Default 1,000.
+   */
+  releaseMemoryAfterBurst?: number;
   /** 'mixed' mode: connections served by a thread of their own, at most. Default 1,000. */
   maxBlockingOnline?: number;
   /** Blocking mode: stack of each reader thread, bytes. Default 64 KiB. */
@@ -173,6 +186,23 @@ function checkInt(name: string, value: unknown, min: number, max: number): numbe
   return value;
 }
 
+let somaxconn: number | undefined;
+
+// The kernel caps every backlog at somaxconn anyway; asking for it, as Go's
+// net package does, lets a connect burst queue as deep as the system allows.
+function systemBacklog(): number {
+  if (somaxconn === undefined) {
+    somaxconn = 511;
+    try {
+      const n = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8').trim());
+      if (Number.isInteger(n) && n >= 1) somaxconn = Math.min(n, 65535);
+    } catch {
+      // not Linux, or no /proc: Node's default
+    }
+  }
+  return somaxconn;
+}
+
 function checkIoMode(mode: unknown): IoMode {
   if (mode === undefined) return 'nonblocking';
   if (typeof mode !== 'string' || !Object.hasOwn(IO_MODES, mode)) {
@@ -212,6 +242,7 @@ export class Engine {
   #inBatch = false;
   #flushScheduled = false;
   #statsArray = new Float64Array(STATS_LENGTH);
+  #burst: BurstWatcher | undefined;
   #stopped: Promise<void> | undefined;
   readonly #flushTask = (): void => {
     this.#flushScheduled = false;
@@ -245,7 +276,7 @@ export class Engine {
     };
     this.options = Object.freeze({
       addrs: [...addrs],
-      backlog: checkInt('backlog', options.backlog ?? 511, 1, 65535),
+      backlog: checkInt('backlog', options.backlog ?? systemBacklog(), 1, 65535),
       reusePort: bool('reusePort', options.reusePort, false),
       noDelay: bool('noDelay', options.noDelay, true),
       maxWriteBufferSize: checkInt('maxWriteBufferSize', options.maxWriteBufferSize ?? 64 * 1024 * 1024, 1, 2 ** 32 - 1),
@@ -257,11 +288,13 @@ export class Engine {
       maxEventsPerIteration: checkInt('maxEventsPerIteration', options.maxEventsPerIteration ?? 1024, 1, binding.constants.MAX_EVENTS ?? 1024),
       ref: bool('ref', options.ref, true),
       ioMode: checkIoMode(options.ioMode),
+      releaseMemoryAfterBurst: checkInt('releaseMemoryAfterBurst', options.releaseMemoryAfterBurst ?? 1000, 0, 2 ** 32 - 1),
       maxBlockingOnline: checkInt('maxBlockingOnline', options.maxBlockingOnline ?? 1000, 0, 2 ** 32 - 1),
       readerStackSize: checkInt('readerStackSize', options.readerStackSize ?? 64 * 1024, 16 * 1024, 2 ** 30),
       readerBufferSize: checkInt('readerBufferSize', options.readerBufferSize ?? 16 * 1024, 1024, 2 ** 30),
     });
     this.#upgrader?.attach(this);
+    if (this.options.releaseMemoryAfterBurst > 0) this.#burst = new BurstWatcher(this.options.releaseMemoryAfterBurst);
     this.#cluster = createCluster(this, options);
   }
 
@@ -373,6 +406,7 @@ export class Engine {
   #stopNative(): Promise<void> {
     if (this.#state !== 'running') return Promise.resolve();
     this.#state = 'stopping';
+    this.#burst?.stop();
     const handle = this.#handle!;
     this.#flush();
     return new Promise<void>((resolve) => {
@@ -525,6 +559,7 @@ export class Engine {
       c._blocking = blocking;
       this.#conns[slot] = c;
       this.#online++;
+      this.#burst?.opened(this._now);
       if (d.proto !== undefined) {
         c._proto = d.proto; // a protocol's own dial (a WebSocket client): its caller is told
         d.resolve(c);
@@ -543,6 +578,7 @@ export class Engine {
     c._blocking = blocking;
     this.#conns[slot] = c;
     this.#online++;
+    this.#burst?.opened(this._now);
     if (this.#upgrader !== undefined) this.#upgrader.accept(c);
     else this.#onOpen(c);
   }

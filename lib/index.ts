@@ -29,3 +29,4 @@ export { compareModes, formatComparison, MODE_COLUMNS } from './compare.js';
 export type { ComparisonRow, Cell, ModeColumn } from './compare.js';
 export { describeError, formatError, reportClose } from './close-report.js';
 export type { CloseReport, ErrorReport } from './close-report.js';
+export { releaseMemory } from './memory.js';

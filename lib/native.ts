@@ -50,6 +50,8 @@ interface Binding {
   EngineHandle: new (config: NativeConfig, arrays: NativeArrays, onBatch: (count: number) => void) => EngineHandle;
   constants: Record<string, number>;
   backend: 'epoll' | 'kqueue';
+  /** V8 MemoryPressureNotification: true critical, false moderate (lib/memory.ts). */
+  releaseMemory(critical: boolean): void;
 }
 
 const require = createRequire(import.meta.url);

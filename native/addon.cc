@@ -12,6 +12,7 @@
 // guard against what would be undefined behaviour, and throw TypeError then.
 #include <napi.h>
 #include <uv.h>
+#include <v8.h>
 
 #include <cerrno>
 #include <cstring>
@@ -648,7 +649,16 @@ Napi::Object Constants(Napi::Env env) {
 
 }  // namespace
 
+// releaseMemory(critical): tells V8 the process is under memory pressure.
+Napi::Value ReleaseMemory(const Napi::CallbackInfo& info) {
+  bool critical = info.Length() >= 1 && info[0].ToBoolean().Value();
+  v8::Isolate::GetCurrent()->MemoryPressureNotification(critical ? v8::MemoryPressureLevel::kCritical
+                                                                   : v8::MemoryPressureLevel::kModerate);
+  return info.Env().Undefined();
+}
+
 Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
+  exports.Set("releaseMemory", Napi::Function::New(env, ReleaseMemory));
   exports.Set("EngineHandle", EngineHandle::Define(env));
   exports.Set("constants", Constants(env));
 #if defined(__linux__)

@@ -103,12 +103,16 @@ export async function runScaledHold({ c, host, port, serverPid, loadgenCpu, serv
     if (held >= c.conns) break;
     await sleep(250);
   }
-  const connectS = (Date.now() - started) / 1000;
+  const upAt = Date.now();
+  const connectS = (upAt - started) / 1000;
   await sleep(o.settle * 1000);
   const tree = processTree(serverPid);
   const rssIdle = sum(tree, rssOf);
-  const results = await Promise.all(gens);
+  // "end": near the end of the hold, its pings answered, before the generators hang up (their
+  // hold starts waitS after their own connects, which all finished by upAt).
+  await sleep(Math.max(0, upAt + (waitS + o.duration * 0.9) * 1000 - Date.now()));
   const rssEnd = sum(processTree(serverPid), rssOf);
+  const results = await Promise.all(gens);
   const jsons = results.map((r) => r.json);
   if (jsons.some((j) => j === null)) {
     const bad = results.find((r) => r.json === null);
