@@ -52,6 +52,8 @@ interface Binding {
   backend: 'epoll' | 'kqueue';
   /** V8 MemoryPressureNotification: true critical, false moderate (lib/memory.ts). */
   releaseMemory(critical: boolean): void;
+  /** XORs buf[start, end) with the WebSocket masking key, in place; returns the key index at end (lib/websocket/mask.ts). */
+  mask(buf: Uint8Array, start: number, end: number, key: Uint8Array, keyIndex: number): number;
 }
 
 const require = createRequire(import.meta.url);

@@ -649,6 +649,48 @@ Napi::Object Constants(Napi::Env env) {
 
 }  // namespace
 
+// mask(buf, start, end, key, keyIndex) -> keyIndex: XORs buf[start, end)
+// with the 4-byte WebSocket masking key in place (RFC 6455 §5.3), key byte
+// keyIndex first; returns the key index of the byte at end. For large
+// payloads: a C loop over 64-bit words, which the compiler vectorizes, is
+// several times faster than JavaScript's 32-bit typed-array loop
+// (lib/websocket/mask.ts uses this above a threshold).
+Napi::Value Mask(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* buf = nullptr;
+  uint8_t* key = nullptr;
+  size_t len = 0, key_len = 0;
+  if (info.Length() < 5 || !GetTypedArray(info[0], napi_uint8_array, &buf, &len) || !info[1].IsNumber() ||
+      !info[2].IsNumber() || !GetTypedArray(info[3], napi_uint8_array, &key, &key_len) || key_len < 4 ||
+      !info[4].IsNumber()) {
+    return ThrowType(env, "mask(buf, start, end, key, keyIndex)");
+  }
+  double start_d = info[1].As<Napi::Number>().DoubleValue();
+  double end_d = info[2].As<Napi::Number>().DoubleValue();
+  if (!(start_d >= 0 && start_d <= end_d && end_d <= static_cast<double>(len))) {
+    return ThrowType(env, "mask: start and end must satisfy 0 <= start <= end <= buf.length");
+  }
+  size_t start = static_cast<size_t>(start_d);
+  size_t end = static_cast<size_t>(end_d);
+  unsigned k = static_cast<unsigned>(info[4].As<Napi::Number>().Int32Value()) & 3u;
+  // The key rotated so that its first byte applies to buf[start].
+  uint8_t rot[8];
+  for (unsigned i = 0; i < 8; i++) rot[i] = key[(k + i) & 3u];
+  uint64_t word;
+  std::memcpy(&word, rot, sizeof word);
+  uint8_t* p = buf + start;
+  size_t n = end - start;
+  size_t words = n / 8;
+  for (size_t i = 0; i < words; i++) {
+    uint64_t v;
+    std::memcpy(&v, p + i * 8, sizeof v);  // no alignment assumption, no aliasing UB
+    v ^= word;
+    std::memcpy(p + i * 8, &v, sizeof v);
+  }
+  for (size_t i = words * 8; i < n; i++) p[i] ^= rot[i & 7u];
+  return Napi::Number::New(env, static_cast<double>((k + n) & 3u));
+}
+
 // releaseMemory(critical): tells V8 the process is under memory pressure.
 Napi::Value ReleaseMemory(const Napi::CallbackInfo& info) {
   bool critical = info.Length() >= 1 && info[0].ToBoolean().Value();
@@ -659,6 +701,7 @@ Napi::Value ReleaseMemory(const Napi::CallbackInfo& info) {
 
 Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("releaseMemory", Napi::Function::New(env, ReleaseMemory));
+  exports.Set("mask", Napi::Function::New(env, Mask));
   exports.Set("EngineHandle", EngineHandle::Define(env));
   exports.Set("constants", Constants(env));
 #if defined(__linux__)

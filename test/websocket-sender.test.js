@@ -102,7 +102,8 @@ t.test('maskInPlace: every alignment, length and key offset agrees with the defi
   const key = hex('a1b2c3d4');
   let bad = 0;
   for (let offset = 0; offset < 8; offset++) {
-    for (const len of [0, 1, 3, 4, 5, 31, 32, 33, 63, 64, 65, 100, 257, 4099]) {
+    // Lengths on both sides of the word loop (32) and of the native loop (512).
+    for (const len of [0, 1, 3, 4, 5, 31, 32, 33, 63, 64, 65, 100, 257, 511, 512, 513, 1025, 4099, 65539]) {
       for (let k = 0; k < 4; k++) {
         const base = Buffer.alloc(offset + len + 8);
         for (let i = 0; i < base.length; i++) base[i] = (i * 37 + 11) & 0xff;
@@ -114,6 +115,19 @@ t.test('maskInPlace: every alignment, length and key offset agrees with the defi
     }
   }
   t.equal(bad, 0, 'no mismatches, bytes outside the range untouched, key index returned');
+});
+
+t.test('the native mask refuses what would go out of bounds', async (t) => {
+  const { binding } = await import('../dist/native.js');
+  const key = hex('a1b2c3d4');
+  const buf = Buffer.alloc(16);
+  t.throws(() => binding.mask(buf, 0, 17, key, 0), TypeError, 'end past the buffer');
+  t.throws(() => binding.mask(buf, 5, 4, key, 0), TypeError, 'start after end');
+  t.throws(() => binding.mask(buf, -1, 4, key, 0), TypeError, 'negative start');
+  t.throws(() => binding.mask(buf, 0, 4, hex('a1b2'), 0), TypeError, 'a key shorter than 4 bytes');
+  t.throws(() => binding.mask([1, 2], 0, 1, key, 0), TypeError, 'not a Uint8Array');
+  t.equal(binding.mask(buf, 3, 3, key, 2), 2, 'an empty range changes nothing');
+  t.ok(buf.equals(Buffer.alloc(16)), 'untouched');
 });
 
 t.test('control frames: at most 125 bytes, never fragmented, no RSV1', async (t) => {
