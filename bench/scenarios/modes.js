@@ -20,9 +20,11 @@ export default {
     inflight: { default: 4, min: 1, integer: true, help: 'messages in flight per connection above one connection (at one: 1)' },
     size: { default: 64, min: 1, integer: true, help: 'payload bytes' },
     'hold-conns': { default: 1000, min: 0, integer: true, help: 'connections held for the RSS figure (0: skip)' },
-    'hold-settle': { default: 1, min: 0, help: 'seconds between all held connections up and the RSS sample' },
+    // 3 s: netloop gives the burst's memory back a second after it (releaseMemoryAfterBurst).
+    'hold-settle': { default: 3, min: 0, help: 'seconds between all held connections up and the RSS sample' },
     'hold-duration': { default: 2, min: 0.1, help: 'seconds the connections are held (and pinged every second) after it' },
-    'max-blocking': { default: 0, min: 0, integer: true, help: 'mixed: connections served by a thread at most, passed to the netloop servers as --max-blocking (0: their default, 1,000)' },
+    // 100: at 1,000 connections mixed is then 100 threads and 900 on the poller, the case it is for.
+    'max-blocking': { default: 100, min: 0, integer: true, help: 'mixed: connections served by a thread at most, passed to the netloop servers as --max-blocking (0: their default, 1,000)' },
     duration: { default: 3, min: 0.1, help: 'measured seconds per echo run' },
     warmup: { default: 1, min: 0, help: 'seconds from all connected to measuring' },
     threads: threadsOption,

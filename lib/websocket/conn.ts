@@ -92,15 +92,25 @@ function checkPayload(data: unknown, what: string): asserts data is Uint8Array |
   }
 }
 
+/**
+ * The fields an idle connection does not need, allocated on first use (see
+ * ConnExtras in ../conn.ts: each field of a per-connection object is 8 bytes
+ * per connection).
+ */
+class WsExtras {
+  pmd: (MessageCompressor & MessageDecompressor) | null = null;
+  closeInfo: CloseInfo | null = null;
+  fragmentOpcode = 0;
+  err: Error | null | typeof CLEAN | undefined = undefined;
+  session: unknown = undefined;
+}
+
 export class WebSocketConn {
   /** @internal */ readonly _raw: Conn;
   /** @internal */ readonly _owner: WebSocketOwner;
   /** @internal */ _receiver: Receiver | null = null;
-  /**
-   * @internal permessage-deflate for this connection, both directions, when
-   * negotiated (receivers are pooled and get it back from here, see upgrader.ts).
-   */
-  _pmd: (MessageCompressor & MessageDecompressor) | null = null;
+  /** @internal The rarely needed fields (WsExtras), once one was set. */
+  _x: WsExtras | undefined = undefined;
   /**
    * @internal When bytes last arrived (keepalive): clock32() at that time.
    * A 32-bit integer is kept in the object itself; a Date.now() value would
@@ -111,12 +121,7 @@ export class WebSocketConn {
   readonly subprotocol: string;
   /** The request path (server side) or the dialed path (client side). */
   readonly path: string;
-  /** The facts of the close: set as the close begins (a close frame, a protocol error, a local close), final in onClose; null before. */
-  closeInfo: CloseInfo | null = null;
   #state = WsState.Open;
-  #fragmentOpcode = 0; // the opcode of a message being sent in fragments, 0 when none
-  #err: Error | null | typeof CLEAN | undefined = undefined;
-  #session: unknown = undefined;
 
   /** @internal */
   constructor(raw: Conn, owner: WebSocketOwner, subprotocol: string, path: string) {
@@ -124,6 +129,41 @@ export class WebSocketConn {
     this._owner = owner;
     this.subprotocol = subprotocol;
     this.path = path;
+  }
+
+  /**
+   * @internal permessage-deflate for this connection, both directions, when
+   * negotiated (receivers are pooled and get it back from here, see upgrader.ts).
+   */
+  get _pmd(): (MessageCompressor & MessageDecompressor) | null {
+    return this._x?.pmd ?? null;
+  }
+  set _pmd(pmd: (MessageCompressor & MessageDecompressor) | null) {
+    if (pmd !== null || this._x !== undefined) (this._x ??= new WsExtras()).pmd = pmd;
+  }
+
+  /** The facts of the close: set as the close begins (a close frame, a protocol error, a local close), final in onClose; null before. */
+  get closeInfo(): CloseInfo | null {
+    return this._x?.closeInfo ?? null;
+  }
+  set closeInfo(info: CloseInfo | null) {
+    (this._x ??= new WsExtras()).closeInfo = info;
+  }
+
+  /** The opcode of a message being sent in fragments, 0 when none. */
+  get #fragmentOpcode(): number {
+    return this._x?.fragmentOpcode ?? 0;
+  }
+  set #fragmentOpcode(opcode: number) {
+    if (opcode !== 0 || this._x !== undefined) (this._x ??= new WsExtras()).fragmentOpcode = opcode;
+  }
+
+  /** What onClose will receive, once decided (CLEAN: by the I/O mode); undefined before. */
+  get #err(): Error | null | typeof CLEAN | undefined {
+    return this._x?.err;
+  }
+  set #err(err: Error | null | typeof CLEAN | undefined) {
+    (this._x ??= new WsExtras()).err = err;
   }
 
   /** @internal True once onClose has been delivered. */
@@ -223,11 +263,11 @@ export class WebSocketConn {
   }
 
   setSession(session: unknown): void {
-    this.#session = session;
+    (this._x ??= new WsExtras()).session = session;
   }
 
   get session(): unknown {
-    return this.#session;
+    return this._x?.session;
   }
 
   get bufferedAmount(): number {
