@@ -11,9 +11,13 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadgenPath } from './paths.js';
 import { runLoadgen } from './proc.js';
+import { pingInterval } from '../scenarios/ws-hold.js';
 
-/** Connections one process holds, server worker or generator: well under the 20,000 open files. */
-export const PER_PROCESS_CONNS = 17000;
+/**
+ * Connections one process holds, server worker or generator: well under the 20,000 open files.
+ * NETLOOP_BENCH_PER_PROCESS lowers it, so that the smoke test runs this path at a tiny size.
+ */
+export const PER_PROCESS_CONNS = Number(process.env.NETLOOP_BENCH_PER_PROCESS) > 0 ? Number(process.env.NETLOOP_BENCH_PER_PROCESS) : 17000;
 
 /** pid and all its descendants (the supervisor and its workers). */
 export function processTree(pid) {
@@ -86,7 +90,7 @@ export async function runScaledHold({ c, host, port, serverPid, loadgenCpu, serv
         '--conns', String(share(i)),
         '--duration', String(o.duration),
         '--settle', String(waitS),
-        '--ping-interval', String(o['ping-interval']),
+        '--ping-interval', String(pingInterval(o)),
         '--connect-concurrency', String(Math.max(1, Math.floor(o['connect-concurrency'] / loadgens))),
         '--connect-timeout', String(o['connect-timeout']),
         '--source-ips', `127.0.${i + 1}.1,127.0.${i + 1}.2`,

@@ -1,7 +1,7 @@
 // hold: N idle WebSocket connections held with periodic pings (every pong required): the server's
 // RSS per connection and the connect time. ws-hold with the C server as a floor among the
 // defaults; the generator, the phases and the table are the same (see ws-hold.js).
-import wsHold from './ws-hold.js';
+import wsHold, { pingInterval } from './ws-hold.js';
 import { PER_PROCESS_CONNS } from '../harness/scale.js';
 
 export default {
@@ -18,5 +18,5 @@ export default {
       help: `connections held; past ${PER_PROCESS_CONNS.toLocaleString('en-US')} (open files per process) the server runs as worker processes (netloop --workers) and the generator as several processes with their own source addresses`,
     },
   },
-  title: (o) => `hold: ${o.conns.toLocaleString('en-US')} idle WebSocket connections, a ping every ${o['ping-interval']} s each`,
+  title: (o) => `hold: ${o.conns.toLocaleString('en-US')} idle WebSocket connections, a ping every ${pingInterval(o)} s each`,
 };
