@@ -5,7 +5,9 @@ import { Engine, Upgrader } from 'netloop';
 const port = Number(process.argv[2] ?? 9001);
 const upgrader = new Upgrader({ keepaliveTime: 60_000 });
 upgrader.onOpen((c) => console.log('open', c.remoteAddr, c.path));
-upgrader.onMessage((c, type, data) => c.writeMessage(type, data));
+upgrader.onMessage((c, type, data) => {
+  if (!c.closed) c.writeMessage(type, data); // not after our close frame (stop() sends 1001)
+});
 upgrader.setCloseHandler((c, code, reason) => console.log('peer sent close', code, reason));
 upgrader.onClose((c, err) => console.log('closed', c.remoteAddr, err === null ? 'cleanly' : `${err.name}: ${err.message}`, c.closeInfo));
 

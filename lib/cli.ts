@@ -108,7 +108,11 @@ async function echo(values: Record<string, string | boolean | undefined>): Promi
       ...(values.path !== undefined ? { path: values.path as string } : {}),
       ...(values.compression === true ? { compression: true } : {}),
     });
-    upgrader.onMessage((conn, type, data) => conn.writeMessage(type, data));
+    // After our close frame (engine.stop() says 1001 to everyone) messages may
+    // still arrive until the peer's close frame; they are not echoed.
+    upgrader.onMessage((conn, type, data) => {
+      if (!conn.closed) conn.writeMessage(type, data);
+    });
     if (logClose) {
       const handlerCalls = new WeakMap<WebSocketConn, { code: number; reason: string }>();
       upgrader.setCloseHandler((conn, code, reason) => handlerCalls.set(conn, { code, reason }));
