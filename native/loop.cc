@@ -73,6 +73,16 @@ int Loop::Open(const LoopConfig& config, uint8_t* slab, size_t slab_len, Readers
   slab_ = slab;
   slab_len_ = slab_len;
   events_.resize(static_cast<size_t>(config_.max_events));
+  // Per-slot tables are reserved for max_load (plus listeners) up front:
+  // address space only, since the kernel backs pages as slots are first used.
+  // Growing them by doubling instead would copy them and leave the old
+  // copies in the allocator's free lists, resident, each time.
+  // Capped: past a million the tables grow as needed (a larger max_load
+  // must not reserve gigabytes of address space).
+  size_t slots = std::min<size_t>(config_.max_load, 1u << 20) + 64;
+  slots_.reserve(slots);
+  group_of_slot_.reserve(slots);
+  timers_.Reserve(slots * kTimerKinds);
   int r = poller_.Open();
   if (r < 0) return r;
   spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);

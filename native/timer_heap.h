@@ -28,6 +28,11 @@ class TimerHeap {
   // Pops the earliest timer if it is due at now_ms; returns false otherwise.
   bool PopDue(int64_t now_ms, uint32_t* id);
   size_t size() const { return heap_.size(); }
+  // Room for ids below max_id without reallocation.
+  void Reserve(size_t max_id) {
+    pos_.reserve(max_id);
+    heap_.reserve(max_id / 3 + 1);
+  }
 
  private:
   struct Entry {
