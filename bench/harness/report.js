@@ -125,28 +125,3 @@ export function holdTable(summary, serverNames) {
   }
   return rows.join('\n');
 }
-
-export function markdownReport({ scenario, title, summary, serverNames, machine, pinning, command, options, ok, problems, notes = [] }) {
-  const hold = scenario.kind === 'hold';
-  const lines = [
-    `## ${title}`,
-    '',
-    hold ? holdTable(summary, serverNames) : markdownTable(summary, serverNames, scenario.ratioAgainst),
-    '',
-    hold
-      ? 'Medians over clean runs, a fresh server each run. RSS per conn = (RSS when all are upgraded and ' +
-        'idle after the settle time - RSS before the first connect) / connections held; "end" is after ' +
-        'the hold and its pings. connect time: first connect to last upgrade. server CPU per connect: ' +
-        'accept + upgrade; per pong: CPU during the hold / pongs.'
-      : 'Medians over clean runs. server CPU and loadgen CPU: share of one core during the measured ' +
-        'period (a generator near 100% means the generator, not the server, set the pace).',
-    '',
-    `- machine: ${machine.nproc} CPUs, ${machine.cpu}, node ${machine.node}, ${machine.kernel}`,
-    `- placement: ${pinning.note}`,
-    `- options: ${Object.entries(options).map(([k, v]) => `${k}=${v}`).join(' ')}`,
-    `- command: \`${command}\``,
-  ];
-  if (notes.length) lines.push('', 'Notes (runs kept in the medians):', ...notes.map((n) => `- ${n}`));
-  if (!ok) lines.push('', '**FAILED**:', ...problems.map((p) => `- ${p}`));
-  return lines.join('\n');
-}

@@ -2300,6 +2300,20 @@ void tail_percentiles(JsonLine& j, const Histogram& h, const std::string& prefix
 
 double ticks_to_s(uint64_t ticks) { return static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK)); }
 
+// The server's CPU time over the measured period, and per unit of work as `per_key` (in us),
+// or nulls when it could not be read or no work was done.
+void server_cpu_fields(JsonLine& j, bool srv_ok, uint64_t srv0, uint64_t srv1, const char* per_key, double units,
+                       int digits) {
+  if (srv_ok && units > 0) {
+    double cpu = ticks_to_s(srv1 - srv0);
+    j.num("server_cpu_s", cpu, 3);
+    j.num(per_key, cpu * 1e6 / units, digits);
+  } else {
+    j.null("server_cpu_s");
+    j.null(per_key);
+  }
+}
+
 // Waits until every worker has its connections ready or failed (they enforce the deadline).
 void wait_connected(PhaseSync& sync) {
   while (sync.connecting.load(std::memory_order_acquire) > 0) sleep_until_ns(now_ns() + 1'000'000);
@@ -2458,14 +2472,7 @@ int run_churn(Plan& plan) {
   j.u64("connect_retries", total.connect_retries);
   j.u64("connects", total.upgraded);
   j.u64("conns_ok", total.conns_ok);
-  if (srv_ok && total.messages > 0) {
-    double cpu = ticks_to_s(srv1 - srv0);
-    j.num("server_cpu_s", cpu, 3);
-    j.num("server_cpu_us_per_cycle", cpu * 1e6 / cycles, 3);
-  } else {
-    j.null("server_cpu_s");
-    j.null("server_cpu_us_per_cycle");
-  }
+  server_cpu_fields(j, srv_ok, srv0, srv1, "server_cpu_us_per_cycle", total.messages > 0 ? cycles : 0, 3);
   j.num("loadgen_cpu_s", self1 - self0, 3);
   j.u64("threads", static_cast<uint64_t>(o.threads));
   if (o.proto == "ws") j.str("msg_type", o.msg_type);
@@ -2543,14 +2550,7 @@ int run_broadcast(Plan& plan) {
   j.u64("verify_failures", total.verify_failures);
   j.u64("handshake_failures", total.handshake_failures);
   j.u64("conns_ok", total.conns_ok);
-  if (srv_ok && total.messages > 0) {
-    double cpu = ticks_to_s(srv1 - srv0);
-    j.num("server_cpu_s", cpu, 3);
-    j.num("server_cpu_us_per_delivery", cpu * 1e6 / deliveries, 4);
-  } else {
-    j.null("server_cpu_s");
-    j.null("server_cpu_us_per_delivery");
-  }
+  server_cpu_fields(j, srv_ok, srv0, srv1, "server_cpu_us_per_delivery", total.messages > 0 ? deliveries : 0, 4);
   j.num("loadgen_cpu_s", self1 - self0, 3);
   j.u64("threads", static_cast<uint64_t>(o.threads));
   j.str("msg_type", o.msg_type);
