@@ -2314,6 +2314,27 @@ void server_cpu_fields(JsonLine& j, bool srv_ok, uint64_t srv0, uint64_t srv1, c
   }
 }
 
+// Every mode starts alike: the clock, the connect deadline (none when connect_s < 0), and a
+// watchdog at the mode's whole length plus 30 s. Workers stop on their own at the end
+// (epoll_wait wakes at least every 100 ms); the watchdog is for a machine so overloaded that
+// they do not.
+void start_clock(Plan& plan, double connect_s, double rest_s) {
+  plan.t_start = now_ns();
+  plan.t_connect_deadline = connect_s < 0 ? ~0ull : plan.t_start + static_cast<uint64_t>(connect_s * 1e9);
+  signal(SIGALRM, on_watchdog);
+  alarm(static_cast<unsigned>(std::ceil(std::max(connect_s, 0.0) + rest_s)) + 30);
+}
+
+// One thread per worker, running it.
+std::vector<std::thread> start_threads(std::vector<std::unique_ptr<Worker>>& workers) {
+  std::vector<std::thread> threads;
+  for (auto& w : workers) {
+    Worker* wp = w.get();
+    threads.emplace_back([wp] { wp->run(); });
+  }
+  return threads;
+}
+
 // Waits until every worker has its connections ready or failed (they enforce the deadline).
 void wait_connected(PhaseSync& sync) {
   while (sync.connecting.load(std::memory_order_acquire) > 0) sleep_until_ns(now_ns() + 1'000'000);
@@ -2322,22 +2343,12 @@ void wait_connected(PhaseSync& sync) {
 // Echo: open everything, then start the messages, warm up, and measure.
 int run_echo(Plan& plan) {
   const Options& o = plan.opt;
-  plan.t_start = now_ns();
-  plan.t_connect_deadline = plan.t_start + static_cast<uint64_t>(o.connect_timeout_s * 1e9);
-
-  // Workers stop on their own at the end (epoll_wait wakes at least every 100 ms); the watchdog
-  // is for a machine so overloaded that they do not.
-  signal(SIGALRM, on_watchdog);
-  alarm(static_cast<unsigned>(std::ceil(o.connect_timeout_s + o.warmup_s + o.duration_s)) + 30);
+  start_clock(plan, o.connect_timeout_s, o.warmup_s + o.duration_s);
 
   PhaseSync sync;
   sync.connecting.store(o.threads);
   std::vector<std::unique_ptr<Worker>> workers = make_workers(plan, sync);
-  std::vector<std::thread> threads;
-  for (auto& w : workers) {
-    Worker* wp = w.get();
-    threads.emplace_back([wp] { wp->run(); });
-  }
+  std::vector<std::thread> threads = start_threads(workers);
   wait_connected(sync);
   const uint64_t t_go = now_ns();
   const uint64_t t_measure = t_go + static_cast<uint64_t>(o.warmup_s * 1e9);
@@ -2425,10 +2436,7 @@ int run_echo(Plan& plan) {
 // the end; cycles completed after the warmup and before the end count.
 int run_churn(Plan& plan) {
   const Options& o = plan.opt;
-  plan.t_start = now_ns();
-  plan.t_connect_deadline = ~0ull;  // no connect phase
-  signal(SIGALRM, on_watchdog);
-  alarm(static_cast<unsigned>(std::ceil(o.warmup_s + o.duration_s)) + 30);
+  start_clock(plan, -1, o.warmup_s + o.duration_s);  // no connect phase
   PhaseSync sync;
   sync.connecting.store(0);
   const uint64_t t_measure = plan.t_start + static_cast<uint64_t>(o.warmup_s * 1e9);
@@ -2436,11 +2444,7 @@ int run_churn(Plan& plan) {
   sync.end.store(t_end, std::memory_order_relaxed);
   sync.start.store(plan.t_start, std::memory_order_release);
   std::vector<std::unique_ptr<Worker>> workers = make_workers(plan, sync);
-  std::vector<std::thread> threads;
-  for (auto& w : workers) {
-    Worker* wp = w.get();
-    threads.emplace_back([wp] { wp->run(); });
-  }
+  std::vector<std::thread> threads = start_threads(workers);
   const bool have_pid = o.server_pid > 0;
   uint64_t srv0 = 0, srv1 = 0;
   bool srv_ok = have_pid;
@@ -2494,18 +2498,11 @@ int run_broadcast(Plan& plan) {
     return 2;
   }
   plan.bc = &bc;
-  plan.t_start = now_ns();
-  plan.t_connect_deadline = plan.t_start + static_cast<uint64_t>(o.connect_timeout_s * 1e9);
-  signal(SIGALRM, on_watchdog);
-  alarm(static_cast<unsigned>(std::ceil(o.connect_timeout_s + o.warmup_s + o.duration_s)) + 30);
+  start_clock(plan, o.connect_timeout_s, o.warmup_s + o.duration_s);
   PhaseSync sync;
   sync.connecting.store(o.threads);
   std::vector<std::unique_ptr<Worker>> workers = make_workers(plan, sync);
-  std::vector<std::thread> threads;
-  for (auto& w : workers) {
-    Worker* wp = w.get();
-    threads.emplace_back([wp] { wp->run(); });
-  }
+  std::vector<std::thread> threads = start_threads(workers);
   wait_connected(sync);
   uint64_t ready = 0;
   for (auto& w : workers) ready += w->stats().upgraded;  // written before `connecting` dropped
@@ -2577,20 +2574,13 @@ int run_hold(Plan& plan) {
   bool cpu_ok = have_pid && read_proc_cpu_ticks(o.server_pid, &cpu_before);
 
   plan.pong_grace_ns = o.ping_interval_s > 0 ? static_cast<uint64_t>(std::min(std::max(o.ping_interval_s, 1.0), 5.0) * 1e9) : 0;
-  plan.t_start = now_ns();
-  plan.t_connect_deadline = plan.t_start + static_cast<uint64_t>(o.connect_timeout_s * 1e9);
-  signal(SIGALRM, on_watchdog);
-  alarm(static_cast<unsigned>(std::ceil(o.connect_timeout_s + o.settle_s + o.duration_s + 5)) + 30);
+  start_clock(plan, o.connect_timeout_s, o.settle_s + o.duration_s + 5);
 
   PhaseSync sync;
   sync.connecting.store(o.threads);
   const double self0 = self_cpu_s();
   std::vector<std::unique_ptr<Worker>> workers = make_workers(plan, sync);
-  std::vector<std::thread> threads;
-  for (auto& w : workers) {
-    Worker* wp = w.get();
-    threads.emplace_back([wp] { wp->run(); });
-  }
+  std::vector<std::thread> threads = start_threads(workers);
   wait_connected(sync);
   cpu_ok = cpu_ok && read_proc_cpu_ticks(o.server_pid, &cpu_up);
   sleep_until_ns(now_ns() + static_cast<uint64_t>(o.settle_s * 1e9));
