@@ -5,12 +5,14 @@
 // doubles the young generation while many bytes survive (up to 16 MiB per
 // semi-space here). Once the burst is over the connections sit idle, little
 // is allocated, no garbage collection runs, and those megabytes stay
-// resident: measured here, 15,000 idle WebSocket connections cost 1,645 B of
-// RSS each, of which about 950 B was that young generation. A moderate
-// memory-pressure notification makes V8 collect with memory reduction, which
-// shrinks the young generation back and returns its pages: 513 B each after
-// it (bench/README.md, "hold"). It is what Go's debug.FreeOSMemory() is to
-// nbio servers.
+// resident. Before this, 15,000 idle WebSocket connections cost 1,806 B of
+// RSS each (`npm run bench -- ws-hold`, README of the previous round), and
+// v8.getHeapSpaceStatistics() showed a 16 MiB new space after the burst,
+// about 1,100 B of it. A moderate memory-pressure notification makes V8
+// collect with memory reduction, which shrinks the young generation back and
+// returns its pages (test/engine-memory.test.js watches it shrink); with it
+// and the changes after it, 714 B each (`npm run bench -- hold`, README). It
+// is what Go's debug.FreeOSMemory() is to nbio servers.
 import { binding } from './native.js';
 
 /**
