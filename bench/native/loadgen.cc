@@ -2335,6 +2335,33 @@ std::vector<std::thread> start_threads(std::vector<std::unique_ptr<Worker>>& wor
   return threads;
 }
 
+// The phases every worker follows: messages from t_go on, counted from the end of the warm-up
+// (*t_measure) to *t_end.
+void set_phases(const Options& o, PhaseSync& sync, uint64_t t_go, uint64_t* t_measure, uint64_t* t_end) {
+  *t_measure = t_go + static_cast<uint64_t>(o.warmup_s * 1e9);
+  *t_end = *t_measure + static_cast<uint64_t>(o.duration_s * 1e9);
+  sync.end.store(*t_end, std::memory_order_relaxed);
+  sync.start.store(t_go, std::memory_order_release);
+}
+
+// The server's CPU ticks (from /proc, when --server-pid was given and readable) and ours, at
+// both ends of the measured period; returns once it is over.
+struct CpuWindow {
+  bool srv_ok;
+  uint64_t srv0, srv1;
+  double self0, self1;
+};
+CpuWindow measure_cpu(const Options& o, uint64_t t_measure, uint64_t t_end) {
+  CpuWindow w{o.server_pid > 0, 0, 0, 0, 0};
+  sleep_until_ns(t_measure);
+  if (w.srv_ok && !read_proc_cpu_ticks(o.server_pid, &w.srv0)) w.srv_ok = false;
+  w.self0 = self_cpu_s();
+  sleep_until_ns(t_end);
+  if (w.srv_ok && !read_proc_cpu_ticks(o.server_pid, &w.srv1)) w.srv_ok = false;
+  w.self1 = self_cpu_s();
+  return w;
+}
+
 // Waits until every worker has its connections ready or failed (they enforce the deadline).
 void wait_connected(PhaseSync& sync) {
   while (sync.connecting.load(std::memory_order_acquire) > 0) sleep_until_ns(now_ns() + 1'000'000);
@@ -2350,21 +2377,11 @@ int run_echo(Plan& plan) {
   std::vector<std::unique_ptr<Worker>> workers = make_workers(plan, sync);
   std::vector<std::thread> threads = start_threads(workers);
   wait_connected(sync);
-  const uint64_t t_go = now_ns();
-  const uint64_t t_measure = t_go + static_cast<uint64_t>(o.warmup_s * 1e9);
-  const uint64_t t_end = t_measure + static_cast<uint64_t>(o.duration_s * 1e9);
-  sync.end.store(t_end, std::memory_order_relaxed);
-  sync.start.store(t_go, std::memory_order_release);
+  uint64_t t_measure = 0, t_end = 0;
+  set_phases(o, sync, now_ns(), &t_measure, &t_end);
 
   const bool have_pid = o.server_pid > 0;
-  uint64_t srv0 = 0, srv1 = 0;
-  bool srv_ok = have_pid;
-  sleep_until_ns(t_measure);
-  if (have_pid && !read_proc_cpu_ticks(o.server_pid, &srv0)) srv_ok = false;
-  double self0 = self_cpu_s();
-  sleep_until_ns(t_end);
-  if (srv_ok && !read_proc_cpu_ticks(o.server_pid, &srv1)) srv_ok = false;
-  double self1 = self_cpu_s();
+  const auto [srv_ok, srv0, srv1, self0, self1] = measure_cpu(o, t_measure, t_end);
   if (have_pid && !srv_ok) fprintf(stderr, "loadgen: cannot read /proc/%ld/stat: server CPU unknown\n", o.server_pid);
 
   for (auto& t : threads) t.join();
@@ -2439,21 +2456,11 @@ int run_churn(Plan& plan) {
   start_clock(plan, -1, o.warmup_s + o.duration_s);  // no connect phase
   PhaseSync sync;
   sync.connecting.store(0);
-  const uint64_t t_measure = plan.t_start + static_cast<uint64_t>(o.warmup_s * 1e9);
-  const uint64_t t_end = t_measure + static_cast<uint64_t>(o.duration_s * 1e9);
-  sync.end.store(t_end, std::memory_order_relaxed);
-  sync.start.store(plan.t_start, std::memory_order_release);
+  uint64_t t_measure = 0, t_end = 0;
+  set_phases(o, sync, plan.t_start, &t_measure, &t_end);
   std::vector<std::unique_ptr<Worker>> workers = make_workers(plan, sync);
   std::vector<std::thread> threads = start_threads(workers);
-  const bool have_pid = o.server_pid > 0;
-  uint64_t srv0 = 0, srv1 = 0;
-  bool srv_ok = have_pid;
-  sleep_until_ns(t_measure);
-  if (have_pid && !read_proc_cpu_ticks(o.server_pid, &srv0)) srv_ok = false;
-  double self0 = self_cpu_s();
-  sleep_until_ns(t_end);
-  if (srv_ok && !read_proc_cpu_ticks(o.server_pid, &srv1)) srv_ok = false;
-  double self1 = self_cpu_s();
+  const auto [srv_ok, srv0, srv1, self0, self1] = measure_cpu(o, t_measure, t_end);
   for (auto& t : threads) t.join();
   alarm(0);
   const Stats total = total_of(workers);
@@ -2508,20 +2515,9 @@ int run_broadcast(Plan& plan) {
   for (auto& w : workers) ready += w->stats().upgraded;  // written before `connecting` dropped
   bc.expected = ready;
   if (ready < static_cast<uint64_t>(o.conns)) bc.broken.store(true);  // someone would never get them
-  const uint64_t t_go = now_ns();
-  const uint64_t t_measure = t_go + static_cast<uint64_t>(o.warmup_s * 1e9);
-  const uint64_t t_end = t_measure + static_cast<uint64_t>(o.duration_s * 1e9);
-  sync.end.store(t_end, std::memory_order_relaxed);
-  sync.start.store(t_go, std::memory_order_release);
-  const bool have_pid = o.server_pid > 0;
-  uint64_t srv0 = 0, srv1 = 0;
-  bool srv_ok = have_pid;
-  sleep_until_ns(t_measure);
-  if (have_pid && !read_proc_cpu_ticks(o.server_pid, &srv0)) srv_ok = false;
-  double self0 = self_cpu_s();
-  sleep_until_ns(t_end);
-  if (srv_ok && !read_proc_cpu_ticks(o.server_pid, &srv1)) srv_ok = false;
-  double self1 = self_cpu_s();
+  uint64_t t_measure = 0, t_end = 0;
+  set_phases(o, sync, now_ns(), &t_measure, &t_end);
+  const auto [srv_ok, srv0, srv1, self0, self1] = measure_cpu(o, t_measure, t_end);
   for (auto& t : threads) t.join();
   alarm(0);
   close(bc.efd);
