@@ -12,6 +12,19 @@ export function parseAddress(addr: unknown): ParsedAddress {
   if (typeof addr !== 'string') {
     throw new TypeError(`address must be a string like "127.0.0.1:8080" or "unix:/path", got ${typeof addr}`);
   }
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(addr);
+  if (scheme !== null) {
+    // A URL where a listen or dial address belongs (ws://, http://, tcp://):
+    // the scheme and path mean nothing here, say what would.
+    let hint = '';
+    try {
+      const u = new URL(addr);
+      if (u.host !== '') hint = `, e.g. "${u.port === '' ? `${u.host}:PORT` : u.host}"`;
+    } catch {
+      // not even a URL: no example
+    }
+    throw new TypeError(`address "${addr}": addresses are host:port without a scheme (${scheme[1]}://) or path${hint}${/^wss?$/i.test(scheme[1]!) ? "; a ws:// URL is dialed with dial() from 'netloop'" : ''}`);
+  }
   if (addr.startsWith('unix:')) {
     const path = addr.slice(5);
     if (path.length === 0) throw new TypeError(`address "${addr}": the unix socket path is empty`);

@@ -6,6 +6,7 @@ import { constants as osConstants } from 'node:os';
 import { Conn, ConnState, type ConnProtocol, type Deadline } from './conn.js';
 import { parseAddress, resolveHost, formatAddress, type ParsedAddress } from './address.js';
 import { BurstWatcher } from './memory.js';
+import { boolOption, callbackOption, checkInt, checkKnownOptions } from './options.js';
 import { clusterOptions, createCluster, type EngineCluster, type SupervisorOptions, type WorkerStats } from './workers.js';
 import {
   EOFError,
@@ -156,6 +157,17 @@ export interface EngineStats {
   readerThreadBytes: number;
 }
 
+// Every option's name, checked against EngineOptions by the compiler, so
+// that an unknown (misspelt, or another library's) name throws at the call.
+const ENGINE_OPTIONS = {
+  addrs: true, onOpen: true, onData: true, onClose: true, onDrain: true, backlog: true, reusePort: true, noDelay: true,
+  maxWriteBufferSize: true, maxLoad: true, closeTimeout: true, dialTimeout: true, readBufferSize: true, readBudget: true,
+  maxEventsPerIteration: true, ref: true, ioMode: true, releaseMemoryAfterBurst: true, maxBlockingOnline: true,
+  readerStackSize: true, readerBufferSize: true, upgrader: true, workers: true, supervisor: true,
+} as const satisfies Record<keyof EngineOptions, true>;
+
+const DIAL_OPTIONS = { timeout: true, proto: true } as const;
+
 type EngineState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 interface PendingDial {
@@ -178,13 +190,6 @@ const RECORD_CAPACITY = 8192;
 const { ETIMEDOUT, ECANCELED } = osConstants.errno;
 
 function noop(): void {}
-
-function checkInt(name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new TypeError(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
-  }
-  return value;
-}
 
 let somaxconn: number | undefined;
 
@@ -209,11 +214,6 @@ function checkIoMode(mode: unknown): IoMode {
     throw new TypeError(`ioMode must be 'nonblocking', 'blocking' or 'mixed', got ${String(mode)}`);
   }
   return mode as IoMode;
-}
-
-function checkCallback<T>(name: string, fn: T | undefined): T | undefined {
-  if (fn !== undefined && typeof fn !== 'function') throw new TypeError(`${name} must be a function`);
-  return fn;
 }
 
 export class Engine {
@@ -251,14 +251,15 @@ export class Engine {
 
   constructor(options: EngineOptions = {}) {
     if (options === null || typeof options !== 'object') throw new TypeError('new Engine(options): options must be an object');
+    checkKnownOptions('Engine', options, ENGINE_OPTIONS);
     options = clusterOptions(options); // in a worker process: the primary's addresses, reusePort on
     const addrs = options.addrs ?? [];
     if (!Array.isArray(addrs)) throw new TypeError('addrs must be an array of address strings');
     for (const a of addrs) parseAddress(a);
-    this.#onOpen = checkCallback('onOpen', options.onOpen) ?? noop;
-    this.#onData = checkCallback('onData', options.onData) ?? noop;
-    this.#onClose = checkCallback('onClose', options.onClose) ?? noop;
-    this.#onDrain = checkCallback('onDrain', options.onDrain);
+    this.#onOpen = callbackOption('onOpen', options.onOpen) ?? noop;
+    this.#onData = callbackOption('onData', options.onData) ?? noop;
+    this.#onClose = callbackOption('onClose', options.onClose) ?? noop;
+    this.#onDrain = callbackOption('onDrain', options.onDrain);
     if (options.upgrader !== undefined) {
       const u = options.upgrader as Partial<EngineUpgrader> | null;
       if (u === null || typeof u !== 'object' || typeof u.attach !== 'function' || typeof u.accept !== 'function') {
@@ -269,16 +270,11 @@ export class Engine {
       }
       this.#upgrader = options.upgrader;
     }
-    const bool = (name: string, v: unknown, dflt: boolean): boolean => {
-      if (v === undefined) return dflt;
-      if (typeof v !== 'boolean') throw new TypeError(`${name} must be a boolean`);
-      return v;
-    };
     this.options = Object.freeze({
       addrs: [...addrs],
       backlog: checkInt('backlog', options.backlog ?? systemBacklog(), 1, 65535),
-      reusePort: bool('reusePort', options.reusePort, false),
-      noDelay: bool('noDelay', options.noDelay, true),
+      reusePort: boolOption('reusePort', options.reusePort, false),
+      noDelay: boolOption('noDelay', options.noDelay, true),
       maxWriteBufferSize: checkInt('maxWriteBufferSize', options.maxWriteBufferSize ?? 64 * 1024 * 1024, 1, 2 ** 32 - 1),
       maxLoad: checkInt('maxLoad', options.maxLoad ?? 1_000_000, 1, 2 ** 32 - 1),
       closeTimeout: checkInt('closeTimeout', options.closeTimeout ?? 5000, 0, 2 ** 31 - 1),
@@ -286,7 +282,7 @@ export class Engine {
       readBufferSize: checkInt('readBufferSize', options.readBufferSize ?? 1024 * 1024, 4096, 2 ** 30),
       readBudget: checkInt('readBudget', options.readBudget ?? 64 * 1024, 1, 2 ** 30),
       maxEventsPerIteration: checkInt('maxEventsPerIteration', options.maxEventsPerIteration ?? 1024, 1, binding.constants.MAX_EVENTS ?? 1024),
-      ref: bool('ref', options.ref, true),
+      ref: boolOption('ref', options.ref, true),
       ioMode: checkIoMode(options.ioMode),
       releaseMemoryAfterBurst: checkInt('releaseMemoryAfterBurst', options.releaseMemoryAfterBurst ?? 1000, 0, 2 ** 32 - 1),
       maxBlockingOnline: checkInt('maxBlockingOnline', options.maxBlockingOnline ?? 1000, 0, 2 ** 32 - 1),
@@ -422,6 +418,8 @@ export class Engine {
   /** Connects to "host:port", "[v6]:port" or "unix:/path". The Conn also goes through onOpen. */
   async dial(addr: string, options: { timeout?: number; /** @internal */ proto?: ConnProtocol } = {}): Promise<Conn> {
     if (this.#cluster?.role === 'primary') throw new Error('Engine.dial(): the primary of an engine with `workers` has no connections: dial from the workers');
+    if (options === null || typeof options !== 'object') throw new TypeError('Engine.dial(addr, options): options must be an object');
+    checkKnownOptions('Engine.dial', options, DIAL_OPTIONS);
     const p = parseAddress(addr);
     const timeout = checkInt('timeout', options.timeout ?? this.options.dialTimeout, 0, 2 ** 31 - 1);
     const host = p.kind === 'inet' ? await resolveHost(p.host) : '';

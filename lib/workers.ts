@@ -19,6 +19,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { parseAddress } from './address.js';
 import { NetClosedError, SysError } from './errors.js';
+import { checkKnownOptions, msOption, stringsOption } from './options.js';
 import type { Engine, EngineOptions, EngineStats } from './engine.js';
 
 export interface SupervisorOptions {
@@ -134,19 +135,11 @@ function isOurs(m: unknown): m is Message {
   return m !== null && typeof m === 'object' && (m as { netloop?: unknown }).netloop === 1 && typeof (m as Message).type === 'string';
 }
 
-function checkMs(name: string, v: unknown, dflt: number, min = 0): number {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > 2 ** 31 - 1) {
-    throw new TypeError(`${name} must be an integer from ${min} to ${2 ** 31 - 1} (ms), got ${String(v)}`);
-  }
-  return v;
-}
-
-function checkStrings(name: string, v: unknown): string[] | undefined {
-  if (v === undefined) return undefined;
-  if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) throw new TypeError(`${name} must be an array of strings`);
-  return [...(v as string[])];
-}
+// Every option's name, checked against SupervisorOptions by the compiler.
+const SUPERVISOR_OPTIONS = {
+  script: true, args: true, execArgv: true, env: true, startTimeout: true, stopTimeout: true, restartDelay: true,
+  maxRestartDelay: true, statsInterval: true, onWorkerListening: true, onWorkerExit: true,
+} as const satisfies Record<keyof SupervisorOptions, true>;
 
 // Counters that only grow: what a worker that is gone counted stays in the
 // primary's sums. The others (online, queued bytes, ...) are gauges of the
@@ -195,6 +188,7 @@ export function createCluster(engine: Engine, options: EngineOptions): EngineClu
   }
   const sup = options.supervisor;
   if (sup !== undefined && (sup === null || typeof sup !== 'object')) throw new TypeError('supervisor must be an object');
+  if (sup !== undefined) checkKnownOptions('supervisor', sup, SUPERVISOR_OPTIONS);
   if (!n) {
     if (sup !== undefined) throw new TypeError('supervisor options need workers >= 1');
     return undefined;
@@ -354,15 +348,15 @@ class Supervisor implements EngineCluster {
     const script = o.script ?? process.argv[1];
     if (script === undefined) throw new TypeError('workers: no script to run in the workers (set supervisor.script)');
     this.#script = script;
-    this.#args = checkStrings('supervisor.args', o.args) ?? process.argv.slice(2);
-    this.#execArgv = checkStrings('supervisor.execArgv', o.execArgv) ?? process.execArgv;
+    this.#args = stringsOption('supervisor.args', o.args) ?? process.argv.slice(2);
+    this.#execArgv = stringsOption('supervisor.execArgv', o.execArgv) ?? process.execArgv;
     if (o.env !== undefined && (o.env === null || typeof o.env !== 'object')) throw new TypeError('supervisor.env must be an object');
     this.#env = o.env ?? process.env;
-    this.#startTimeout = checkMs('supervisor.startTimeout', o.startTimeout, 30_000, 1);
-    this.#stopTimeout = checkMs('supervisor.stopTimeout', o.stopTimeout, 15_000);
-    this.#restartDelay = checkMs('supervisor.restartDelay', o.restartDelay, 100);
-    this.#maxRestartDelay = Math.max(this.#restartDelay, checkMs('supervisor.maxRestartDelay', o.maxRestartDelay, 10_000));
-    this.#statsInterval = checkMs('supervisor.statsInterval', o.statsInterval, 1000);
+    this.#startTimeout = msOption('supervisor.startTimeout', o.startTimeout, 30_000, 1);
+    this.#stopTimeout = msOption('supervisor.stopTimeout', o.stopTimeout, 15_000);
+    this.#restartDelay = msOption('supervisor.restartDelay', o.restartDelay, 100);
+    this.#maxRestartDelay = Math.max(this.#restartDelay, msOption('supervisor.maxRestartDelay', o.maxRestartDelay, 10_000));
+    this.#statsInterval = msOption('supervisor.statsInterval', o.statsInterval, 1000);
     for (const name of ['onWorkerListening', 'onWorkerExit'] as const) {
       if (o[name] !== undefined && typeof o[name] !== 'function') throw new TypeError(`supervisor.${name} must be a function`);
     }

@@ -6,7 +6,7 @@ import t from 'tap';
 import net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
-import { Engine, NetClosedError, SysError, NetloopError } from '../dist/index.js';
+import { Engine, Upgrader, dial, NetClosedError, SysError, NetloopError } from '../dist/index.js';
 import { binding, RECORD_INTS, REC_OPEN } from '../dist/native.js';
 import { signal } from './helpers/engine.js';
 
@@ -83,6 +83,10 @@ const BAD_ADDRESSES = [
   [8080, 'address must be a string like "127.0.0.1:8080" or "unix:/path", got number'],
   [null, 'address must be a string like "127.0.0.1:8080" or "unix:/path", got object'],
   [undefined, 'address must be a string like "127.0.0.1:8080" or "unix:/path", got undefined'],
+  // A URL where an address belongs: the message says what an address is.
+  ['ws://127.0.0.1:9600/', `address "ws://127.0.0.1:9600/": addresses are host:port without a scheme (ws://) or path, e.g. "127.0.0.1:9600"; a ws:// URL is dialed with dial() from 'netloop'`],
+  ['http://localhost/x', 'address "http://localhost/x": addresses are host:port without a scheme (http://) or path, e.g. "localhost:PORT"'],
+  ['tcp://[::1]:80', 'address "tcp://[::1]:80": addresses are host:port without a scheme (tcp://) or path, e.g. "[::1]:80"'],
 ];
 
 t.test('bad addresses throw TypeError at new Engine and at dial', { timeout: 10_000 }, async (t) => {
@@ -137,6 +141,83 @@ t.test('wrong option types throw TypeError', async (t) => {
     t.throws(() => new Engine(opts), { name: 'TypeError', message }, JSON.stringify(opts) ?? String(opts));
   }
   t.throws(() => new Engine({ backlog: 'x' }), TypeError, 'a TypeError instance');
+});
+
+t.test('an unknown option throws TypeError naming it and the option probably meant', async (t) => {
+  const cases = [
+    [() => new Engine({ port: 9600 }), "Engine: unknown option 'port' (did you mean 'addrs'?)"],
+    [() => new Engine({ host: '127.0.0.1' }), "Engine: unknown option 'host' (did you mean 'addrs'?)"],
+    [() => new Engine({ addr: '127.0.0.1:0' }), "Engine: unknown option 'addr' (did you mean 'addrs'?)"],
+    [() => new Engine({ maxWriteBuffersize: 1 }), "Engine: unknown option 'maxWriteBuffersize' (did you mean 'maxWriteBufferSize'?)"],
+    [() => new Engine({ iomode: 'blocking' }), "Engine: unknown option 'iomode' (did you mean 'ioMode'?)"],
+    [() => new Engine({ highWaterMark: 1 }), "Engine: unknown option 'highWaterMark' (did you mean 'maxWriteBufferSize'?)"],
+    [() => new Engine({ timeout: 5 }), "Engine: unknown option 'timeout' (did you mean 'dialTimeout'?)"],
+    [() => new Engine({ zzz: 1 }), "Engine: unknown option 'zzz'"],
+    [() => new Upgrader({ maxPayload: 1024 }), "Upgrader: unknown option 'maxPayload' (did you mean 'messageLengthLimit'?)"],
+    [() => new Upgrader({ perMessageDeflate: true }), "Upgrader: unknown option 'perMessageDeflate' (did you mean 'compression'?)"],
+    [() => new Upgrader({ paths: ['/ws'] }), "Upgrader: unknown option 'paths' (did you mean 'path'?)"],
+    [() => new Upgrader({ protocols: ['chat'] }), "Upgrader: unknown option 'protocols' (did you mean 'subprotocols'?)"],
+    [() => new Upgrader({ verifyClient: () => true }), "Upgrader: unknown option 'verifyClient' (did you mean 'checkOrigin'?)"],
+    [() => new Upgrader({ keepAlive: 1000 }), "Upgrader: unknown option 'keepAlive' (did you mean 'keepaliveTime'?)"],
+    [() => new Upgrader({ compression: { levle: 3 } }), "Upgrader compression: unknown option 'levle' (did you mean 'level'?)"],
+    [() => new Upgrader({ compression: { serverMaxWindow: 10 } }), "Upgrader compression: unknown option 'serverMaxWindow' (did you mean 'serverMaxWindowBits'?)"],
+    [() => new Engine({ workers: 1, supervisor: { timeout: 1 } }), "supervisor: unknown option 'timeout' (did you mean 'startTimeout'?)"],
+    [() => new Engine({ workers: 1, supervisor: { scirpt: 'x.js' } }), "supervisor: unknown option 'scirpt' (did you mean 'script'?)"],
+  ];
+  for (const [fn, message] of cases) t.throws(fn, { name: 'TypeError', message }, message);
+
+  // dial (WebSocket) and Engine.dial check theirs before any connection is made.
+  const e1 = await errorOf(dial('ws://127.0.0.1:1/', { protocols: ['chat'] }));
+  t.equal(e1?.message, "dial: unknown option 'protocols' (did you mean 'subprotocols'?)");
+  t.type(e1, TypeError);
+  const e2 = await errorOf(dial('ws://127.0.0.1:1/', { perMessageDeflate: true }));
+  t.equal(e2?.message, "dial: unknown option 'perMessageDeflate' (did you mean 'compression'?)");
+  const e3 = await errorOf(dial('ws://127.0.0.1:1/', { compression: { memlevel: 8 } }));
+  t.equal(e3?.message, "dial compression: unknown option 'memlevel' (did you mean 'memLevel'?)");
+  const engine = new Engine({});
+  await engine.start();
+  t.teardown(() => engine.stop());
+  const e4 = await errorOf(engine.dial('127.0.0.1:1', { timout: 5 }));
+  t.equal(e4?.message, "Engine.dial: unknown option 'timout' (did you mean 'timeout'?)");
+  t.equal(engine.stats().dialed, 0, 'nothing was dialed');
+});
+
+t.test('Upgrader, dial and compression option types and ranges are checked at the call', async (t) => {
+  const upgrader = [
+    [{ closeTimeout: -1 }, 'closeTimeout must be an integer from 0 to 2147483647, got -1'],
+    [{ keepaliveTime: '1s' }, 'keepaliveTime must be an integer from 0 to 2147483647, got 1s'],
+    [{ handshakeTimeout: 2 ** 31 }, 'handshakeTimeout must be an integer from 0 to 2147483647, got 2147483648'],
+    [{ messageLengthLimit: 1.5 }, 'messageLengthLimit must be an integer >= 0, got 1.5'],
+    [{ maxLoad: 0 }, 'maxLoad must be an integer >= 1, got 0'],
+    [{ maxHeadSize: 10 }, 'maxHeadSize must be an integer >= 64, got 10'],
+    [{ subprotocols: 'chat' }, 'subprotocols must be an array of strings'],
+    [{ subprotocols: ['chat', 1] }, 'subprotocols must be an array of strings'],
+    [{ path: 5 }, 'Upgrader: path must be a string, an array of strings, a RegExp or a function (path, head) => boolean, got number'],
+    [{ path: ['/a', null] }, 'Upgrader: path must be a string, an array of strings, a RegExp or a function (path, head) => boolean, got an array with a non-string'],
+    [{ headers: 'X-A: 1' }, 'headers must be an object of header names to values'],
+    [{ checkOrigin: true }, 'checkOrigin(handler): handler must be a function'],
+    [{ compression: 'yes' }, 'Upgrader: compression must be a boolean or an options object'],
+    [{ compression: { level: 12 } }, 'compression.level must be an integer from -1 to 9, got 12'],
+    [{ compression: { memLevel: 0 } }, 'compression.memLevel must be an integer from 1 to 9, got 0'],
+    [{ compression: { threshold: -1 } }, 'compression.threshold must be an integer >= 0, got -1'],
+  ];
+  for (const [opts, message] of upgrader) t.throws(() => new Upgrader(opts), { name: 'TypeError', message }, JSON.stringify(opts));
+  t.throws(() => new Upgrader({ compression: { serverMaxWindowBits: 20 } }), { name: 'RangeError', message: 'permessage-deflate: serverMaxWindowBits must be an integer from 8 to 15, got 20' });
+  for (const path of ['/ws', ['/a', '/b'], /^\/ws/, () => true]) t.doesNotThrow(() => new Upgrader({ path }), `path ${String(path)}`);
+
+  const dials = [
+    [{ handshakeTimeout: -1 }, 'handshakeTimeout must be an integer from 0 to 2147483647, got -1'],
+    [{ closeTimeout: 'x' }, 'closeTimeout must be an integer from 0 to 2147483647, got x'],
+    [{ messageLengthLimit: -1 }, 'messageLengthLimit must be an integer >= 0, got -1'],
+    [{ engine: {} }, 'dial: engine must be an Engine'],
+    [{ headers: null }, 'dial: headers must be an object of header names to values'],
+    [{ compression: { level: 'max' } }, 'compression.level must be an integer from -1 to 9, got max'],
+  ];
+  for (const [opts, message] of dials) {
+    const err = await errorOf(dial('ws://127.0.0.1:1/', opts));
+    t.type(err, TypeError, JSON.stringify(opts));
+    t.equal(err?.message, message);
+  }
 });
 
 t.test('write after close() and after onClose throws NetClosedError', { timeout: 10_000 }, async (t) => {

@@ -12,7 +12,8 @@ import { listElements, listHasToken } from '../http/chars.js';
 import { WebSocketConn, type WebSocketOwner } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
-import { PerMessageDeflate, inflationLimit, acceptClientResponse, checkNegotiationOptions, offerClient, type DeflateOptions } from './deflate.js';
+import { PerMessageDeflate, inflationLimit, acceptClientResponse, offerClient, type DeflateOptions } from './deflate.js';
+import { checkKnownOptions, compressionOption, intOption, msOption } from '../options.js';
 
 export interface DialOptions {
   /** The engine to dial from. Default: a shared client engine, started on first use. */
@@ -49,6 +50,12 @@ export class HandshakeError extends NetloopError {
     this.status = status;
   }
 }
+
+// Every option's name, checked against DialOptions by the compiler.
+const DIAL_OPTIONS = {
+  engine: true, subprotocols: true, compression: true, headers: true, handshakeTimeout: true, closeTimeout: true,
+  messageLengthLimit: true, onMessage: true, onDataFrame: true, onClose: true, closeHandler: true, pingHandler: true, pongHandler: true,
+} as const satisfies Record<keyof DialOptions, true>;
 
 let sharedEngine: Engine | undefined;
 let sharedStarting: Promise<Engine> | undefined;
@@ -226,6 +233,7 @@ function fail(conn: Conn, h: Handshake, err: Error): void {
 export async function dial(url: string, options: DialOptions = {}): Promise<WebSocketConn> {
   if (typeof url !== 'string') throw new TypeError('dial(url, options): url must be a string');
   if (options === null || typeof options !== 'object') throw new TypeError('dial(url, options): options must be an object');
+  checkKnownOptions('dial', options, DIAL_OPTIONS);
   const target = parseUrl(url);
   const offered = options.subprotocols ?? [];
   if (!Array.isArray(offered) || !offered.every((p) => typeof p === 'string' && /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(p))) {
@@ -234,7 +242,12 @@ export async function dial(url: string, options: DialOptions = {}): Promise<WebS
   for (const name of ['onMessage', 'onDataFrame', 'onClose', 'closeHandler', 'pingHandler', 'pongHandler'] as const) {
     if (options[name] !== undefined && typeof options[name] !== 'function') throw new TypeError(`dial: ${name} must be a function`);
   }
-  const timeout = options.handshakeTimeout ?? 10_000;
+  const timeout = msOption('handshakeTimeout', options.handshakeTimeout, 10_000);
+  msOption('closeTimeout', options.closeTimeout, 5000);
+  intOption('messageLengthLimit', options.messageLengthLimit, 0, 0, Number.MAX_SAFE_INTEGER);
+  if (options.engine !== undefined && !(options.engine instanceof Engine)) throw new TypeError('dial: engine must be an Engine');
+  if (options.headers !== undefined && (options.headers === null || typeof options.headers !== 'object')) throw new TypeError('dial: headers must be an object of header names to values');
+  const compression = compressionOption('dial', options.compression);
   const engine = options.engine ?? (await defaultEngine());
   const addr = target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
   const started = Date.now();
@@ -249,10 +262,7 @@ export async function dial(url: string, options: DialOptions = {}): Promise<WebS
     'Sec-WebSocket-Version: 13',
   ];
   if (offered.length > 0) lines.push(`Sec-WebSocket-Protocol: ${offered.join(', ')}`);
-  const comp = options.compression ?? false;
-  const compression: DeflateOptions | null = comp === false ? null : comp === true ? {} : { ...comp };
   if (compression !== null) {
-    checkNegotiationOptions(compression);
     lines.push(`Sec-WebSocket-Extensions: ${offerClient(compression)}`);
   }
   for (const [name, value] of Object.entries(options.headers ?? {})) {

@@ -10,13 +10,14 @@
 import type { Conn, ConnProtocol } from '../conn.js';
 import type { Engine, EngineUpgrader } from '../engine.js';
 import { HttpError, ProtocolError } from '../errors.js';
+import { checkKnownOptions, checkPathOption, compressionOption, intOption, msOption, stringsOption } from '../options.js';
 import { RequestParser, type RequestHead } from '../http/request-parser.js';
 import { httpResponse, type HeaderList } from '../http/response.js';
-import { checkUpgrade, isWebSocketUpgrade, rejectionResponse } from '../http/upgrade.js';
+import { checkUpgrade, isWebSocketUpgrade, rejectionResponse, type UpgradeOptions } from '../http/upgrade.js';
 import { WebSocketConn, clock32, type WebSocketOwner } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
-import { PerMessageDeflate, checkNegotiationOptions, deflateUpgradeHook, inflationLimit, type DeflateOptions, type ServerNegotiation } from './deflate.js';
+import { PerMessageDeflate, deflateUpgradeHook, inflationLimit, type DeflateOptions, type ServerNegotiation } from './deflate.js';
 
 /** A plain HTTP answer for a request that is not a WebSocket upgrade. */
 export interface HttpAnswer {
@@ -26,8 +27,8 @@ export interface HttpAnswer {
 }
 
 export interface UpgraderOptions {
-  /** Paths that upgrade: one, a list, or a predicate. Default: any path. */
-  path?: string | readonly string[] | ((path: string, head: RequestHead) => boolean);
+  /** Paths that upgrade (the query removed): one, a list, a RegExp or a predicate; others get 404. Default: any path. */
+  path?: UpgradeOptions['path'];
   /** Subprotocols spoken, in order of preference. */
   subprotocols?: readonly string[];
   /** Decides whether a page from `origin` may connect. false: 403. Default: every origin. */
@@ -69,19 +70,13 @@ type PingHandler = (c: WebSocketConn, data: Buffer) => void;
 // their own, so this only bounds the idle spares.
 const RECEIVER_POOL_SIZE = 64;
 
-function checkMs(name: string, v: unknown, dflt: number): number {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 2 ** 31 - 1) {
-    throw new TypeError(`${name} must be a number of milliseconds from 0 to 2^31-1, got ${String(v)}`);
-  }
-  return v;
-}
+// Every option's name, checked against UpgraderOptions by the compiler.
+const UPGRADER_OPTIONS = {
+  path: true, subprotocols: true, checkOrigin: true, messageLengthLimit: true, keepaliveTime: true, handshakeTimeout: true,
+  closeTimeout: true, maxHeadSize: true, maxHeaders: true, maxLoad: true, compression: true, headers: true, httpHandler: true,
+} as const satisfies Record<keyof UpgraderOptions, true>;
 
-function checkCount(name: string, v: unknown, dflt: number, min: number): number {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new TypeError(`${name} must be an integer >= ${min}, got ${String(v)}`);
-  return v;
-}
+const checkCount = (name: string, v: unknown, dflt: number, min: number): number => intOption(name, v, dflt, min, Number.MAX_SAFE_INTEGER);
 
 function fn<T>(name: string, f: T): T {
   if (typeof f !== 'function') throw new TypeError(`${name}(handler): handler must be a function`);
@@ -146,21 +141,21 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
 
   constructor(options: UpgraderOptions = {}) {
     if (options === null || typeof options !== 'object') throw new TypeError('new Upgrader(options): options must be an object');
+    checkKnownOptions('Upgrader', options, UPGRADER_OPTIONS);
     this.options = { ...options };
-    this.closeTimeout = checkMs('closeTimeout', options.closeTimeout, 5000);
-    this.keepaliveTime = checkMs('keepaliveTime', options.keepaliveTime, 120_000);
-    this.handshakeTimeout = checkMs('handshakeTimeout', options.handshakeTimeout, 10_000);
+    this.closeTimeout = msOption('closeTimeout', options.closeTimeout, 5000);
+    this.keepaliveTime = msOption('keepaliveTime', options.keepaliveTime, 120_000);
+    this.handshakeTimeout = msOption('handshakeTimeout', options.handshakeTimeout, 10_000);
     this.messageLengthLimit = checkCount('messageLengthLimit', options.messageLengthLimit, DEFAULT_MAX_MESSAGE_LENGTH, 0);
     this.maxLoad = checkCount('maxLoad', options.maxLoad, 1_000_000, 1);
     checkCount('maxHeadSize', options.maxHeadSize, 8192, 64);
     checkCount('maxHeaders', options.maxHeaders, 40, 1);
-    if (options.subprotocols !== undefined && !Array.isArray(options.subprotocols)) throw new TypeError('subprotocols must be an array of strings');
+    stringsOption('subprotocols', options.subprotocols);
+    checkPathOption('Upgrader', options.path);
     if (options.checkOrigin !== undefined) fn('checkOrigin', options.checkOrigin);
     if (options.httpHandler !== undefined) fn('httpHandler', options.httpHandler);
-    const comp = options.compression ?? false;
-    if (typeof comp !== 'boolean' && (comp === null || typeof comp !== 'object')) throw new TypeError('compression must be a boolean or an options object');
-    this.#compression = comp === false ? null : comp === true ? {} : { ...comp };
-    if (this.#compression !== null) checkNegotiationOptions(this.#compression);
+    if (options.headers !== undefined && (options.headers === null || typeof options.headers !== 'object')) throw new TypeError('headers must be an object of header names to values');
+    this.#compression = compressionOption('Upgrader', options.compression);
 
     const self = this;
     this.#handshake = {
