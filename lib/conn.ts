@@ -4,7 +4,8 @@
 // array and flushed once per batch (or at the end of the current tick), so
 // that each connection gets one corked sendmsg. Everything that closes a
 // connection is ordered after the writes made before it.
-import { NetClosedError } from './errors.js';
+import { NetClosedError, OverflowError } from './errors.js';
+import { checkInt, MAX_MS } from './options.js';
 import type { Engine } from './engine.js';
 
 /** Connection states as the JS side sees them. */
@@ -15,6 +16,53 @@ export const enum ConnState {
 }
 
 export type Deadline = Date | number | null;
+
+// Epoch milliseconds below this (1973) are not a time anyone means: such a
+// number passed as a deadline is a duration (setReadDeadline(5000)), which
+// would otherwise expire at once and close the connection.
+const MIN_EPOCH_MS = 1e11;
+
+function checkAbsolute(what: 'setReadDeadline' | 'setWriteDeadline', deadline: Deadline): void {
+  if (typeof deadline === 'number' && deadline > 0 && deadline < MIN_EPOCH_MS) {
+    const relative = what === 'setReadDeadline' ? 'setReadTimeout' : 'setWriteTimeout';
+    throw new TypeError(`${what} takes an absolute time (Date or Date.now() + ms); use ${relative}(ms) for a duration`);
+  }
+}
+
+/** A duration as the deadline it ends at: null (cleared) for 0. */
+export function timeoutDeadline(what: string, ms: unknown): Deadline {
+  return checkInt(`${what}(ms)`, ms, 0, MAX_MS) === 0 ? null : Date.now() + (ms as number);
+}
+
+// Writes larger than this are checked against maxWriteBufferSize when they
+// are made. The check asks native for the connection's queue, which first
+// flushes the batch's corked writes: too dear for every small write, nothing
+// next to copying a MiB. Small writes can only overflow by piling up, and
+// that closes the connection with OverflowError as before (the limit's policy).
+const LARGE_WRITE = 1024 * 1024;
+
+/**
+ * @internal Throws OverflowError, so that nothing is queued, when `bytes`
+ * more would take the connection's queue past maxWriteBufferSize (the bytes
+ * queued now plus these, as if the kernel took none of them at once).
+ * `units` is a lower bound of `bytes` (a string's length) that is cheap to
+ * know: below the threshold, `bytes` is never computed.
+ */
+export function checkRoom(conn: Conn, what: string, units: number, bytes: () => number): void {
+  const limit = conn.engine.options.maxWriteBufferSize;
+  if (units <= LARGE_WRITE && units <= limit) return;
+  const size = bytes();
+  const queued = size > limit ? 0 : conn.bufferedAmount;
+  if (size + queued <= limit) return;
+  throw new OverflowError(
+    limit,
+    `${what}: ${size} bytes${queued > 0 ? ` with ${queued} already queued` : ''} would exceed maxWriteBufferSize (${limit}); nothing was queued and the connection is open`,
+  );
+}
+
+function byteLengthOf(data: Uint8Array | string): number {
+  return typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+}
 
 /**
  * @internal A protocol layered on raw connections (lib/websocket). The engine
@@ -115,25 +163,33 @@ export class Conn {
    * Queues bytes for sending. Strings are sent as UTF-8. Small writes are
    * copied at once; a buffer larger than 16 KiB is read when the batch is
    * flushed (the end of the current tick), so do not modify it before then.
-   * Throws NetClosedError after the connection was closed.
+   * Throws NetClosedError after the connection was closed, and OverflowError
+   * (nothing queued, the connection stays open) when the data alone, or
+   * with what is queued already, is more than maxWriteBufferSize; that is
+   * checked for writes over 1 MiB (or over the limit), smaller ones that
+   * pile up past it close the connection with OverflowError.
    */
   write(data: Uint8Array | string): void {
     if (this._state !== ConnState.Open) throw new NetClosedError();
+    if (typeof data === 'string' || data instanceof Uint8Array) checkRoom(this, 'write', data.length, () => byteLengthOf(data));
     this.engine._write(this, data);
   }
 
-  /** Queues several buffers, in order, as one write. */
+  /** Queues several buffers, in order, as one write; all or nothing, with write()'s checks on their total size. */
   writev(list: ReadonlyArray<Uint8Array | string>): void {
     if (this._state !== ConnState.Open) throw new NetClosedError();
     if (!Array.isArray(list)) throw new TypeError('writev(list): list must be an array of Buffers or strings');
     // All or nothing: a bad element must not leave the ones before it queued
     // (in a framed protocol that would corrupt the stream).
+    let units = 0;
     for (let i = 0; i < list.length; i++) {
       const data: unknown = list[i];
       if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
         throw new TypeError(`writev(list): list[${i}] must be a Buffer, Uint8Array or string, got ${data === null ? 'null' : typeof data}`);
       }
+      units += data.length;
     }
+    checkRoom(this, 'writev', units, () => list.reduce((sum: number, data) => sum + byteLengthOf(data), 0));
     for (const data of list) this.engine._write(this, data);
   }
 
@@ -186,19 +242,34 @@ export class Conn {
   /**
    * Closes the connection with TimeoutError("read timeout"; "i/o timeout"
    * for a blocking connection, whose blocked read times out) if it is still
-   * open at `deadline` (a Date or epoch milliseconds, like Date.now()). null
-   * or 0 clears it. Reading does not move it: set it again to extend it.
+   * open at `deadline` (a Date or epoch milliseconds, like Date.now() + ms).
+   * null or 0 clears it. Reading does not move it: set it again to extend
+   * it. A small number (a duration, not a time) throws TypeError: use
+   * setReadTimeout(ms) for that.
    */
   setReadDeadline(deadline: Deadline): void {
+    checkAbsolute('setReadDeadline', deadline);
     this.engine._setDeadline(this, 0, deadline);
   }
 
   /**
    * Closes the connection with TimeoutError("write timeout") if, at
-   * `deadline`, written data is still waiting for the peer. null or 0 clears it.
+   * `deadline`, written data is still waiting for the peer. null or 0 clears
+   * it. A small number throws TypeError: use setWriteTimeout(ms).
    */
   setWriteDeadline(deadline: Deadline): void {
+    checkAbsolute('setWriteDeadline', deadline);
     this.engine._setDeadline(this, 1, deadline);
+  }
+
+  /** setReadDeadline(Date.now() + ms): the connection is closed if still open `ms` from now. 0 clears. */
+  setReadTimeout(ms: number): void {
+    this.engine._setDeadline(this, 0, timeoutDeadline('setReadTimeout', ms));
+  }
+
+  /** setWriteDeadline(Date.now() + ms): written data must be taken by the peer within `ms`. 0 clears. */
+  setWriteTimeout(ms: number): void {
+    this.engine._setDeadline(this, 1, timeoutDeadline('setWriteTimeout', ms));
   }
 
   /** Attaches any value to the connection. */

@@ -60,11 +60,17 @@ export class NetClosedError extends NetloopError {
   }
 }
 
-/** The write queue went past `maxWriteBufferSize`; the connection was closed and its queue dropped. */
+/**
+ * The write queue went past `maxWriteBufferSize`. Given to onClose: the
+ * connection was closed and its queue dropped. Thrown by a write (with its
+ * own message): that write could not be queued, nothing of it was, and the
+ * connection stays open.
+ */
 export class OverflowError extends NetloopError {
+  /** The connection's maxWriteBufferSize, bytes. */
   readonly limit: number;
-  constructor(limit: number) {
-    super('NETLOOP_OVERFLOW', `write buffer overflow: more than ${limit} bytes queued`);
+  constructor(limit: number, message = `write buffer overflow: more than ${limit} bytes queued`) {
+    super('NETLOOP_OVERFLOW', message);
     this.limit = limit;
   }
 }

@@ -6,7 +6,7 @@ import t from 'tap';
 import net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
-import { Engine, Upgrader, dial, NetClosedError, SysError, NetloopError } from '../dist/index.js';
+import { Engine, Upgrader, dial, NetClosedError, SysError, NetloopError, OverflowError, TimeoutError } from '../dist/index.js';
 import { binding, RECORD_INTS, REC_OPEN } from '../dist/native.js';
 import { signal } from './helpers/engine.js';
 
@@ -303,6 +303,121 @@ t.test('setReadDeadline / setWriteDeadline with a wrong type throw TypeError', {
   await sig.until(() => got().length >= 5);
   t.equal(got().toString(), 'still', 'the connection is unaffected');
   t.equal(ev.closes.length, 0);
+});
+
+t.test('a deadline given a duration throws; setReadTimeout / setWriteTimeout take durations', { timeout: 10_000 }, async (t) => {
+  const { ev, sig, client, conn, got } = await connected(t);
+  t.throws(() => conn.setReadDeadline(5000), {
+    name: 'TypeError',
+    message: 'setReadDeadline takes an absolute time (Date or Date.now() + ms); use setReadTimeout(ms) for a duration',
+  });
+  t.throws(() => conn.setWriteDeadline(30_000), {
+    name: 'TypeError',
+    message: 'setWriteDeadline takes an absolute time (Date or Date.now() + ms); use setWriteTimeout(ms) for a duration',
+  });
+  for (const v of [-1, 1.5, 'soon', 2 ** 31, undefined, null]) {
+    t.throws(() => conn.setReadTimeout(v), { name: 'TypeError', message: `setReadTimeout(ms) must be an integer from 0 to 2147483647, got ${String(v)}` });
+    t.throws(() => conn.setWriteTimeout(v), { name: 'TypeError', message: `setWriteTimeout(ms) must be an integer from 0 to 2147483647, got ${String(v)}` });
+  }
+  // 0 clears: a timeout set and cleared does not fire.
+  conn.setReadTimeout(50);
+  conn.setReadTimeout(0);
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  t.equal(conn.closed, false, 'cleared: still open after the timeout would have fired');
+  client.write('alive');
+  await sig.until(() => got().length >= 5);
+  t.equal(got().toString(), 'alive', 'and still echoing');
+  const started = Date.now();
+  conn.setReadTimeout(100);
+  await sig.until(() => ev.closes.length === 1);
+  const waited = Date.now() - started;
+  t.ok(waited >= 90 && waited < 2000, `closed after about 100 ms (${waited} ms)`);
+  t.type(ev.closes[0][1], TimeoutError);
+  t.equal(ev.closes[0][1].message, 'read timeout');
+});
+
+t.test('setWriteTimeout(ms): data the peer does not take within ms closes the connection with "write timeout"', { timeout: 10_000 }, async (t) => {
+  const { ev, sig, client, conn } = await connected(t);
+  client.pause();
+  conn.write(Buffer.alloc(16 * 1024 * 1024)); // more than loopback's socket buffers take
+  conn.setWriteTimeout(100);
+  await sig.until(() => ev.closes.length === 1);
+  t.type(ev.closes[0][1], TimeoutError);
+  t.equal(ev.closes[0][1].message, 'write timeout');
+});
+
+t.test('a write that cannot be queued throws OverflowError at the call and the connection stays open', { timeout: 10_000 }, async (t) => {
+  const LIMIT = 4 * 1024 * 1024;
+  const { ev, sig, client, conn, got } = await connected(t, { maxWriteBufferSize: LIMIT });
+  const over = Buffer.alloc(LIMIT + 1, 1);
+  const err = (() => {
+    try {
+      conn.write(over);
+    } catch (e) {
+      return e;
+    }
+    return null;
+  })();
+  t.type(err, OverflowError, 'larger than the limit alone');
+  t.equal(err?.code, 'NETLOOP_OVERFLOW');
+  t.equal(err?.limit, LIMIT);
+  t.equal(err?.message, `write: ${LIMIT + 1} bytes would exceed maxWriteBufferSize (${LIMIT}); nothing was queued and the connection is open`);
+  t.throws(() => conn.write('é'.repeat(LIMIT / 2 + 1)), { name: 'OverflowError', message: `write: ${LIMIT + 2} bytes would exceed maxWriteBufferSize (${LIMIT}); nothing was queued and the connection is open` }, 'a string is counted in UTF-8 bytes');
+  t.throws(() => conn.writev([Buffer.alloc(LIMIT / 2), Buffer.alloc(LIMIT / 2), 'x']), { message: `writev: ${LIMIT + 1} bytes would exceed maxWriteBufferSize (${LIMIT}); nothing was queued and the connection is open` });
+  t.equal(conn.closed, false);
+  // Fill the queue with small writes (not checked) while the peer does not
+  // read, then a large one that would take it past the limit.
+  client.pause();
+  let queued = 0;
+  while (conn.bufferedAmount < LIMIT / 2) {
+    conn.write(Buffer.alloc(256 * 1024, 2));
+    queued += 256 * 1024;
+  }
+  const before = conn.bufferedAmount;
+  const late = Buffer.alloc(LIMIT - before + 512 * 1024, 3); // fits alone (before >= LIMIT / 2), not on top of the queue, even if the kernel takes a little more
+  // The kernel may still take some of the queue between the two readings.
+  t.throws(() => conn.write(late), {
+    name: 'OverflowError',
+    code: 'NETLOOP_OVERFLOW',
+    message: new RegExp(`^write: ${late.length} bytes with \\d+ already queued would exceed maxWriteBufferSize \\(${LIMIT}\\); nothing was queued and the connection is open$`),
+  });
+  t.equal(conn.closed, false, 'still open');
+  conn.write('end');
+  client.resume();
+  await sig.until(() => got().length >= queued + 3);
+  const all = got();
+  t.equal(all.length, queued + 3, 'exactly what was queued arrived, nothing of the refused writes');
+  t.equal(all.subarray(queued).toString(), 'end');
+  t.equal(all.indexOf(1), -1, 'no byte of the first refused write');
+  t.equal(all.indexOf(3), -1, 'no byte of the late one');
+  t.equal(ev.closes.length, 0, 'no onClose');
+});
+
+t.test('WebSocket writeMessage larger than maxWriteBufferSize throws OverflowError; the connection keeps working', { timeout: 10_000 }, async (t) => {
+  const LIMIT = 1024 * 1024;
+  const up = new Upgrader({});
+  const errors = [];
+  up.onMessage((c, type, data) => {
+    try {
+      c.writeMessage('binary', Buffer.alloc(LIMIT));
+    } catch (e) {
+      errors.push(e);
+    }
+    c.writeMessage(type, data);
+  });
+  const engine = new Engine({ addrs: ['127.0.0.1:0'], upgrader: up, maxWriteBufferSize: LIMIT });
+  await engine.start();
+  t.teardown(() => engine.stop());
+  const got = [];
+  const ws = await dial(`ws://${engine.addresses()[0]}/`, { onMessage: (c, type, data) => got.push([type, data.toString()]) });
+  t.teardown(() => ws.closeAndClean());
+  ws.writeMessage('text', 'hello');
+  const end = Date.now() + 5000;
+  while (got.length === 0 && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 5));
+  t.same(got, [['text', 'hello']], 'the echo, and no frame of the refused message');
+  t.equal(errors.length, 1);
+  t.type(errors[0], OverflowError);
+  t.equal(errors[0].message, `writeMessage: ${LIMIT + 14} bytes would exceed maxWriteBufferSize (${LIMIT}); nothing was queued and the connection is open`);
 });
 
 t.test('start() twice rejects; stop() twice resolves', { timeout: 10_000 }, async (t) => {

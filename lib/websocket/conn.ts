@@ -14,7 +14,7 @@
 // what the reader thread saw end its reading: NetClosedError when our close
 // came first, EOFError when the peer's FIN came with its close frame. That is
 // the one difference between the modes; closeInfo is the same in both.
-import type { Conn, Deadline } from '../conn.js';
+import { checkRoom, type Conn, type Deadline } from '../conn.js';
 import { CloseError, NetClosedError } from '../errors.js';
 import type { ProtocolError } from '../errors.js';
 import { CloseCode, MAX_CLOSE_REASON_BYTES, isValidCloseCode } from './close.js';
@@ -90,6 +90,16 @@ function checkPayload(data: unknown, what: string): asserts data is Uint8Array |
   if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
     throw new TypeError(`${what}: data must be a Buffer, Uint8Array or string, got ${data === null ? 'null' : typeof data}`);
   }
+}
+
+/**
+ * Conn.write's maxWriteBufferSize check for a whole frame, made before any
+ * of it is written: the frame's header (14 bytes at most) is counted, so
+ * that the raw writes that follow (header, then payload) pass their own
+ * check and a frame is never cut after its header.
+ */
+function checkFrameRoom(raw: Conn, what: string, data: Uint8Array | string): void {
+  checkRoom(raw, what, data.length + 14, () => (typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength) + 14);
 }
 
 /**
@@ -179,13 +189,19 @@ export class WebSocketConn {
   /**
    * Sends a whole message. Text is sent as UTF-8 (give a string, or bytes you
    * know are valid UTF-8). Throws NetClosedError once the closing handshake
-   * has started.
+   * has started, and OverflowError (nothing sent, the connection stays
+   * open) when the message (its size before compression) alone, or with
+   * what is queued already, is more than the engine's maxWriteBufferSize:
+   * see Conn.write.
    */
   writeMessage(type: MessageType, data: Uint8Array | string): void {
     const opcode = opcodeOf(type, 'writeMessage');
     checkPayload(data, 'writeMessage');
     if (this.#state !== WsState.Open) throw new NetClosedError();
     if (this.#fragmentOpcode !== 0) throw new Error('writeMessage: a fragmented message is being sent with writeFrame(); finish it first');
+    // Before compressing: a compressor with context takeover that compressed
+    // a message it then could not send would leave the peer's inflater behind.
+    checkFrameRoom(this._raw, 'writeMessage', data);
     // permessage-deflate, when negotiated: messages under its threshold go
     // out as they are (RSV1 clear).
     const packed = this._pmd !== null ? this._pmd.compress(data) : null;
@@ -203,6 +219,7 @@ export class WebSocketConn {
     checkPayload(data, 'writeFrame');
     if (typeof fin !== 'boolean') throw new TypeError('writeFrame: fin must be a boolean');
     if (this.#state !== WsState.Open) throw new NetClosedError();
+    checkFrameRoom(this._raw, 'writeFrame', data);
     let sendOpcode = opcode;
     if (this.#fragmentOpcode !== 0) {
       if (this.#fragmentOpcode !== opcode) throw new Error(`writeFrame: a ${this.#fragmentOpcode === Opcode.Text ? 'text' : 'binary'} message is being sent`);
@@ -254,12 +271,29 @@ export class WebSocketConn {
     this._raw.closeAndClean(err);
   }
 
+  /**
+   * Closes the connection with TimeoutError("read timeout") if still open
+   * at `deadline` (a Date or Date.now() + ms); null or 0 clears it. With
+   * keepalive on (the Upgrader's keepaliveTime), the keepalive sweep moves
+   * this deadline. A small number throws TypeError: use setReadTimeout(ms).
+   */
   setReadDeadline(deadline: Deadline): void {
     this._raw.setReadDeadline(deadline);
   }
 
+  /** Closes the connection with TimeoutError("write timeout") if written data is still waiting at `deadline`; null or 0 clears it. */
   setWriteDeadline(deadline: Deadline): void {
     this._raw.setWriteDeadline(deadline);
+  }
+
+  /** setReadDeadline(Date.now() + ms); 0 clears. */
+  setReadTimeout(ms: number): void {
+    this._raw.setReadTimeout(ms);
+  }
+
+  /** setWriteDeadline(Date.now() + ms); 0 clears. */
+  setWriteTimeout(ms: number): void {
+    this._raw.setWriteTimeout(ms);
   }
 
   setSession(session: unknown): void {
