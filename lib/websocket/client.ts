@@ -61,8 +61,11 @@ let sharedEngine: Engine | undefined;
 let sharedStarting: Promise<Engine> | undefined;
 let sharedOpen = 0;
 
-// The shared engine keeps the process alive only while it has connections,
-// like a Node socket would.
+// The shared engine keeps the process alive only while it has a dial
+// pending or a connection open, like a Node socket would: counted from the
+// start of dial() (a script whose only work is `await dial(...)` must not
+// exit with its promise unsettled) to the connection's onClose, or to the
+// dial's failure.
 function sharedRef(delta: number): void {
   sharedOpen += delta;
   sharedEngine?._setRef(sharedOpen > 0);
@@ -74,6 +77,7 @@ async function defaultEngine(): Promise<Engine> {
     const e = new Engine({ ref: false });
     await e.start();
     sharedEngine = e;
+    e._setRef(sharedOpen > 0); // the dial that started it is counted already
     return e;
   })();
   return sharedStarting;
@@ -210,7 +214,6 @@ const handshakeProto: ConnProtocol = {
     ws._pmd = pmd;
     conn._proto = websocketProto;
     conn._protoState = ws;
-    sharedRefIfShared(ws, +1);
     h.resolve(ws);
     if (r.consumed < data.length) websocketProto.onData(conn, data.subarray(r.consumed));
   },
@@ -248,7 +251,31 @@ export async function dial(url: string, options: DialOptions = {}): Promise<WebS
   if (options.engine !== undefined && !(options.engine instanceof Engine)) throw new TypeError('dial: engine must be an Engine');
   if (options.headers !== undefined && (options.headers === null || typeof options.headers !== 'object')) throw new TypeError('dial: headers must be an object of header names to values');
   const compression = compressionOption('dial', options.compression);
-  const engine = options.engine ?? (await defaultEngine());
+  const headers = Object.entries(options.headers ?? {});
+  for (const [name, value] of headers) {
+    // Checked before dialing: a connection must not be opened for a request that cannot be sent.
+    if (typeof value !== 'string') throw new TypeError(`dial: header ${name} must be a string`);
+    if (/[\r\n]/.test(name + value)) throw new TypeError('dial: header names and values must not contain CR or LF');
+  }
+  if (options.engine !== undefined) return handshake(options.engine, target, offered, compression, headers, timeout, options);
+  sharedRef(+1); // until the connection closes (ClientSession.deliverClose) or the dial fails (below)
+  try {
+    return await handshake(await defaultEngine(), target, offered, compression, headers, timeout, options);
+  } catch (err) {
+    sharedRef(-1);
+    throw err;
+  }
+}
+
+async function handshake(
+  engine: Engine,
+  target: ReturnType<typeof parseUrl>,
+  offered: readonly string[],
+  compression: DeflateOptions | null,
+  headers: Array<[string, string]>,
+  timeout: number,
+  options: DialOptions,
+): Promise<WebSocketConn> {
   const addr = target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
   const started = Date.now();
   const conn = await engine.dial(addr, { timeout, proto: handshakeProto });
@@ -265,10 +292,7 @@ export async function dial(url: string, options: DialOptions = {}): Promise<WebS
   if (compression !== null) {
     lines.push(`Sec-WebSocket-Extensions: ${offerClient(compression)}`);
   }
-  for (const [name, value] of Object.entries(options.headers ?? {})) {
-    if (/[\r\n]/.test(name + value)) throw new TypeError('dial: header names and values must not contain CR or LF');
-    lines.push(`${name}: ${value}`);
-  }
+  for (const [name, value] of headers) lines.push(`${name}: ${value}`);
   return new Promise<WebSocketConn>((resolve, reject) => {
     const session = options.onDataFrame !== undefined ? new FrameClientSession(options) : new ClientSession(options);
     const left = Math.max(1, timeout - (Date.now() - started));
