@@ -6,7 +6,7 @@
 // connection is ordered after the writes made before it.
 import { NetClosedError, OverflowError } from './errors.js';
 import { checkInt, MAX_MS } from './options.js';
-import type { Engine } from './engine.js';
+import type { EngineStats } from './cluster.js';
 
 /** Connection states as the JS side sees them. */
 export const enum ConnState {
@@ -65,6 +65,32 @@ function byteLengthOf(data: Uint8Array | string): number {
 }
 
 /**
+ * The engine a connection belongs to, as the connection sees it: Engine
+ * implements it. An interface rather than the Engine class, so that this
+ * module does not import the engine that imports it.
+ */
+export interface ConnEngine {
+  /** The engine's options, defaults filled in (Engine.options). */
+  readonly options: { readonly maxWriteBufferSize: number };
+  /** Whether the engine runs. */
+  readonly running: boolean;
+  /** The addresses the engine listens on. */
+  addresses(): string[];
+  /** The engine's connection counters. */
+  stats(): EngineStats;
+  /** Stops the engine, closing every connection (see Engine.stop). */
+  stop(): Promise<void>;
+  /** @internal */ readonly _now: number;
+  /** @internal */ readonly _online: number;
+  /** @internal */ _write(c: Conn, data: Uint8Array | string): void;
+  /** @internal */ _writeBytes(c: Conn, src: Uint8Array, start: number, end: number): void;
+  /** @internal */ _close(c: Conn, err: Error | null, abortive: boolean, timeoutMs?: number): void;
+  /** @internal */ _setDeadline(c: Conn, kind: 0 | 1, deadline: Deadline): void;
+  /** @internal */ _bufferedAmount(c: Conn): number;
+  /** @internal */ _address(c: Conn, peer: boolean): string | undefined;
+}
+
+/**
  * @internal A protocol layered on raw connections (lib/websocket). The engine
  * calls it instead of its own onData/onClose/onDrain for connections whose
  * _proto is set.
@@ -105,10 +131,11 @@ export class Conn {
   /** @internal */ _protoState: unknown = undefined;
   /** @internal Served by a reader thread of its own (blocking I/O) rather than the poller. */
   _blocking = false;
-  readonly engine: Engine;
+  /** The engine this connection belongs to. */
+  readonly engine: ConnEngine;
 
   /** @internal */
-  constructor(engine: Engine, slot: number, gen: number, local: string | undefined, remote: string | undefined) {
+  constructor(engine: ConnEngine, slot: number, gen: number, local: string | undefined, remote: string | undefined) {
     this.engine = engine;
     this._slot = slot;
     this._gen = gen;

@@ -3,11 +3,11 @@
 // iteration, JS answers with one command array (native.ts has the layout).
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { Conn, ConnState, type ConnProtocol, type Deadline } from './conn.js';
+import { Conn, ConnState, type ConnEngine, type ConnProtocol, type Deadline } from './conn.js';
 import { parseAddress, resolveHost, formatAddress, type ParsedAddress } from './address.js';
 import { BurstWatcher } from './memory.js';
 import { boolOption, callbackOption, checkInt, checkKnownOptions } from './options.js';
-import { clusterOptions, createCluster, type EngineCluster, type SupervisorOptions, type WorkerStats } from './workers.js';
+import { clusterOptions, createCluster, type EngineCluster, type EngineStats, type SupervisorOptions, type WorkerStats } from './cluster.js';
 import {
   EOFError,
   NetClosedError,
@@ -134,28 +134,11 @@ export interface EngineUpgrader {
   stopping(engine: Engine): Promise<void> | void;
 }
 
+export type { EngineStats } from './cluster.js';
+
 export type IoMode = 'nonblocking' | 'blocking' | 'mixed';
 
 const IO_MODES: Record<IoMode, number> = { nonblocking: IO_NONBLOCKING, blocking: IO_BLOCKING, mixed: IO_MIXED };
-
-export interface EngineStats {
-  online: number;
-  accepted: number;
-  dialed: number;
-  closed: number;
-  /** Connections closed at accept (over maxLoad, or out of descriptors). */
-  rejected: number;
-  bytesIn: number;
-  bytesOut: number;
-  /** Bytes in all connections' write queues. */
-  queuedBytes: number;
-  /** Connections served by a reader thread now (blocking and mixed modes): the threads alive. */
-  blockingOnline: number;
-  /** Reader threads started since the engine started. */
-  readerThreadsStarted: number;
-  /** Memory the reader threads reserve now: blockingOnline x (stack + read buffer), bytes. */
-  readerThreadBytes: number;
-}
 
 // Every option's name, checked against EngineOptions by the compiler, so
 // that an unknown (misspelt, or another library's) name throws at the call.
@@ -216,7 +199,7 @@ function checkIoMode(mode: unknown): IoMode {
   return mode as IoMode;
 }
 
-export class Engine {
+export class Engine implements ConnEngine {
   readonly options: Readonly<Required<Omit<EngineOptions, 'onOpen' | 'onData' | 'onClose' | 'onDrain' | 'upgrader' | 'workers' | 'supervisor'>>>;
   readonly #upgrader: EngineUpgrader | undefined;
   /** With `workers`: the supervisor (in the primary) or the worker's link to it. */

@@ -1,7 +1,13 @@
-// Public exports only.
+// Public exports only, and the one piece of wiring: the process supervisor
+// (workers.ts) sits above the engine, which obtains it through cluster.ts.
+import { registerCluster } from './cluster.js';
+import { supervisor } from './workers.js';
+
+registerCluster(supervisor);
+
 export { Engine } from './engine.js';
-export type { EngineOptions, EngineStats, IoMode } from './engine.js';
-export type { SupervisorOptions, WorkerExit, WorkerExitReason, WorkerListening, WorkerStats } from './workers.js';
+export type { EngineOptions, IoMode } from './engine.js';
+export type { EngineStats, SupervisorOptions, WorkerExit, WorkerExitReason, WorkerListening, WorkerStats } from './cluster.js';
 export { Conn } from './conn.js';
 export type { Deadline } from './conn.js';
 export { Upgrader } from './websocket/upgrader.js';
