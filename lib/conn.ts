@@ -115,7 +115,11 @@ class ConnExtras {
   session: unknown = undefined;
 }
 
-export class Conn {
+/**
+ * One connection of an Engine (raw TCP or a Unix stream socket). `S` is
+ * the type of the value attached with setSession().
+ */
+export class Conn<S = unknown> {
   /** @internal */ _slot: number;
   /** @internal */ _gen: number;
   /** @internal */ _state: ConnState = ConnState.Open;
@@ -147,6 +151,7 @@ export class Conn {
   get _closeErr(): Error | null | undefined {
     return this._x?.closeErr;
   }
+  /** @internal */
   set _closeErr(err: Error | null | undefined) {
     (this._x ??= new ConnExtras()).closeErr = err;
   }
@@ -160,6 +165,7 @@ export class Conn {
   get _local(): string | undefined {
     return this._x?.local;
   }
+  /** @internal */
   set _local(addr: string | undefined) {
     (this._x ??= new ConnExtras()).local = addr;
   }
@@ -168,6 +174,7 @@ export class Conn {
   get _remote(): string | undefined {
     return this._x?.remote;
   }
+  /** @internal */
   set _remote(addr: string | undefined) {
     (this._x ??= new ConnExtras()).remote = addr;
   }
@@ -226,9 +233,9 @@ export class Conn {
   }
 
   /** Sets the function called each time this connection's write queue becomes empty. */
-  onDrain(handler: ((conn: Conn) => void) | null): void {
+  onDrain(handler: ((conn: Conn<S>) => void) | null): void {
     if (handler !== null && typeof handler !== 'function') throw new TypeError('onDrain(handler): handler must be a function or null');
-    if (handler !== null || this._x !== undefined) (this._x ??= new ConnExtras()).drainHandler = handler ?? undefined;
+    if (handler !== null || this._x !== undefined) (this._x ??= new ConnExtras()).drainHandler = (handler as ((conn: Conn) => void) | null) ?? undefined;
   }
 
   /**
@@ -299,13 +306,14 @@ export class Conn {
     this.engine._setDeadline(this, 1, timeoutDeadline('setWriteTimeout', ms));
   }
 
-  /** Attaches any value to the connection. */
-  setSession(session: unknown): void {
+  /** Attaches a value to the connection (read back with `session`). */
+  setSession(session: S): void {
     (this._x ??= new ConnExtras()).session = session;
   }
 
-  get session(): unknown {
-    return this._x?.session;
+  /** The value given to setSession(); undefined before. */
+  get session(): S | undefined {
+    return this._x?.session as S | undefined;
   }
 
   /** "127.0.0.1:8080", "[::1]:8080" or "unix:/path". */

@@ -42,20 +42,21 @@ import {
   type NativeAddress,
 } from './native.js';
 
-export interface EngineOptions {
+/** Options of new Engine(); `S` is the type of each connection's session (Conn.setSession). */
+export interface EngineOptions<S = unknown> {
   /** Addresses to listen on: "127.0.0.1:8080", "[::1]:8080", ":8080", "unix:/tmp/app.sock". */
   addrs?: string[];
   /** A connection opened (accepted, or dialed by this engine). */
-  onOpen?: (conn: Conn) => void;
+  onOpen?: (conn: Conn<S>) => void;
   /**
    * Bytes arrived. `data` is a view of the engine's receive buffer, valid
    * until this callback returns: copy it (Buffer.from(data)) to keep it.
    */
-  onData?: (conn: Conn, data: Buffer) => void;
+  onData?: (conn: Conn<S>, data: Buffer) => void;
   /** The connection closed: called exactly once, with null or the reason (errors.ts). */
-  onClose?: (conn: Conn, err: Error | null) => void;
+  onClose?: (conn: Conn<S>, err: Error | null) => void;
   /** A connection's write queue became empty. */
-  onDrain?: (conn: Conn) => void;
+  onDrain?: (conn: Conn<S>) => void;
   /**
    * listen() backlog. Default: the system's limit (Linux: net.core.somaxconn,
    * read once), else 511. A burst of connects larger than the backlog has
@@ -120,17 +121,25 @@ export interface EngineOptions {
   supervisor?: SupervisorOptions;
 }
 
+/** Options of Engine.dial(). */
+export interface EngineDialOptions {
+  /** Give up after this many ms (TimeoutError "dial timeout"). Default: the engine's dialTimeout. */
+  timeout?: number;
+}
+
 /**
- * @internal What the Engine needs of a protocol that takes over accepted
- * connections (websocket/upgrader.ts implements it).
+ * What the Engine takes as its `upgrader`: an Upgrader
+ * (websocket/upgrader.ts). Its members are internal: what the engine needs
+ * of a protocol that takes over accepted connections.
  */
 export interface EngineUpgrader {
-  /** Called once, when the engine is constructed with this upgrader. */
+  /** @internal Called once, when the engine is constructed with this upgrader. */
   attach(engine: Engine): void;
-  /** A connection was accepted: set conn._proto (and state) or handle it. */
+  /** @internal A connection was accepted: set conn._proto (and state) or handle it. */
   accept(conn: Conn): void;
-  /** The engine started (timers may start) or is about to stop (say goodbye, then resolve). */
+  /** @internal The engine started (timers may start). */
   started(engine: Engine): void;
+  /** @internal The engine is about to stop: say goodbye, then resolve. */
   stopping(engine: Engine): Promise<void> | void;
 }
 
@@ -149,7 +158,7 @@ const ENGINE_OPTIONS = {
   readerStackSize: true, readerBufferSize: true, upgrader: true, workers: true, supervisor: true,
 } as const satisfies Record<keyof EngineOptions, true>;
 
-const DIAL_OPTIONS = { timeout: true, proto: true } as const;
+const DIAL_OPTIONS = { timeout: true } as const satisfies Record<keyof EngineDialOptions, true>;
 
 type EngineState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -199,7 +208,12 @@ function checkIoMode(mode: unknown): IoMode {
   return mode as IoMode;
 }
 
-export class Engine implements ConnEngine {
+/**
+ * The event-loop engine: listeners, dialed and accepted connections, and
+ * the batch dispatch between the native poller and JS. `S` is the type of
+ * each connection's session (Conn.setSession).
+ */
+export class Engine<S = unknown> implements ConnEngine {
   readonly options: Readonly<Required<Omit<EngineOptions, 'onOpen' | 'onData' | 'onClose' | 'onDrain' | 'upgrader' | 'workers' | 'supervisor'>>>;
   readonly #upgrader: EngineUpgrader | undefined;
   /** With `workers`: the supervisor (in the primary) or the worker's link to it. */
@@ -232,17 +246,19 @@ export class Engine implements ConnEngine {
     this.#flush();
   };
 
-  constructor(options: EngineOptions = {}) {
+  constructor(options: EngineOptions<S> = {}) {
     if (options === null || typeof options !== 'object') throw new TypeError('new Engine(options): options must be an object');
     checkKnownOptions('Engine', options, ENGINE_OPTIONS);
     options = clusterOptions(options); // in a worker process: the primary's addresses, reusePort on
     const addrs = options.addrs ?? [];
     if (!Array.isArray(addrs)) throw new TypeError('addrs must be an array of address strings');
     for (const a of addrs) parseAddress(a);
-    this.#onOpen = callbackOption('onOpen', options.onOpen) ?? noop;
-    this.#onData = callbackOption('onData', options.onData) ?? noop;
-    this.#onClose = callbackOption('onClose', options.onClose) ?? noop;
-    this.#onDrain = callbackOption('onDrain', options.onDrain);
+    // Connections are Conn<S> to the user; inside they are plain Conns.
+    const raw = options as EngineOptions;
+    this.#onOpen = callbackOption('onOpen', raw.onOpen) ?? noop;
+    this.#onData = callbackOption('onData', raw.onData) ?? noop;
+    this.#onClose = callbackOption('onClose', raw.onClose) ?? noop;
+    this.#onDrain = callbackOption('onDrain', raw.onDrain);
     if (options.upgrader !== undefined) {
       const u = options.upgrader as Partial<EngineUpgrader> | null;
       if (u === null || typeof u !== 'object' || typeof u.attach !== 'function' || typeof u.accept !== 'function') {
@@ -399,7 +415,12 @@ export class Engine implements ConnEngine {
   }
 
   /** Connects to "host:port", "[v6]:port" or "unix:/path". The Conn also goes through onOpen. */
-  async dial(addr: string, options: { timeout?: number; /** @internal */ proto?: ConnProtocol } = {}): Promise<Conn> {
+  dial(addr: string, options: EngineDialOptions = {}): Promise<Conn<S>> {
+    return this._dial(addr, options, undefined) as Promise<Conn<S>>;
+  }
+
+  /** @internal dial(), for a protocol's own connection (the WebSocket client): `proto` takes it over, onOpen is not called. */
+  async _dial(addr: string, options: EngineDialOptions, proto: ConnProtocol | undefined): Promise<Conn> {
     if (this.#cluster?.role === 'primary') throw new Error('Engine.dial(): the primary of an engine with `workers` has no connections: dial from the workers');
     if (options === null || typeof options !== 'object') throw new TypeError('Engine.dial(addr, options): options must be an object');
     checkKnownOptions('Engine.dial', options, DIAL_OPTIONS);
@@ -413,7 +434,7 @@ export class Engine implements ConnEngine {
     const [slot, gen] = r;
     const remote = p.kind === 'unix' ? `unix:${p.path}` : formatAddress(host.includes(':') ? 'IPv6' : 'IPv4', host, p.port);
     return new Promise<Conn>((resolve, reject) => {
-      this.#dials.set(slot, { gen, remote, proto: options.proto, resolve, reject });
+      this.#dials.set(slot, { gen, remote, proto, resolve, reject });
     });
   }
 

@@ -6,18 +6,19 @@ import { supervisor } from './workers.js';
 registerCluster(supervisor);
 
 export { Engine } from './engine.js';
-export type { EngineOptions, IoMode } from './engine.js';
+export type { EngineDialOptions, EngineOptions, EngineUpgrader, IoMode } from './engine.js';
 export type { EngineStats, SupervisorOptions, WorkerExit, WorkerExitReason, WorkerListening, WorkerStats } from './cluster.js';
 export { Conn } from './conn.js';
-export type { Deadline } from './conn.js';
+export type { ConnEngine, Deadline } from './conn.js';
 export { Upgrader } from './websocket/upgrader.js';
-export type { UpgraderOptions, HttpAnswer } from './websocket/upgrader.js';
+export type { UpgraderOptions, HttpAnswer, OpenHandler, MessageHandler, DataFrameHandler, CloseHandler, CloseFrameHandler, PingHandler } from './websocket/upgrader.js';
 export { WebSocketConn } from './websocket/conn.js';
 export { dial, HandshakeError } from './websocket/client.js';
 export type { DialOptions } from './websocket/client.js';
-export type { CloseInfo, CloseInitiator } from './websocket/conn.js';
+export type { CloseInfo, CloseInitiator, ClosedWebSocketConn } from './websocket/conn.js';
 export type { MessageType } from './websocket/opcodes.js';
 export type { RequestHead } from './http/request-parser.js';
+export type { DeflateOptions } from './websocket/deflate.js';
 export {
   NetloopError,
   CloseError,

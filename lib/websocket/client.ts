@@ -9,13 +9,14 @@ import { HttpError, NetClosedError, NetloopError, ProtocolError, TimeoutError } 
 import { ResponseParser, headerValue, type ResponseParser as Parser } from '../http/response-parser.js';
 import { computeAccept } from '../http/upgrade.js';
 import { listElements, listHasToken } from '../http/chars.js';
-import { WebSocketConn, type WebSocketOwner } from './conn.js';
+import { WebSocketConn, type ClosedWebSocketConn, type WebSocketOwner } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
 import { PerMessageDeflate, inflationLimit, acceptClientResponse, offerClient, type DeflateOptions } from './deflate.js';
 import { checkKnownOptions, compressionOption, intOption, msOption } from '../options.js';
 
-export interface DialOptions {
+/** Options of dial(); `S` is the type of the connection's session (WebSocketConn.setSession). */
+export interface DialOptions<S = unknown> {
   /** The engine to dial from. Default: a shared client engine, started on first use. */
   engine?: Engine;
   /** Subprotocols to offer, in order of preference. */
@@ -30,16 +31,18 @@ export interface DialOptions {
   closeTimeout?: number;
   /** Bytes a received message may have; past it: close 1009. 0 = no limit. Default 16 MiB. */
   messageLengthLimit?: number;
-  onMessage?: (c: WebSocketConn, type: MessageType, data: Buffer) => void;
+  /** Called with each complete message; `data` is yours to keep. */
+  onMessage?: (c: WebSocketConn<S>, type: MessageType, data: Buffer) => void;
   /** Frame-level delivery instead of onMessage. */
-  onDataFrame?: (c: WebSocketConn, type: MessageType, fin: boolean, data: Buffer) => void;
-  /** Called exactly once, after the connection closed. */
-  onClose?: (c: WebSocketConn, err: Error | null) => void;
+  onDataFrame?: (c: WebSocketConn<S>, type: MessageType, fin: boolean, data: Buffer) => void;
+  /** Called exactly once, after the connection closed (its closeInfo set), with null or why (the close contract). */
+  onClose?: (c: ClosedWebSocketConn<S>, err: Error | null) => void;
   /** The server's close frame. */
-  closeHandler?: (c: WebSocketConn, code: number, reason: string) => void;
+  closeHandler?: (c: WebSocketConn<S>, code: number, reason: string) => void;
   /** Replaces the automatic pong. */
-  pingHandler?: (c: WebSocketConn, data: Buffer) => void;
-  pongHandler?: (c: WebSocketConn, data: Buffer) => void;
+  pingHandler?: (c: WebSocketConn<S>, data: Buffer) => void;
+  /** Called with each pong's payload. */
+  pongHandler?: (c: WebSocketConn<S>, data: Buffer) => void;
 }
 
 /** The handshake failed: the server answered something other than a valid 101. */
@@ -99,19 +102,19 @@ function parseUrl(url: string): { host: string; port: number; path: string; host
   return { host, port, path: (u.pathname || '/') + u.search, hostHeader: u.host };
 }
 
-class ClientSession implements ReceiverHandlers, WebSocketOwner {
+class ClientSession<S> implements ReceiverHandlers, WebSocketOwner<S> {
   readonly closeTimeout: number;
   readonly masked = true;
-  ws!: WebSocketConn;
-  constructor(readonly o: DialOptions) {
+  ws!: WebSocketConn<S>;
+  constructor(readonly o: DialOptions<S>) {
     this.closeTimeout = o.closeTimeout ?? 5000;
   }
-  get closeHandler(): DialOptions['closeHandler'] {
-    return this.o.closeHandler;
+  deliverCloseFrame(ws: WebSocketConn<S>, code: number, reason: string): void {
+    this.o.closeHandler?.(ws, code, reason);
   }
-  deliverClose(ws: WebSocketConn, err: Error | null): void {
+  deliverClose(ws: WebSocketConn<S>, err: Error | null): void {
     sharedRefIfShared(ws, -1);
-    this.o.onClose?.(ws, err);
+    this.o.onClose?.(ws as ClosedWebSocketConn<S>, err); // _closed() set closeInfo just before
   }
   onMessage(type: MessageType, data: Buffer): void {
     this.o.onMessage?.(this.ws, type, data);
@@ -131,24 +134,24 @@ class ClientSession implements ReceiverHandlers, WebSocketOwner {
   }
 }
 
-class FrameClientSession extends ClientSession {
+class FrameClientSession<S> extends ClientSession<S> {
   onDataFrame(type: MessageType, fin: boolean, data: Buffer): void {
     this.o.onDataFrame!(this.ws, type, fin, data);
   }
 }
 
-function sharedRefIfShared(ws: WebSocketConn, delta: number): void {
+function sharedRefIfShared(ws: WebSocketConn<unknown>, delta: number): void {
   if (ws._raw.engine === sharedEngine) sharedRef(delta);
 }
 
-interface Handshake {
+interface Handshake<S> {
   key: string;
   parser: Parser;
   path: string;
   offered: readonly string[];
   compression: DeflateOptions | null;
-  session: ClientSession;
-  resolve: (ws: WebSocketConn) => void;
+  session: ClientSession<S>;
+  resolve: (ws: WebSocketConn<S>) => void;
   reject: (err: Error) => void;
   timer: ReturnType<typeof setTimeout>;
 }
@@ -165,7 +168,7 @@ const websocketProto: ConnProtocol = {
 
 const handshakeProto: ConnProtocol = {
   onData(conn, data) {
-    const h = conn._protoState as Handshake;
+    const h = conn._protoState as Handshake<unknown>;
     const r = h.parser.push(data);
     if (r === 'need-more') return;
     if (r instanceof HttpError) {
@@ -218,13 +221,13 @@ const handshakeProto: ConnProtocol = {
     if (r.consumed < data.length) websocketProto.onData(conn, data.subarray(r.consumed));
   },
   onClose(conn, err) {
-    const h = conn._protoState as Handshake;
+    const h = conn._protoState as Handshake<unknown>;
     fail(conn, h, err ?? new NetClosedError());
   },
   onDrain() {},
 };
 
-function fail(conn: Conn, h: Handshake, err: Error): void {
+function fail<S>(conn: Conn, h: Handshake<S>, err: Error): void {
   clearTimeout(h.timer);
   conn._protoState = undefined;
   conn._proto = undefined;
@@ -232,8 +235,11 @@ function fail(conn: Conn, h: Handshake, err: Error): void {
   h.reject(err);
 }
 
-/** Opens a WebSocket connection to a ws:// URL. */
-export async function dial(url: string, options: DialOptions = {}): Promise<WebSocketConn> {
+/**
+ * Opens a WebSocket connection to a ws:// URL: resolves once the server
+ * accepted the handshake. `S` is the type of the connection's session.
+ */
+export async function dial<S = unknown>(url: string, options: DialOptions<S> = {}): Promise<WebSocketConn<S>> {
   if (typeof url !== 'string') throw new TypeError('dial(url, options): url must be a string');
   if (options === null || typeof options !== 'object') throw new TypeError('dial(url, options): options must be an object');
   checkKnownOptions('dial', options, DIAL_OPTIONS);
@@ -267,18 +273,18 @@ export async function dial(url: string, options: DialOptions = {}): Promise<WebS
   }
 }
 
-async function handshake(
+async function handshake<S>(
   engine: Engine,
   target: ReturnType<typeof parseUrl>,
   offered: readonly string[],
   compression: DeflateOptions | null,
   headers: Array<[string, string]>,
   timeout: number,
-  options: DialOptions,
-): Promise<WebSocketConn> {
+  options: DialOptions<S>,
+): Promise<WebSocketConn<S>> {
   const addr = target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
   const started = Date.now();
-  const conn = await engine.dial(addr, { timeout, proto: handshakeProto });
+  const conn = await engine._dial(addr, { timeout }, handshakeProto);
   const key = randomBytes(16).toString('base64');
   const lines = [
     `GET ${target.path} HTTP/1.1`,
@@ -293,10 +299,10 @@ async function handshake(
     lines.push(`Sec-WebSocket-Extensions: ${offerClient(compression)}`);
   }
   for (const [name, value] of headers) lines.push(`${name}: ${value}`);
-  return new Promise<WebSocketConn>((resolve, reject) => {
+  return new Promise<WebSocketConn<S>>((resolve, reject) => {
     const session = options.onDataFrame !== undefined ? new FrameClientSession(options) : new ClientSession(options);
     const left = Math.max(1, timeout - (Date.now() - started));
-    const h: Handshake = {
+    const h: Handshake<S> = {
       key,
       parser: new ResponseParser(),
       path: target.path,

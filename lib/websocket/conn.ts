@@ -37,16 +37,26 @@ export interface CloseInfo {
   error: Error | null;
 }
 
+/**
+ * A WebSocketConn as onClose sees it: closed, its closeInfo always set. The
+ * same object as the open connection's; only the type knows more.
+ */
+export type ClosedWebSocketConn<S = unknown> = WebSocketConn<S> & { readonly closeInfo: CloseInfo };
+
 /** @internal What a WebSocketConn needs of its owner (the Upgrader, or a client's handlers). */
-export interface WebSocketOwner {
+export interface WebSocketOwner<S = unknown> {
   /** Close handshake timeout, ms. */
   readonly closeTimeout: number;
   /** Client side: every frame we send is masked (RFC 6455 §5.3). */
   readonly masked: boolean;
   /** Calls the user's onClose. */
-  deliverClose(ws: WebSocketConn, err: Error | null): void;
-  /** The user's close handler (setCloseHandler), if any. */
-  readonly closeHandler: ((ws: WebSocketConn, code: number, reason: string) => void) | undefined;
+  deliverClose(ws: WebSocketConn<S>, err: Error | null): void;
+  /**
+   * Calls the user's close handler (setCloseHandler), if any. A method, not
+   * a property holding the handler: methods keep WebSocketConn<S>
+   * assignable to WebSocketConn<unknown>.
+   */
+  deliverCloseFrame(ws: WebSocketConn<S>, code: number, reason: string): void;
 }
 
 /** @internal Compression of outgoing messages (permessage-deflate), when negotiated. */
@@ -115,9 +125,13 @@ class WsExtras {
   session: unknown = undefined;
 }
 
-export class WebSocketConn {
+/**
+ * One WebSocket connection, server or client side. `S` is the type of the
+ * value attached with setSession() (Upgrader<S>, dial<S>).
+ */
+export class WebSocketConn<S = unknown> {
   /** @internal */ readonly _raw: Conn;
-  /** @internal */ readonly _owner: WebSocketOwner;
+  /** @internal */ readonly _owner: WebSocketOwner<S>;
   /** @internal */ _receiver: Receiver | null = null;
   /** @internal The rarely needed fields (WsExtras), once one was set. */
   _x: WsExtras | undefined = undefined;
@@ -134,7 +148,7 @@ export class WebSocketConn {
   #state = WsState.Open;
 
   /** @internal */
-  constructor(raw: Conn, owner: WebSocketOwner, subprotocol: string, path: string) {
+  constructor(raw: Conn, owner: WebSocketOwner<S>, subprotocol: string, path: string) {
     this._raw = raw;
     this._owner = owner;
     this.subprotocol = subprotocol;
@@ -148,6 +162,7 @@ export class WebSocketConn {
   get _pmd(): (MessageCompressor & MessageDecompressor) | null {
     return this._x?.pmd ?? null;
   }
+  /** @internal */
   set _pmd(pmd: (MessageCompressor & MessageDecompressor) | null) {
     if (pmd !== null || this._x !== undefined) (this._x ??= new WsExtras()).pmd = pmd;
   }
@@ -156,6 +171,7 @@ export class WebSocketConn {
   get closeInfo(): CloseInfo | null {
     return this._x?.closeInfo ?? null;
   }
+  /** @internal Set by the close paths; read-only to users. */
   set closeInfo(info: CloseInfo | null) {
     (this._x ??= new WsExtras()).closeInfo = info;
   }
@@ -296,18 +312,22 @@ export class WebSocketConn {
     this._raw.setWriteTimeout(ms);
   }
 
-  setSession(session: unknown): void {
+  /** Attaches a value to the connection (read back with `session`). */
+  setSession(session: S): void {
     (this._x ??= new WsExtras()).session = session;
   }
 
-  get session(): unknown {
-    return this._x?.session;
+  /** The value given to setSession(); undefined before. */
+  get session(): S | undefined {
+    return this._x?.session as S | undefined;
   }
 
+  /** Bytes written but not yet taken by the kernel (see Conn.bufferedAmount). */
   get bufferedAmount(): number {
     return this._raw.bufferedAmount;
   }
 
+  /** The peer's address, "127.0.0.1:50000"; still readable in onClose. */
   get remoteAddr(): string {
     return this._raw.remoteAddr;
   }
@@ -317,6 +337,7 @@ export class WebSocketConn {
     return this._raw.ioMode;
   }
 
+  /** This side's address, "127.0.0.1:8080". */
   get localAddr(): string {
     return this._raw.localAddr;
   }
@@ -397,7 +418,7 @@ export class WebSocketConn {
     // frame and the peer's close frame has been read. The close timeout
     // bounds the wait for the peer's FIN.
     this._raw._closeWithin(this._owner.closeTimeout);
-    this._owner.closeHandler?.(this, code, reason);
+    this._owner.deliverCloseFrame(this, code, reason);
   }
 
   /** @internal A protocol violation by the peer: send its close code, deliver what was written, close. */

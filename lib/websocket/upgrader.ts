@@ -14,7 +14,7 @@ import { checkKnownOptions, checkPathOption, compressionOption, intOption, msOpt
 import { RequestParser, type RequestHead } from '../http/request-parser.js';
 import { httpResponse, type HeaderList } from '../http/response.js';
 import { checkUpgrade, isWebSocketUpgrade, rejectionResponse, type UpgradeOptions } from '../http/upgrade.js';
-import { WebSocketConn, clock32, type WebSocketOwner } from './conn.js';
+import { WebSocketConn, clock32, type ClosedWebSocketConn } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
 import { PerMessageDeflate, deflateUpgradeHook, inflationLimit, type DeflateOptions, type ServerNegotiation } from './deflate.js';
@@ -59,12 +59,18 @@ export interface UpgraderOptions {
   httpHandler?: (head: RequestHead, conn: Conn) => HttpAnswer;
 }
 
-type OpenHandler = (c: WebSocketConn) => void;
-type MessageHandler = (c: WebSocketConn, type: MessageType, data: Buffer) => void;
-type DataFrameHandler = (c: WebSocketConn, type: MessageType, fin: boolean, data: Buffer) => void;
-type CloseHandler = (c: WebSocketConn, err: Error | null) => void;
-type CloseFrameHandler = (c: WebSocketConn, code: number, reason: string) => void;
-type PingHandler = (c: WebSocketConn, data: Buffer) => void;
+/** onOpen and onDrain handlers. */
+export type OpenHandler<S = unknown> = (c: WebSocketConn<S>) => void;
+/** onMessage handlers: a whole message, `data` is yours to keep. */
+export type MessageHandler<S = unknown> = (c: WebSocketConn<S>, type: MessageType, data: Buffer) => void;
+/** onDataFrame handlers: one frame of a message, `fin` on its last. */
+export type DataFrameHandler<S = unknown> = (c: WebSocketConn<S>, type: MessageType, fin: boolean, data: Buffer) => void;
+/** onClose handlers: the connection is closed and its closeInfo set. */
+export type CloseHandler<S = unknown> = (c: ClosedWebSocketConn<S>, err: Error | null) => void;
+/** setCloseHandler handlers: the peer's close frame. */
+export type CloseFrameHandler<S = unknown> = (c: WebSocketConn<S>, code: number, reason: string) => void;
+/** setPingHandler and setPongHandler handlers. */
+export type PingHandler<S = unknown> = (c: WebSocketConn<S>, data: Buffer) => void;
 
 // Spare receivers kept for reuse; connections in the middle of a frame hold
 // their own, so this only bounds the idle spares.
@@ -88,9 +94,9 @@ function fn<T>(name: string, f: T): T {
  * being pushed. Two classes, because the receiver chooses frame-level or
  * message-level delivery by whether onDataFrame exists.
  */
-class MessageSink implements ReceiverHandlers {
-  ws!: WebSocketConn;
-  constructor(readonly owner: Upgrader) {}
+class MessageSink<S> implements ReceiverHandlers {
+  ws!: WebSocketConn<S>;
+  constructor(readonly owner: Upgrader<S>) {}
   onMessage(type: MessageType, data: Buffer): void {
     this.owner._onMessage(this.ws, type, data);
   }
@@ -108,13 +114,21 @@ class MessageSink implements ReceiverHandlers {
   }
 }
 
-class FrameSink extends MessageSink {
+class FrameSink<S> extends MessageSink<S> {
   onDataFrame(type: MessageType, fin: boolean, data: Buffer): void {
     this.owner._onDataFrame!(this.ws, type, fin, data);
   }
 }
 
-export class Upgrader implements EngineUpgrader, WebSocketOwner {
+// WebSocketOwner is internal, so it is not named in `implements` (the
+// published .d.ts would name a type it leaves out); WebSocketConn's
+// constructor checks it where `this` is passed.
+/**
+ * The WebSocket server: given to an Engine ({ upgrader }), it answers the
+ * HTTP upgrade and runs the connections. `S` is the type of each
+ * connection's session (WebSocketConn.setSession).
+ */
+export class Upgrader<S = unknown> implements EngineUpgrader {
   readonly options: Readonly<UpgraderOptions>;
   readonly closeTimeout: number;
   /** @internal Server frames are not masked. */
@@ -123,14 +137,14 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
   readonly handshakeTimeout: number;
   readonly messageLengthLimit: number;
   readonly maxLoad: number;
-  #onOpen: OpenHandler | undefined;
-  /** @internal */ _onMessage: MessageHandler = () => {};
-  /** @internal */ _onDataFrame: DataFrameHandler | undefined;
-  #onClose: CloseHandler | undefined;
-  #closeHandler: CloseFrameHandler | undefined;
-  #pingHandler: PingHandler | undefined;
-  /** @internal */ _onPong: PingHandler | undefined;
-  #sink: MessageSink | undefined;
+  #onOpen: OpenHandler<S> | undefined;
+  /** @internal */ _onMessage: MessageHandler<S> = () => {};
+  /** @internal */ _onDataFrame: DataFrameHandler<S> | undefined;
+  #onClose: CloseHandler<S> | undefined;
+  #closeHandler: CloseFrameHandler<S> | undefined;
+  #pingHandler: PingHandler<S> | undefined;
+  /** @internal */ _onPong: PingHandler<S> | undefined;
+  #sink: MessageSink<S> | undefined;
   readonly #compression: DeflateOptions | null;
   readonly #receivers: Receiver[] = [];
   readonly #keepalive = new Map<Engine, ReturnType<typeof setInterval>>();
@@ -165,7 +179,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     };
     this.#websocket = {
       onData(conn, data) {
-        const ws = conn._protoState as WebSocketConn;
+        const ws = conn._protoState as WebSocketConn<S>;
         ws._lastRead = clock32(conn.engine._now);
         let r = ws._receiver;
         if (r === null) {
@@ -185,76 +199,77 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
         }
       },
       onClose(conn, err) {
-        (conn._protoState as WebSocketConn)._closed(err);
+        (conn._protoState as WebSocketConn<S>)._closed(err);
       },
       onDrain(conn) {
-        const ws = conn._protoState as WebSocketConn;
+        const ws = conn._protoState as WebSocketConn<S>;
         self.#onDrain?.(ws);
       },
     };
   }
 
-  #onDrain: OpenHandler | undefined;
+  #onDrain: OpenHandler<S> | undefined;
 
   /** Called when a connection has upgraded. */
-  onOpen(handler: OpenHandler): this {
+  onOpen(handler: OpenHandler<S>): this {
     this.#onOpen = fn('onOpen', handler);
     return this;
   }
 
   /** Called with each complete message. `data` is yours to keep. */
-  onMessage(handler: MessageHandler): this {
+  onMessage(handler: MessageHandler<S>): this {
     this._onMessage = fn('onMessage', handler);
     return this;
   }
 
   /** Frame-level delivery instead of onMessage (fragments are not buffered). Set it before connections arrive. */
-  onDataFrame(handler: DataFrameHandler): this {
+  onDataFrame(handler: DataFrameHandler<S>): this {
     this._onDataFrame = fn('onDataFrame', handler);
     return this;
   }
 
   /** Called exactly once per upgraded connection, with null or why it closed (see the close contract). */
-  onClose(handler: CloseHandler): this {
+  onClose(handler: CloseHandler<S>): this {
     this.#onClose = fn('onClose', handler);
     return this;
   }
 
   /** Called when a connection's write queue becomes empty. */
-  onDrain(handler: OpenHandler): this {
+  onDrain(handler: OpenHandler<S>): this {
     this.#onDrain = fn('onDrain', handler);
     return this;
   }
 
   /** Called with the peer's close frame (code, reason); 1005 and '' for an empty one. */
-  setCloseHandler(handler: CloseFrameHandler | null): this {
+  setCloseHandler(handler: CloseFrameHandler<S> | null): this {
     this.#closeHandler = handler === null ? undefined : fn('setCloseHandler', handler);
     return this;
   }
 
   /** Replaces the default ping handling (a pong with the same payload). */
-  setPingHandler(handler: PingHandler | null): this {
+  setPingHandler(handler: PingHandler<S> | null): this {
     this.#pingHandler = handler === null ? undefined : fn('setPingHandler', handler);
     return this;
   }
 
-  setPongHandler(handler: PingHandler | null): this {
+  /** Called with each pong's payload. */
+  setPongHandler(handler: PingHandler<S> | null): this {
     this._onPong = handler === null ? undefined : fn('setPongHandler', handler);
     return this;
   }
 
   /** @internal */
-  get closeHandler(): CloseFrameHandler | undefined {
-    return this.#closeHandler;
+  deliverCloseFrame(ws: WebSocketConn<S>, code: number, reason: string): void {
+    this.#closeHandler?.(ws, code, reason);
   }
 
   /** @internal */
-  deliverClose(ws: WebSocketConn, err: Error | null): void {
-    this.#onClose?.(ws, err);
+  deliverClose(ws: WebSocketConn<S>, err: Error | null): void {
+    this.#onClose?.(ws as ClosedWebSocketConn<S>, err); // _closed() set closeInfo just before
   }
 
   /** @internal */
-  _onPing(ws: WebSocketConn, data: Buffer): void {
+  _onPing(ws: WebSocketConn<S>, data: Buffer): void {
     if (this.#pingHandler !== undefined) this.#pingHandler(ws, data);
     else ws._autoPong(data);
   }
@@ -279,13 +294,13 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     const timer = this.#keepalive.get(engine);
     if (timer !== undefined) clearInterval(timer);
     this.#keepalive.delete(engine);
-    const waiting: WebSocketConn[] = [];
+    const waiting: WebSocketConn<S>[] = [];
     engine._forEachConn((conn) => {
       if (conn._proto !== this.#websocket) {
         conn.close(); // still in its handshake
         return;
       }
-      const ws = conn._protoState as WebSocketConn;
+      const ws = conn._protoState as WebSocketConn<S>;
       ws._goingAway();
       waiting.push(ws);
     });
@@ -326,7 +341,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     const now32 = clock32(now);
     engine._forEachConn((conn) => {
       if (conn._proto !== this.#websocket) return;
-      const ws = conn._protoState as WebSocketConn;
+      const ws = conn._protoState as WebSocketConn<S>;
       if (ws.closed) return;
       // Ping anything silent for half a period, so that a peer answering
       // every ping keeps moving its deadline each sweep; the deadline is a
@@ -380,7 +395,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
       return;
     }
     conn.write(result.ascii ? result.responseText : result.responseHead);
-    const ws = new WebSocketConn(conn, this, result.protocol, result.path);
+    const ws = new WebSocketConn<S>(conn, this, result.protocol, result.path);
     ws._lastRead = clock32(Date.now());
     if (agreed !== null) {
       const pmd = new PerMessageDeflate((agreed as ServerNegotiation).params, 'server', { ...compression, maxMessageLength: inflationLimit(this.messageLengthLimit, compression!) });
@@ -399,7 +414,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     conn.close();
   }
 
-  #sinkFor(): MessageSink {
+  #sinkFor(): MessageSink<S> {
     this.#sink ??= this._onDataFrame !== undefined ? new FrameSink(this) : new MessageSink(this);
     return this.#sink;
   }
