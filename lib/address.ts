@@ -3,9 +3,22 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 
+/** An address string, parsed: a TCP host and port, or a Unix socket path. */
 export type ParsedAddress =
-  | { kind: 'inet'; host: string; port: number }
-  | { kind: 'unix'; path: string };
+  | {
+      /** TCP. */
+      kind: 'inet';
+      /** A host name or numeric address; '0.0.0.0' for ":port". */
+      host: string;
+      /** 0..65535; 0 lets the system choose when listening. */
+      port: number;
+    }
+  | {
+      /** A Unix domain socket. */
+      kind: 'unix';
+      /** Its path. */
+      path: string;
+    };
 
 /** Parses an address string; throws TypeError with the reason when it is not one. */
 export function parseAddress(addr: unknown): ParsedAddress {
@@ -60,6 +73,7 @@ export async function resolveHost(host: string): Promise<string> {
   return address;
 }
 
+/** The address string of a family ('IPv4', 'IPv6', 'unix'), host and port. */
 export function formatAddress(family: string, host: string, port: number): string {
   if (family === 'unix') return `unix:${host}`;
   return family === 'IPv6' ? `[${host}]:${port}` : `${host}:${port}`;

@@ -12,12 +12,17 @@
 export interface EngineStats {
   /** Connections open now. */
   online: number;
+  /** Connections accepted since start. */
   accepted: number;
+  /** Connections dialed (and connected) since start. */
   dialed: number;
+  /** Connections closed since start. */
   closed: number;
   /** Connections closed at accept (over maxLoad, or out of descriptors). */
   rejected: number;
+  /** Bytes read since start. */
   bytesIn: number;
+  /** Bytes written (taken by the kernel) since start. */
   bytesOut: number;
   /** Bytes in all connections' write queues. */
   queuedBytes: number;
@@ -29,6 +34,7 @@ export interface EngineStats {
   readerThreadBytes: number;
 }
 
+/** The `supervisor` option of an Engine with `workers`. */
 export interface SupervisorOptions {
   /** The script the workers run. Default: process.argv[1] (the script that is running). */
   script?: string;
@@ -57,15 +63,19 @@ export interface SupervisorOptions {
   onWorkerExit?: (info: WorkerExit) => void;
 }
 
+/** onWorkerListening's report. */
 export interface WorkerListening {
   /** 1..N; a restarted worker keeps its id. */
   id: number;
+  /** The worker's process id. */
   pid: number;
   /** How many times this worker was restarted. */
   restarts: number;
+  /** The addresses it listens on. */
   addrs: string[];
 }
 
+/** Why a worker process exited. */
 export type WorkerExitReason =
   /** The process exited (or was killed) without being asked to: restarted while the engine runs. */
   | 'crashed'
@@ -76,11 +86,17 @@ export type WorkerExitReason =
   /** It stopped as asked by stop(), or its engine was stopped by its own script: not restarted. */
   | 'stopped';
 
+/** onWorkerExit's report. */
 export interface WorkerExit {
+  /** 1..N; a restarted worker keeps its id. */
   id: number;
+  /** The worker's process id (undefined if it never started). */
   pid: number | undefined;
+  /** Its exit code, or null when a signal ended it. */
   code: number | null;
+  /** The signal that ended it, or null. */
   signal: NodeJS.Signals | null;
+  /** Why it exited. */
   reason: WorkerExitReason;
   /** Set with reason 'start-failed' (the worker's error, e.g. a SysError EADDRINUSE). */
   error?: Error;
@@ -88,9 +104,13 @@ export interface WorkerExit {
   restartIn: number | null;
 }
 
+/** One worker's stats(), as Engine.workerStats() reports them. */
 export interface WorkerStats extends EngineStats {
+  /** The worker's id, 1..N (0 for an engine without workers). */
   id: number;
+  /** Its process id. */
   pid: number;
+  /** How many times it was restarted. */
   restarts: number;
 }
 

@@ -15,6 +15,7 @@ export const enum ConnState {
   Closed = 2, // onClose called
 }
 
+/** An absolute time (a Date, or epoch ms: Date.now() + ms), or null (or 0) for none. */
 export type Deadline = Date | number | null;
 
 // Epoch milliseconds below this (1973) are not a time anyone means: such a
@@ -71,7 +72,10 @@ function byteLengthOf(data: Uint8Array | string): number {
  */
 export interface ConnEngine {
   /** The engine's options, defaults filled in (Engine.options). */
-  readonly options: { readonly maxWriteBufferSize: number };
+  readonly options: {
+    /** Bytes a connection may have queued (EngineOptions.maxWriteBufferSize). */
+    readonly maxWriteBufferSize: number;
+  };
   /** Whether the engine runs. */
   readonly running: boolean;
   /** The addresses the engine listens on. */

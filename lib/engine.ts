@@ -145,6 +145,7 @@ export interface EngineUpgrader {
 
 export type { EngineStats } from './cluster.js';
 
+/** Who reads the connections: see EngineOptions.ioMode. */
 export type IoMode = 'nonblocking' | 'blocking' | 'mixed';
 
 const IO_MODES: Record<IoMode, number> = { nonblocking: IO_NONBLOCKING, blocking: IO_BLOCKING, mixed: IO_MIXED };
@@ -214,6 +215,7 @@ function checkIoMode(mode: unknown): IoMode {
  * each connection's session (Conn.setSession).
  */
 export class Engine<S = unknown> implements ConnEngine {
+  /** The options in effect, every default filled in. */
   readonly options: Readonly<Required<Omit<EngineOptions, 'onOpen' | 'onData' | 'onClose' | 'onDrain' | 'upgrader' | 'workers' | 'supervisor'>>>;
   readonly #upgrader: EngineUpgrader | undefined;
   /** With `workers`: the supervisor (in the primary) or the worker's link to it. */
@@ -246,6 +248,7 @@ export class Engine<S = unknown> implements ConnEngine {
     this.#flush();
   };
 
+  /** Checks every option (TypeError naming a wrong or unknown one); start() opens the listeners. */
   constructor(options: EngineOptions<S> = {}) {
     if (options === null || typeof options !== 'object') throw new TypeError('new Engine(options): options must be an object');
     checkKnownOptions('Engine', options, ENGINE_OPTIONS);
@@ -298,6 +301,7 @@ export class Engine<S = unknown> implements ConnEngine {
     return binding.backend;
   }
 
+  /** True between a resolved start() and stop(). */
   get running(): boolean {
     return this.#cluster?.running ?? this.#state === 'running';
   }

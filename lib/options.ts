@@ -26,17 +26,20 @@ export function msOption(name: string, value: unknown, dflt: number, min = 0): n
   return value === undefined ? dflt : checkInt(name, value, min, MAX_MS);
 }
 
+/** A boolean option, `dflt` when absent. */
 export function boolOption(name: string, value: unknown, dflt: boolean): boolean {
   if (value === undefined) return dflt;
   if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean`);
   return value;
 }
 
+/** A function option (or absent). */
 export function callbackOption<T>(name: string, fn: T | undefined): T | undefined {
   if (fn !== undefined && typeof fn !== 'function') throw new TypeError(`${name} must be a function`);
   return fn;
 }
 
+/** An array-of-strings option, copied (or undefined when absent). */
 export function stringsOption(name: string, value: unknown): string[] | undefined {
   if (value === undefined) return undefined;
   if (!Array.isArray(value) || !value.every((s) => typeof s === 'string')) throw new TypeError(`${name} must be an array of strings`);

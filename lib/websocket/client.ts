@@ -47,7 +47,9 @@ export interface DialOptions<S = unknown> {
 
 /** The handshake failed: the server answered something other than a valid 101. */
 export class HandshakeError extends NetloopError {
+  /** The HTTP status the server answered (101 when the 101 itself was wrong; 0 when unreadable). */
   readonly status: number;
+  /** @param code the stable `code`; @param status the server's status; @param message what was wrong. */
   constructor(code: string, status: number, message: string) {
     super(code, message);
     this.status = status;

@@ -29,9 +29,11 @@ export type CloseInitiator = 'local' | 'peer' | 'network';
 export interface CloseInfo {
   /** The close code received from the peer; the code we sent for a protocol error; 1006 when no close frame was exchanged. */
   code: number;
+  /** The close reason ('' when none). */
   reason: string;
   /** True when both close frames were exchanged. */
   wasClean: boolean;
+  /** Who started the close. */
   initiator: CloseInitiator;
   /** What onClose received. */
   error: Error | null;
@@ -41,7 +43,10 @@ export interface CloseInfo {
  * A WebSocketConn as onClose sees it: closed, its closeInfo always set. The
  * same object as the open connection's; only the type knows more.
  */
-export type ClosedWebSocketConn<S = unknown> = WebSocketConn<S> & { readonly closeInfo: CloseInfo };
+export type ClosedWebSocketConn<S = unknown> = WebSocketConn<S> & {
+  /** The facts of the close, final. */
+  readonly closeInfo: CloseInfo;
+};
 
 /** @internal What a WebSocketConn needs of its owner (the Upgrader, or a client's handlers). */
 export interface WebSocketOwner<S = unknown> {

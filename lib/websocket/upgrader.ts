@@ -21,11 +21,15 @@ import { PerMessageDeflate, deflateUpgradeHook, inflationLimit, type DeflateOpti
 
 /** A plain HTTP answer for a request that is not a WebSocket upgrade. */
 export interface HttpAnswer {
+  /** The HTTP status. */
   status: number;
+  /** Response headers, [name, value] pairs (Content-Length and Connection are set by netloop). */
   headers?: HeaderList;
+  /** The body; a string is sent as UTF-8. */
   body?: string | Uint8Array;
 }
 
+/** Options of new Upgrader(): the handshake, the limits, compression. */
 export interface UpgraderOptions {
   /** Paths that upgrade (the query removed): one, a list, a RegExp or a predicate; others get 404. Default: any path. */
   path?: UpgradeOptions['path'];
@@ -41,8 +45,9 @@ export interface UpgraderOptions {
   handshakeTimeout?: number;
   /** After sending a close frame, the peer's answer is awaited this long (ms). Default 5000. */
   closeTimeout?: number;
-  /** Request head limits: bytes and header lines (431 past them). Defaults 8 KiB and 40. */
+  /** Bytes a request head may have (431 past them). Default 8 KiB. */
   maxHeadSize?: number;
+  /** Header lines a request head may have (431 past them). Default 40. */
   maxHeaders?: number;
   /** Online connections past which new ones get 503 before their handshake. Default 1,000,000. */
   maxLoad?: number;
@@ -129,13 +134,19 @@ class FrameSink<S> extends MessageSink<S> {
  * connection's session (WebSocketConn.setSession).
  */
 export class Upgrader<S = unknown> implements EngineUpgrader {
+  /** The options given (a copy). */
   readonly options: Readonly<UpgraderOptions>;
+  /** The close handshake timeout in effect, ms. */
   readonly closeTimeout: number;
   /** @internal Server frames are not masked. */
   readonly masked = false;
+  /** The keepalive time in effect, ms (0: off). */
   readonly keepaliveTime: number;
+  /** The handshake timeout in effect, ms. */
   readonly handshakeTimeout: number;
+  /** The message length limit in effect, bytes (0: none). */
   readonly messageLengthLimit: number;
+  /** Online connections past which newcomers get 503. */
   readonly maxLoad: number;
   #onOpen: OpenHandler<S> | undefined;
   /** @internal */ _onMessage: MessageHandler<S> = () => {};
@@ -153,6 +164,7 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
   readonly #handshake: ConnProtocol;
   readonly #websocket: ConnProtocol;
 
+  /** Checks every option (TypeError naming a wrong or unknown one); set the handlers, then give it to an Engine. */
   constructor(options: UpgraderOptions = {}) {
     if (options === null || typeof options !== 'object') throw new TypeError('new Upgrader(options): options must be an object');
     checkKnownOptions('Upgrader', options, UPGRADER_OPTIONS);
