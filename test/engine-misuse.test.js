@@ -202,6 +202,10 @@ t.test('Upgrader, dial and compression option types and ranges are checked at th
     [{ compression: { threshold: -1 } }, 'compression.threshold must be an integer >= 0, got -1'],
   ];
   for (const [opts, message] of upgrader) t.throws(() => new Upgrader(opts), { name: 'TypeError', message }, JSON.stringify(opts));
+  // Header values that would split the 101 response used to throw only at the first request, inside the handshake.
+  t.throws(() => new Upgrader({ headers: { 'X-A': 'a\r\nSet-Cookie: x' } }), TypeError, 'a CRLF in a header value');
+  t.throws(() => new Upgrader({ headers: { 'Bad Name': 'x' } }), TypeError, 'a header name that is not a token');
+  t.doesNotThrow(() => new Upgrader({ headers: { 'X-Server': 'netloop' } }));
   t.throws(() => new Upgrader({ compression: { serverMaxWindowBits: 20 } }), { name: 'RangeError', message: 'permessage-deflate: serverMaxWindowBits must be an integer from 8 to 15, got 20' });
   for (const path of ['/ws', ['/a', '/b'], /^\/ws/, () => true]) t.doesNotThrow(() => new Upgrader({ path }), `path ${String(path)}`);
 

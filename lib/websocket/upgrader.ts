@@ -12,7 +12,7 @@ import type { Engine, EngineUpgrader } from '../engine.js';
 import { HttpError, ProtocolError } from '../errors.js';
 import { checkKnownOptions, checkPathOption, compressionOption, intOption, msOption, stringsOption } from '../options.js';
 import { RequestParser, type RequestHead } from '../http/request-parser.js';
-import { httpResponse, type HeaderList } from '../http/response.js';
+import { httpResponse, responseHeadText, type HeaderList } from '../http/response.js';
 import { checkUpgrade, isWebSocketUpgrade, rejectionResponse, type UpgradeOptions } from '../http/upgrade.js';
 import { WebSocketConn, clock32, type ClosedWebSocketConn } from './conn.js';
 import type { MessageType } from './opcodes.js';
@@ -180,7 +180,10 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
     checkPathOption('Upgrader', options.path);
     if (options.checkOrigin !== undefined) fn('checkOrigin', options.checkOrigin);
     if (options.httpHandler !== undefined) fn('httpHandler', options.httpHandler);
-    if (options.headers !== undefined && (options.headers === null || typeof options.headers !== 'object')) throw new TypeError('headers must be an object of header names to values');
+    if (options.headers !== undefined) {
+      if (options.headers === null || typeof options.headers !== 'object') throw new TypeError('headers must be an object of header names to values');
+      responseHeadText(101, options.headers); // the check every 101 makes (names, values, no framing headers): now, not at the first request
+    }
     this.#compression = compressionOption('Upgrader', options.compression);
 
     const self = this;
