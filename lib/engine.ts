@@ -4,7 +4,10 @@
 import { readFileSync } from 'node:fs';
 import { constants as osConstants, totalmem } from 'node:os';
 import { Conn, ConnState, type ConnEngine, type ConnProtocol, type Deadline } from './conn.js';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { parseAddress, resolveHost, formatAddress, type ParsedAddress } from './address.js';
+import { detach, release, whyNotAdoptable } from './adopt.js';
 import { BurstWatcher, PEAK_THRESHOLD, PeakWatcher } from './memory.js';
 import { boolOption, callbackOption, checkInt, checkKnownOptions } from './options.js';
 import { clusterOptions, createCluster, type EngineCluster, type EngineStats, type SupervisorOptions, type WorkerStats } from './cluster.js';
@@ -37,6 +40,7 @@ import {
   REC_DIAL_FAIL,
   REC_DRAIN,
   REC_OPEN,
+  ADOPTED_LISTENER,
   IO_BLOCKING,
   IO_MIXED,
   IO_NONBLOCKING,
@@ -186,6 +190,15 @@ const DIAL_OPTIONS = { timeout: true } as const satisfies Record<keyof EngineDia
 
 type EngineState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
+interface PendingAdoption {
+  gen: number;
+  /** The connection's first input (what Node had read). */
+  bytes: Buffer;
+  open: ((conn: Conn) => void) | undefined;
+  resolve: (conn: Conn) => void;
+  reject: (err: Error) => void;
+}
+
 interface PendingDial {
   gen: number;
   remote: string;
@@ -262,6 +275,7 @@ export class Engine<S = unknown> implements ConnEngine {
   #handle: EngineHandle | undefined;
   #conns: (Conn | undefined)[] = [];
   #dials = new Map<number, PendingDial>();
+  #adoptions = new Map<number, PendingAdoption>();
   #listeners = new Map<number, ParsedAddress & { bound: string }>();
   #records = new Int32Array(RECORD_CAPACITY * RECORD_INTS);
   #slab: Buffer = Buffer.alloc(0);
@@ -470,6 +484,48 @@ export class Engine<S = unknown> implements ConnEngine {
     return this._dial(addr, options, undefined) as Promise<Conn<S>>;
   }
 
+  /**
+   * Takes a connected socket over from Node (a net.Socket, e.g. from an
+   * http.Server's 'upgrade' or 'connection' event): libuv stops reading
+   * it, its descriptor is duplicated into this engine and Node's copy
+   * closed, and from then on it is served exactly like an accepted
+   * connection, in the engine's I/O mode: onOpen (or the upgrader's
+   * handshake), then `head` and whatever Node had already read, as if just
+   * read, then onData. Resolves once onOpen has run. The socket is consumed
+   * either way: on failure it is destroyed and the promise rejects
+   * (SysError, or a TypeError for a socket that cannot be taken over, such
+   * as a TLS socket).
+   */
+  adopt(socket: Socket, head: Buffer = Buffer.alloc(0)): Promise<Conn<S>> {
+    return this._adopt(socket, head, undefined) as Promise<Conn<S>>;
+  }
+
+  /**
+   * @internal adopt(); `open`, when given, takes the connection over at its
+   * OPEN record instead of onOpen or the upgrader (Upgrader.handleUpgrade
+   * answers the upgrade Node parsed).
+   */
+  async _adopt(socket: Socket | Duplex, head: Buffer, open: ((conn: Conn) => void) | undefined): Promise<Conn> {
+    if (!(head instanceof Uint8Array)) throw new TypeError('adopt(socket, head): head must be a Buffer');
+    const why = whyNotAdoptable(socket);
+    if (why !== undefined) {
+      (socket as Duplex).destroy?.();
+      throw new TypeError(`adopt(socket): ${why}`);
+    }
+    if (this.#cluster?.role === 'primary' || this.#state !== 'running') {
+      release(socket as Socket);
+      throw new NetClosedError();
+    }
+    const { fd, bytes } = detach(socket as Socket, Buffer.from(head.buffer, head.byteOffset, head.byteLength));
+    const r = this.#handle!.adopt(fd);
+    release(socket as Socket); // Node's copy of the descriptor: ours is a duplicate
+    if (typeof r === 'number') throw new SysError(-r, 'adopt');
+    const [slot, gen] = r;
+    return new Promise<Conn>((resolve, reject) => {
+      this.#adoptions.set(slot, { gen, bytes, open, resolve, reject });
+    });
+  }
+
   /** @internal dial(), for a protocol's own connection (the WebSocket client): `proto` takes it over, onOpen is not called. */
   async _dial(addr: string, options: EngineDialOptions, proto: ConnProtocol | undefined): Promise<Conn> {
     if (this.#cluster?.role === 'primary') throw new Error('Engine.dial(): the primary of an engine with `workers` has no connections: dial from the workers');
@@ -625,6 +681,10 @@ export class Engine<S = unknown> implements ConnEngine {
 
   #opened(slot: number, gen: number, listener: number, blocking: boolean): void {
     let c: Conn;
+    if (listener === ADOPTED_LISTENER) {
+      this.#adopted(slot, gen, blocking);
+      return;
+    }
     if (listener === -1) {
       const d = this.#dials.get(slot);
       if (d === undefined || d.gen !== gen) return;
@@ -655,6 +715,34 @@ export class Engine<S = unknown> implements ConnEngine {
     this.#burst?.opened(this._now);
     if (this.#upgrader !== undefined) this.#upgrader.accept(c);
     else this.#onOpen(c);
+  }
+
+  // An adopted connection's OPEN: set up like an accepted one, then its first
+  // input, as if just read (a callback may have closed it meanwhile).
+  #adopted(slot: number, gen: number, blocking: boolean): void {
+    const a = this.#adoptions.get(slot);
+    if (a === undefined || a.gen !== gen) return;
+    this.#adoptions.delete(slot);
+    if (this.#state !== 'running') {
+      a.reject(new NetClosedError()); // stopped before the connection was set up: its CLOSE follows
+      return;
+    }
+    const c = new Conn(this, slot, gen, undefined, undefined);
+    c._blocking = blocking;
+    this.#conns[slot] = c;
+    this.#online++;
+    this.#burst?.opened(this._now);
+    try {
+      if (a.open !== undefined) a.open(c);
+      else if (this.#upgrader !== undefined) this.#upgrader.accept(c);
+      else this.#onOpen(c);
+      if (a.bytes.length > 0 && c._state === ConnState.Open && this.#state === 'running') {
+        if (c._proto !== undefined) c._proto.onData(c, a.bytes);
+        else this.#onData(c, a.bytes);
+      }
+    } finally {
+      a.resolve(c);
+    }
   }
 
   #closed(slot: number, gen: number, reason: number, errno: number): void {

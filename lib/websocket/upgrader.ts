@@ -13,7 +13,10 @@ import { HttpError, TimeoutError, type BudgetError, type ProtocolError } from '.
 import { checkKnownOptions, checkPathOption, compressionOption, intOption, msOption, stringsOption } from '../options.js';
 import { RequestParser, type RequestHead } from '../http/request-parser.js';
 import { httpResponse, responseHeadText, type HeaderList } from '../http/response.js';
-import { checkUpgrade, isWebSocketUpgrade, rejectionResponse, type UpgradeOptions } from '../http/upgrade.js';
+import { checkUpgrade, isWebSocketUpgrade, rejectionResponse, type UpgradeAccepted, type UpgradeOptions, type UpgradeResult } from '../http/upgrade.js';
+import { refuseOnNodeSocket, requestHeadOf } from '../adopt.js';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { CloseCode } from './close.js';
 import { WebSocketConn, clock32, type ClosedWebSocketConn } from './conn.js';
 import type { MessageType } from './opcodes.js';
@@ -176,6 +179,8 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
    * for the message timeout: only these are swept, not every connection.
    */
   readonly #pending = new Set<WebSocketConn<S>>();
+  /** The engine this upgrader serves (attach()): where handleUpgrade() puts its connections. */
+  #engine: Engine | undefined = undefined;
 
   // The protocol objects the engine calls for our connections.
   readonly #handshake: ConnProtocol;
@@ -329,7 +334,11 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
   // EngineUpgrader
 
   /** @internal */
-  attach(_engine: Engine): void {}
+  attach(engine: Engine): void {
+    // handleUpgrade() hands its sockets to this engine; an upgrader serves one.
+    if (this.#engine !== undefined && this.#engine !== engine) throw new TypeError('an Upgrader belongs to one Engine: create one per engine');
+    this.#engine = engine;
+  }
 
   /** @internal */
   started(engine: Engine): void {
@@ -459,6 +468,19 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
       this.#refuse(conn, httpResponse(answer.status, answer.headers ?? [], answer.body ?? '', { omitBody: head.method === 'HEAD' }));
       return;
     }
+    const checked = this.#check(head);
+    if (!checked.result.accept) {
+      this.#refuse(conn, rejectionResponse(checked.result));
+      return;
+    }
+    const ws = this.#open(conn, checked.result, checked.agreed);
+    // Frames the client sent right behind its request head.
+    if (r.consumed < data.length && !ws.closed) this.#websocket.onData(conn, data.subarray(r.consumed));
+  }
+
+  // The upgrade checks of RFC 6455 §4.2.1 and the options, and the
+  // permessage-deflate parameters agreed on the way.
+  #check(head: RequestHead): { result: UpgradeResult; agreed: ServerNegotiation | null } {
     let agreed: ServerNegotiation | null = null;
     const compression = this.#compression;
     const result = checkUpgrade(head, {
@@ -468,23 +490,54 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
       ...(this.options.checkOrigin !== undefined ? { checkOrigin: this.options.checkOrigin } : {}),
       ...(this.options.headers !== undefined ? { headers: this.options.headers } : {}),
     });
-    if (!result.accept) {
-      this.#refuse(conn, rejectionResponse(result));
-      return;
-    }
+    return { result, agreed };
+  }
+
+  // An accepted upgrade: the 101 answer, the WebSocketConn, onOpen.
+  #open(conn: Conn, result: UpgradeAccepted, agreed: ServerNegotiation | null): WebSocketConn<S> {
+    const compression = this.#compression;
     conn.write(result.ascii ? result.responseText : result.responseHead);
     const ws = new WebSocketConn<S>(conn, this, result.protocol, result.path);
     ws._lastRead = clock32(Date.now());
     if (agreed !== null) {
-      const pmd = new PerMessageDeflate((agreed as ServerNegotiation).params, 'server', { ...compression, maxMessageLength: inflationLimit(this.messageLengthLimit, compression!) });
+      const pmd = new PerMessageDeflate(agreed.params, 'server', { ...compression, maxMessageLength: inflationLimit(this.messageLengthLimit, compression!) });
       ws._pmd = pmd;
     }
     conn._proto = this.#websocket;
     conn._protoState = ws;
     conn.setReadDeadline(this.keepaliveTime > 0 ? Date.now() + this.keepaliveTime + Math.floor(this.keepaliveTime / 2) : null);
     this.#onOpen?.(ws);
-    // Frames the client sent right behind its request head.
-    if (r.consumed < data.length && !ws.closed) this.#websocket.onData(conn, data.subarray(r.consumed));
+    return ws;
+  }
+
+  /**
+   * Takes a WebSocket upgrade over from Node's http server (its 'upgrade'
+   * event, so Express, Fastify, Koa and the rest): the request Node parsed
+   * is checked as the engine's own listener checks it; a refusal is answered
+   * on Node's socket (404, 400, 403, 426...) and resolves null; an accepted
+   * upgrade takes the socket's descriptor over from Node (duplicated, Node's
+   * copy closed), with `head` and anything Node had buffered handed in first,
+   * and resolves the WebSocketConn once onOpen has run. From then on the
+   * connection is served exactly like an accepted one, in the engine's I/O
+   * mode. The upgrader must belong to one running Engine (new Engine({
+   * upgrader }), with or without addresses of its own). Rejects (and
+   * destroys the socket) when the socket cannot be taken over: a TLS socket
+   * (https) is not supported yet.
+   */
+  async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer = Buffer.alloc(0)): Promise<WebSocketConn<S> | null> {
+    const engine = this.#engine;
+    if (engine === undefined) throw new Error('handleUpgrade: give this upgrader to an Engine first (new Engine({ upgrader }))');
+    if (!engine.running) throw new Error('handleUpgrade: the engine is not running (await engine.start())');
+    const request = requestHeadOf(req);
+    const { result, agreed } = this.#check(request);
+    if (!result.accept) {
+      refuseOnNodeSocket(socket, rejectionResponse(result));
+      return null;
+    }
+    const conn = await engine._adopt(socket, head, (c) => {
+      this.#open(c, result, agreed);
+    });
+    return conn._protoState as WebSocketConn<S>;
   }
 
   #refuse(conn: Conn, response: Buffer): void {
