@@ -189,7 +189,7 @@ export class WebSocket extends EventEmitter {
   declare readonly CLOSING: 2;
   declare readonly CLOSED: 3;
 
-  /** How binary messages are delivered (text too, as ws 8 does, unless through onmessage/addEventListener). */
+  /** How binary messages are delivered; text comes as a Buffer ('message') or a string (onmessage, addEventListener). */
   binaryType: BinaryType = 'nodebuffer';
   #conn: WebSocketConn<WebSocket> | null = null;
   #state: number = CONNECTING;
@@ -421,7 +421,9 @@ export class WebSocket extends EventEmitter {
 
   /** @internal */
   _message(type: MessageType, data: Buffer): void {
-    this.emit('message', this.#convert(data), type === 'binary');
+    // As in ws, binaryType shapes binary messages; text always comes as a Buffer.
+    if (type === 'binary') this.emit('message', this.#convert(data), true);
+    else this.emit('message', data, false);
   }
 
   /** @internal The peer's ping: answered first (autoPong), then reported. */
@@ -524,9 +526,9 @@ export class WebSocket extends EventEmitter {
     this.#aborted = true;
     this.#state = CLOSING;
     process.nextTick(() => {
-      this.emit('error', new Error(message));
       this.#state = CLOSED;
-      this.emit('close', CloseCode.Abnormal, Buffer.alloc(0));
+      this.emit('error', new Error(message));
+      setImmediate(() => this.emit('close', CloseCode.Abnormal, Buffer.alloc(0))); // after what 'error' listeners awaited
     });
   }
 
@@ -580,7 +582,8 @@ export class WebSocket extends EventEmitter {
       } else {
         this.emit('error', err);
       }
-      this.emit('close', CloseCode.Abnormal, Buffer.alloc(0));
+      // A tick later, as ws does: listeners added on 'error' hear the close.
+      setImmediate(() => this.emit('close', CloseCode.Abnormal, Buffer.alloc(0))); // after what 'error' listeners awaited
     });
   }
 }
