@@ -163,13 +163,24 @@ export interface ClientOptions {
   allowSynchronousEvents?: boolean;
   /** netloop: the Engine to dial from (its I/O mode); default a shared client engine. */
   engine?: Engine;
-  /** netloop: how long our close frame waits for the peer's (ms). Default 5000 (ws: 30000). */
+  /** How long our close frame waits for the peer's (ms). Default 5000 (netloop's; ws: 30000). */
   closeTimeout?: number;
+  maxBufferedChunks?: number;
+  maxFragments?: number;
+  maxPendingAutoPongs?: number;
 }
+
+/**
+ * ws's counts of buffered chunks, fragments and unanswered pings: accepted,
+ * and netloop's own bounds apply instead (fragments and partial messages
+ * bounded by bytes: maxPayload and the engine's memoryBudget; pongs written
+ * through the same bounded write queue).
+ */
+const WS_COUNT_LIMITS = ['maxBufferedChunks', 'maxFragments', 'maxPendingAutoPongs'];
 
 const CLIENT_OPTIONS = new Set([
   'headers', 'origin', 'handshakeTimeout', 'perMessageDeflate', 'maxPayload', 'autoPong', 'protocolVersion', 'followRedirects',
-  'skipUTF8Validation', 'allowSynchronousEvents', 'engine', 'closeTimeout',
+  'skipUTF8Validation', 'allowSynchronousEvents', 'engine', 'closeTimeout', ...WS_COUNT_LIMITS,
 ]);
 
 type SendCallback = (err?: Error) => void;
@@ -629,6 +640,11 @@ export interface ServerOptions {
   skipUTF8Validation?: boolean;
   /** Accepted: events are synchronous, as ws's default. */
   allowSynchronousEvents?: boolean;
+  /** How long our close frame waits for the peer's (ms). Default 5000 (netloop's; ws: 30000). */
+  closeTimeout?: number;
+  maxBufferedChunks?: number;
+  maxFragments?: number;
+  maxPendingAutoPongs?: number;
   /**
    * netloop: the Engine's options (ioMode, maxBlockingOnline, limits...) and
    * the Upgrader's timeouts. keepaliveTime defaults to 0 here (ws sends no
@@ -642,7 +658,7 @@ export interface ServerOptions {
 
 const SERVER_OPTIONS = new Set([
   'port', 'host', 'backlog', 'server', 'noServer', 'path', 'verifyClient', 'handleProtocols', 'perMessageDeflate', 'maxPayload', 'clientTracking',
-  'autoPong', 'skipUTF8Validation', 'allowSynchronousEvents', 'netloop',
+  'autoPong', 'skipUTF8Validation', 'allowSynchronousEvents', 'closeTimeout', 'netloop', ...WS_COUNT_LIMITS,
 ]);
 
 const RUNNING = 0;
@@ -677,6 +693,7 @@ export class WebSocketServer extends EventEmitter {
     // the hook) decide them as ws does; the engine keeps the protocol checks.
     this.#upgrader = new Upgrader<WebSocket>({
       keepaliveTime: 0,
+      ...(options.closeTimeout !== undefined ? { closeTimeout: options.closeTimeout } : {}),
       ...options.netloop?.upgrader,
       messageLengthLimit: options.maxPayload ?? WS_MAX_PAYLOAD,
       compression: compressionOf(options.perMessageDeflate, false),
