@@ -67,6 +67,30 @@ function netloopServer(mode) {
   };
 }
 
+// Socket.IO and its client are devDependencies: a checkout without them says so.
+function socketIoMissing() {
+  try {
+    import.meta.resolve('socket.io');
+    import.meta.resolve('socket.io-client');
+    return null;
+  } catch {
+    return 'socket.io and socket.io-client are not installed: run `npm install`';
+  }
+}
+
+// bench/servers/socketio-echo.js with engine.io's default wsEngine (ws) or netloop/ws's.
+function socketIoServer(engine) {
+  return {
+    describe: `Socket.IO 4 with ${engine === 'ws' ? 'its default wsEngine (ws)' : 'netloop/ws as wsEngine'}: bench/servers/socketio-echo.js --engine ${engine}`,
+    protocols: ['socketio'],
+    command: ({ host, port, nodeFlags }) => ({
+      file: node,
+      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'socketio-echo.js'), '--engine', engine, '--host', host, '--port', String(port)],
+    }),
+    missing: () => (engine === 'netloop' ? cliMissing() : null) ?? socketIoMissing(),
+  };
+}
+
 export const servers = {
   netloop: netloopServer(undefined),
   'netloop-nonblocking': netloopServer('nonblocking'),
@@ -98,6 +122,17 @@ export const servers = {
       }
     },
   },
+  'netloop-ws': {
+    describe: "netloop/ws, netloop's ws-compatible API: bench/servers/netloop-ws-echo.js (ws-echo.js with the import changed)",
+    protocols: ['ws'],
+    command: ({ host, port, nodeFlags }) => ({
+      file: node,
+      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'netloop-ws-echo.js'), '--host', host, '--port', String(port)],
+    }),
+    missing: cliMissing, // netloop/ws is dist/compat/ws.js: built with the CLI
+  },
+  'socketio-ws': socketIoServer('ws'),
+  'socketio-netloop': socketIoServer('netloop'),
   c: {
     describe: 'C epoll echo server (the ceiling): build/Release/netloop-echo-c [--proto ws]',
     protocols: ['tcp', 'ws'],

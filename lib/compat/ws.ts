@@ -391,29 +391,25 @@ export class WebSocket extends EventEmitter {
     this.on(type, wrapped);
   }
 
-  get onopen(): EventHandler | null {
-    return this.#getOn('open');
-  }
-  set onopen(h: EventHandler | null) {
-    this.#setOn('open', h);
-  }
-  get onmessage(): EventHandler | null {
-    return this.#getOn('message');
-  }
-  set onmessage(h: EventHandler | null) {
-    this.#setOn('message', h);
-  }
-  get onclose(): EventHandler | null {
-    return this.#getOn('close');
-  }
-  set onclose(h: EventHandler | null) {
-    this.#setOn('close', h);
-  }
-  get onerror(): EventHandler | null {
-    return this.#getOn('error');
-  }
-  set onerror(h: EventHandler | null) {
-    this.#setOn('error', h);
+  declare onopen: EventHandler | null;
+  declare onmessage: EventHandler | null;
+  declare onclose: EventHandler | null;
+  declare onerror: EventHandler | null;
+
+  static {
+    // onopen, onmessage, onclose, onerror: one listener each, set or replaced by assignment.
+    for (const type of ['open', 'message', 'close', 'error']) {
+      Object.defineProperty(this.prototype, `on${type}`, {
+        get(this: WebSocket) {
+          return this.#getOn(type);
+        },
+        set(this: WebSocket, handler: EventHandler | null) {
+          this.#setOn(type, handler);
+        },
+        enumerable: true,
+        configurable: true,
+      });
+    }
   }
 
   // --- events from the connection (server handlers or dial's) ---------------
