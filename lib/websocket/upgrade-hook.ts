@@ -41,7 +41,7 @@ export interface UpgradeRequest {
  * a cookie, say), or refuse with an HTTP answer.
  */
 export type UpgradeAnswer<S = unknown> =
-  | { accept: true; session?: S; headers?: HeaderList }
+  | { accept: true; session?: S; /** Added to the 101 (not its framing or handshake headers; Sec-WebSocket-Protocol only if the upgrader has no subprotocols). */ headers?: HeaderList }
   | { accept: false; status: number; headers?: HeaderList; body?: string | Uint8Array };
 
 /** The hook: may be async; the handshake timeout bounds it. */
@@ -103,13 +103,24 @@ export function upgradeRequest(head: RequestHead, remoteAddr: string, subprotoco
   };
 }
 
+// Headers of the 101 that are netloop's to write (Sec-WebSocket-Protocol may be added by a hook
+// when the upgrader has no subprotocols of its own: netloop/ws's handleProtocols does).
+const NOT_ADDED = new Set(['content-length', 'transfer-encoding', 'connection', 'upgrade', 'sec-websocket-accept', 'sec-websocket-extensions']);
+
 /** Checks what the hook answered; a TypeError names the mistake. */
 export function checkAnswer<S>(answer: unknown): UpgradeAnswer<S> {
   if (answer === null || typeof answer !== 'object' || typeof (answer as { accept?: unknown }).accept !== 'boolean') {
     throw new TypeError('the upgrade hook must answer { accept: true, session? } or { accept: false, status, headers?, body? }');
   }
   const a = answer as UpgradeAnswer<S>;
-  if (a.accept && a.headers !== undefined) responseHeadText(101, a.headers); // names and values checked, framing headers refused, before the 101 is built
+  if (a.accept && a.headers !== undefined) {
+    // Names and values checked before the 101 is built; the headers that make it a 101
+    // (or would frame a body it has not) are netloop's.
+    responseHeadText(101, a.headers);
+    for (const [name] of Symbol.iterator in a.headers ? (a.headers as Iterable<readonly [string, unknown]>) : Object.entries(a.headers)) {
+      if (NOT_ADDED.has(name.toLowerCase())) throw new TypeError(`the upgrade hook may not add ${name} to the 101`);
+    }
+  }
   if (!a.accept) {
     const status = (a as { status?: unknown }).status;
     if (typeof status !== 'number' || !Number.isInteger(status) || status < 200 || status > 599 || status === 101) {
