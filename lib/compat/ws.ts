@@ -212,7 +212,7 @@ export class WebSocket extends EventEmitter {
   /** Send callbacks waiting for their bytes to leave (see #flushed). */
   #callbacks: SendCallback[] = [];
   #checkScheduled = false;
-  /** Server side: what to do once the connection opened (the server's callback). */
+  /** @internal Server side: what to do once the connection opened (the server's callback). */
   _onOpen: (() => void) | undefined = undefined;
 
   /**
