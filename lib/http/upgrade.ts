@@ -23,10 +23,33 @@ export function computeAccept(key: string): string {
 
 const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: 'base64') => string }).hash;
 
-// A key is 16 random bytes in base64 (§4.1): always 22 characters and "==".
-// Non-zero pad bits in the 22nd character are tolerated, as base64 decoders
-// usually do; the value still decodes to 16 bytes.
-const KEY_PATTERN = /^[A-Za-z0-9+/]{22}==$/;
+const isAlpha = (c: number): boolean => (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
+const isBase64Char = (c: number): boolean => isAlpha(c) || isDigit(c) || c === 0x2b || c === 0x2f; // + /
+const isSchemeChar = (c: number): boolean => isAlpha(c) || isDigit(c) || c === 0x2b || c === 0x2d || c === 0x2e; // + - .
+
+// The checks below read values from the network by index, never with a
+// pattern: a backtracking pattern can cost time quadratic in a value's length.
+
+/**
+ * A key is 16 random bytes in base64 (§4.1): always 22 characters and "==".
+ * Non-zero pad bits in the 22nd character are tolerated, as base64 decoders
+ * usually do; the value still decodes to 16 bytes.
+ */
+function isWebSocketKey(key: string): boolean {
+  if (key.length !== 24 || !key.endsWith('==')) return false;
+  for (let i = 0; i < 22; i++) if (!isBase64Char(key.charCodeAt(i))) return false;
+  return true;
+}
+
+/** Index of the first "?" or "#" in `s`, -1 if none. */
+function queryOrFragment(s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x3f || c === 0x23) return i;
+  }
+  return -1;
+}
 
 /** What a negotiateExtensions hook agreed to. */
 export interface ExtensionAgreement {
@@ -106,11 +129,21 @@ export function targetPath(target: string): string | undefined {
   if (target.startsWith('/')) {
     path = target;
   } else {
-    const m = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*(.*)$/.exec(target);
-    if (m === null) return undefined;
-    path = m[1] === '' || m[1]!.startsWith('?') ? '/' + m[1]! : m[1]!;
+    // absolute-form: scheme "://" authority, then the path (RFC 3986 §3).
+    if (target.length === 0 || !isAlpha(target.charCodeAt(0))) return undefined;
+    let i = 1;
+    while (i < target.length && isSchemeChar(target.charCodeAt(i))) i++;
+    if (!target.startsWith('://', i)) return undefined;
+    i += 3;
+    while (i < target.length) {
+      const c = target.charCodeAt(i);
+      if (c === 0x2f || c === 0x3f || c === 0x23) break; // / ? #
+      i++;
+    }
+    const rest = target.slice(i);
+    path = rest === '' || rest.startsWith('?') ? '/' + rest : rest;
   }
-  const q = path.search(/[?#]/);
+  const q = queryOrFragment(path);
   return q === -1 ? path : path.slice(0, q);
 }
 
@@ -155,7 +188,7 @@ export function checkUpgrade(head: RequestHead, options: UpgradeOptions = {}): U
   }
   const keys = head.getAll('sec-websocket-key');
   const key = keys[0];
-  if (keys.length !== 1 || key === undefined || !KEY_PATTERN.test(key)) {
+  if (keys.length !== 1 || key === undefined || !isWebSocketKey(key)) {
     return reject(400, 'WS_ERR_INVALID_KEY', 'Sec-WebSocket-Key must be 16 bytes in base64\n');
   }
   if (head.get('sec-websocket-version') !== WEBSOCKET_VERSION) {
