@@ -3,7 +3,7 @@
 // options in, the bytes of the 101 response or the rejection to send out.
 import * as crypto from 'node:crypto';
 import { isToken, listElements, listHasToken } from './chars.js';
-import { httpResponse, responseHeadText } from './response.js';
+import { httpResponse, responseHeadText, type ResponseOptions } from './response.js';
 import type { RequestHead } from './request-parser.js';
 
 /** §1.3: the GUID appended to the client's key before hashing. */
@@ -147,6 +147,21 @@ export function targetPath(target: string): string | undefined {
   return q === -1 ? path : path.slice(0, q);
 }
 
+/**
+ * True if the request tries a WebSocket handshake at all, even a broken one:
+ * it has an Upgrade header, a Connection header listing "upgrade", or a
+ * Sec-WebSocket-* header. A request with none of them is plain HTTP, which a
+ * WebSocket server without an HTTP handler answers 404, not 400: nothing in
+ * it is wrong, there is only nothing to serve.
+ */
+export function isUpgradeAttempt(head: RequestHead): boolean {
+  for (const [name, value] of head.headers) {
+    if (name === 'upgrade' || name.startsWith('sec-websocket-')) return true;
+    if (name === 'connection' && listHasToken(value, 'upgrade')) return true;
+  }
+  return false;
+}
+
 /** True if the request asks for a WebSocket (Upgrade lists "websocket"): route it to checkUpgrade(). */
 export function isWebSocketUpgrade(head: RequestHead): boolean {
   return listHasToken(head.get('upgrade'), 'websocket');
@@ -165,7 +180,8 @@ function pathAllowed(allowed: UpgradeOptions['path'], path: string, head: Reques
 
 /**
  * Checks a request head against RFC 6455 §4.2.1 and the server's options,
- * in this order: method GET (405, with Allow: GET), HTTP/1.1 (400), a
+ * in this order: an upgrade attempt at all (404 for plain HTTP, see
+ * isUpgradeAttempt), method GET (405, with Allow: GET), HTTP/1.1 (400), a
  * request-target with a path (400) the server serves (404), exactly one
  * Host (400), Upgrade listing "websocket" (400), Connection listing
  * "upgrade" (400), exactly one Sec-WebSocket-Key of 16 base64 bytes (400),
@@ -174,6 +190,7 @@ function pathAllowed(allowed: UpgradeOptions['path'], path: string, head: Reques
  * (400 if the hook throws). Exceptions from checkOrigin propagate.
  */
 export function checkUpgrade(head: RequestHead, options: UpgradeOptions = {}): UpgradeResult {
+  if (!isUpgradeAttempt(head)) return reject(404, 'WS_ERR_NOT_UPGRADE', 'Not Found\n');
   if (head.method !== 'GET') {
     return reject(405, 'WS_ERR_METHOD_NOT_ALLOWED', 'A WebSocket handshake is a GET request\n', [['Allow', 'GET']]);
   }
@@ -253,7 +270,11 @@ export function checkUpgrade(head: RequestHead, options: UpgradeOptions = {}): U
   };
 }
 
-/** The bytes of a rejection (status, its required headers, the body, Connection: close). */
-export function rejectionResponse(r: UpgradeRejected): Buffer {
-  return httpResponse(r.status, r.headers, r.body);
+/**
+ * The bytes of a rejection (status, its required headers, the body,
+ * Connection: close). The answer to a HEAD request omits the body
+ * (`omitBody`, RFC 9110 §9.3.2).
+ */
+export function rejectionResponse(r: UpgradeRejected, options: ResponseOptions = {}): Buffer {
+  return httpResponse(r.status, r.headers, r.body, options);
 }
