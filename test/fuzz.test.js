@@ -12,7 +12,7 @@ const RUNNER = fileURLToPath(new URL('./fuzz/run.js', import.meta.url));
 // Inputs per target: about a second or two of work each on this machine.
 const RUNS = {
   'http-request-parser': 6000,
-  'http-response-parser': 2500,
+  'http-response-parser': 6000,
   'websocket-receiver': 8000,
   utf8: 15000,
   'deflate-negotiation': 25000,

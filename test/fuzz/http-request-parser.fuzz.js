@@ -25,7 +25,7 @@ export const dictionary = [
   'GET / HTTP/1.1\r\n', '\r\n', '\r\n\r\n', ': ', 'Host: a\r\n', 'Upgrade: websocket\r\n', 'Connection: Upgrade\r\n',
   'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n', 'Sec-WebSocket-Version: 13\r\n', 'Sec-WebSocket-Protocol: chat, x\r\n',
   'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n', 'server_max_window_bits=10', '"', ';', ',',
-  'HTTP/1.0', 'HTTP/2.0', 'ws://h/p?q', '\t', '    ', '\xff', 'Origin: http://o\r\n',
+  'HTTP/1.0', 'HTTP/2.0', 'ws://h/p?q', '\t', '    ', '\xff', 'Origin: http://o\r\n', '\t\r\n', ' \r\n', ': \t',
 ];
 
 const LIMITS = [{}, { maxHeadSize: 128 }, { maxHeaders: 3 }, { maxHeadSize: 300, maxHeaders: 6 }];

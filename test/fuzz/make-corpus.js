@@ -16,7 +16,7 @@ const upgrade = (extra = '') =>
 
 /** A frame: fin, rsv1, opcode, payload, masked with key 37 fa 21 3d when `mask`. */
 function frame(opcode, payload, { fin = true, rsv1 = false, mask = false } = {}) {
-  const p = Buffer.from(payload);
+  const p = typeof payload === 'string' ? b(payload) : Buffer.from(payload);
   const len = p.length;
   const head = [(fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode];
   const m = mask ? 0x80 : 0;
@@ -36,6 +36,7 @@ const corpus = {
     'plain-get': cat([8], 'GET /index.html HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n'),
     'absolute-form': cat([1], 'GET ws://h:1/chat?x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==\r\nSec-WebSocket-Version: 13\r\n\r\n'),
     'padded-value': cat([2], upgrade(`X-Pad: a${' '.repeat(200)}b\r\n`)),
+    'whitespace-around-values': cat([3], upgrade('X-A:\t a \t\r\nX-B: \xa0b\xff\r\nX-C:\r\nX-D: c\t\r\n')),
   },
   'http-response-parser': {
     '101': cat([0], 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n'),
@@ -51,6 +52,9 @@ const corpus = {
     'client-deflate': cat([4, 2], frame(1, deflated('Hello Hello Hello'), { rsv1: true }), frame(2, deflated('\x00\x01\x02'), { rsv1: true, fin: false }), frame(0, [])),
     'server-deflate-frames': cat([7, 0], frame(1, deflated('abcabcabc'), { rsv1: true, mask: true }), frame(8, [], { mask: true })),
     'client-big-length': cat([0, 1], [0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0]),
+    // Text at the edges of UTF-8's ranges, where one bit flip makes it invalid (surrogates, overlongs, past U+10FFFF).
+    'client-text-edges': cat([0, 4], frame(1, '\xed\x9f\xbf\xe0\xa0\x80\xf4\x8f\xbf\xbf\xc2\x80', { fin: false }), frame(0, '\xf0\x90\x80\x80')),
+    'client-close-reason': cat([2, 6], frame(8, cat([0x03, 0xf3], '\xed\x9f\xbf'))),
   },
   utf8: {
     ascii: cat([0, 0], 'hello, world'),

@@ -21,7 +21,8 @@
 // instead a target may return a short string naming the path the input
 // took (a result kind, an error code, a header count): an input that
 // produces one not seen before is kept and mutated further, which is what
-// leads it from "rejected at byte 3" to deeper states.
+// leads it from "rejected at byte 3" to deeper states. A quarter of the
+// inputs are mutated from the seeds themselves.
 //
 // A finding is an exception from fuzz(): the input is written to
 // fuzz-crashes/<target>-<sha1 prefix> (hex and raw), the stack printed, and
@@ -223,7 +224,9 @@ export async function fuzzTarget(target, { seconds, seed, runs, maxLen }) {
     n++;
   }
   while (runs > 0 ? n < runs : (n & 0xff) !== 0 || Date.now() < deadline) {
-    const base = pool[rng.below(pool.length)];
+    // A quarter of the time a seed: the hand-written inputs sit next to the
+    // edges worth testing, and the kept ones must not crowd them out.
+    const base = rng.below(4) === 0 ? seeds[rng.below(seeds.length)] : pool[rng.below(pool.length)];
     run(mutate(rng, base, pool, dictionary, limit));
     n++;
   }
