@@ -99,7 +99,7 @@ export const servers = {
     },
   },
   c: {
-    describe: 'C epoll echo server (the ceiling): build/Release/netloop-echo-c [--proto ws]',
+    describe: 'C epoll echo server (the ceiling): bench/native/bin/netloop-echo-c [--proto ws]',
     protocols: ['tcp', 'ws'],
     command: ({ proto, host, port }) => ({ file: echoCPath, args: ['--host', host, '--port', String(port), '--proto', proto] }),
     missing: () => (existsSync(echoCPath) ? null : `${echoCPath} not found`),
