@@ -46,7 +46,7 @@ function usage(scenario) {
     '',
     'environment:',
     '  NETLOOP_BENCH_BIN_DIR      directory of prebuilt netloop-loadgen and netloop-echo-c (default: built into bench/native/bin)',
-    '  NETLOOP_BENCH_NETLOOP_CLI  script started as the netloop server instead of dist/cli.js',
+    '  NETLOOP_BENCH_NETLOOP_CLI  script started as the netloop server instead of dist/cli/main.js',
     '',
     'List flags take comma-separated values (--size 64,1024): one case per combination.',
     'Prints a progress line per run on stderr, markdown tables on stdout, and writes every run to',

@@ -1,4 +1,5 @@
-// Public exports only.
+// Public exports only: the library. The tools (the command line, `compare`) are in cli/, and
+// what of them is public is the `netloop/compare` subpath (cli/index.ts); nothing here imports them.
 export { Engine } from './engine.js';
 export type { EngineOptions, EngineStats, IoMode } from './engine.js';
 export type { SupervisorOptions, WorkerExit, WorkerExitReason, WorkerListening, WorkerStats } from './workers.js';
@@ -25,8 +26,4 @@ export {
   describeErrno,
 } from './errors.js';
 export type { TimeoutKind } from './errors.js';
-export { compareModes, formatComparison, MODE_COLUMNS } from './compare.js';
-export type { ComparisonRow, Cell, ModeColumn } from './compare.js';
-export { describeError, formatError, reportClose } from './close-report.js';
-export type { CloseReport, ErrorReport } from './close-report.js';
 export { releaseMemory } from './memory.js';

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { loadgenPath as loadgen, prepareNativePrograms } from '../bench/harness/paths.js';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
-const cli = path.join(root, 'dist', 'cli.js');
+const cli = path.join(root, 'dist', 'cli', 'main.js');
 
 t.setTimeout(170_000);
 

@@ -28,7 +28,7 @@ export function prepareNativePrograms(log) {
 // The netloop CLI. NETLOOP_BENCH_NETLOOP_CLI replaces it (any script taking the same arguments).
 export const netloopCliPath = process.env.NETLOOP_BENCH_NETLOOP_CLI
   ? path.resolve(process.env.NETLOOP_BENCH_NETLOOP_CLI)
-  : path.join(repoRoot, 'dist', 'cli.js');
+  : path.join(repoRoot, 'dist', 'cli', 'main.js');
 
 export const buildHint =
   '`node bench/native/build.js` builds them into bench/native/bin (a C++17 and a C compiler: CXX, CC);\n' +

@@ -45,8 +45,8 @@ function netloopServer(mode) {
   ];
   return {
     describe: mode
-      ? `netloop in ${mode} mode: node dist/cli.js echo --mode ${mode} (broadcast: bench/servers/netloop-broadcast.js --mode ${mode})`
-      : 'netloop engine: node dist/cli.js echo --proto tcp|ws (broadcast: bench/servers/netloop-broadcast.js)',
+      ? `netloop in ${mode} mode: node dist/cli/main.js echo --mode ${mode} (broadcast: bench/servers/netloop-broadcast.js --mode ${mode})`
+      : 'netloop engine: node dist/cli/main.js echo --proto tcp|ws (broadcast: bench/servers/netloop-broadcast.js)',
     protocols: ['tcp', 'ws'],
     roles: ['echo', 'broadcast'],
     // Past one process (a hold of more connections than 20,000 open files allow): the CLI's

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 // The netloop command: `netloop echo` runs an echo server until SIGINT/SIGTERM.
 import { parseArgs } from 'node:util';
-import { Engine, type IoMode } from './engine.js';
-import { Upgrader } from './websocket/upgrader.js';
-import type { SupervisorOptions } from './workers.js';
-import type { Conn } from './conn.js';
-import type { WebSocketConn } from './websocket/conn.js';
+import { Engine, type IoMode } from '../engine.js';
+import { Upgrader } from '../websocket/upgrader.js';
+import type { SupervisorOptions } from '../workers.js';
+import type { Conn } from '../conn.js';
+import type { WebSocketConn } from '../websocket/conn.js';
 import { reportClose } from './close-report.js';
 
 const HELP = `Usage: netloop <command> [options]
@@ -168,7 +168,7 @@ async function bench(args: string[]): Promise<void> {
   const { spawn } = await import('node:child_process');
   const { existsSync } = await import('node:fs');
   const { fileURLToPath } = await import('node:url');
-  const runner = fileURLToPath(new URL('../bench/run.js', import.meta.url));
+  const runner = fileURLToPath(new URL('../../bench/run.js', import.meta.url));
   if (!existsSync(runner)) {
     process.stderr.write(`netloop: bench: ${runner} not found; the harness comes with the source repository, not the npm package\n`);
     process.exit(2);
