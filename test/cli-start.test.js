@@ -5,6 +5,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { until } from './helpers/engine.js';
 
@@ -66,22 +67,25 @@ t.test('netloop echo --proto ws: the hint, the page, and the client it names', a
   const url = `ws://127.0.0.1:${port}/`;
   const hint = /^Try it: (.+?) {3}\(type a line, get it back; Ctrl-D to end\)$/m.exec(server.out);
   t.ok(hint, 'prints a "Try it" line', { out: server.out });
-  t.equal(hint?.[1], `npx netloop client ${url}`, 'naming the URL and a client command');
+  // From a checkout, the CLI's own file (test/package-install.test.js sees `npx netloop client`
+  // printed by an installed package, and runs it).
+  const command = `node ${path.join('dist', 'cli', 'main.js')} client ${url}`;
+  t.equal(hint?.[1], command, 'naming the URL and a client command');
 
   await t.test('a plain GET gets a page saying how to connect', async (t) => {
     const r = await request(port, 'GET');
     t.equal(r.status, 200);
     t.equal(r.headers['content-type'], 'text/html; charset=utf-8');
-    t.match(r.body, `<code>npx netloop client ${url}</code>`);
+    t.match(r.body, `<code>${command}</code>`);
     t.match(r.body, `new WebSocket('${url}')`);
     t.equal(Number(r.headers['content-length']), Buffer.byteLength(r.body), 'Content-Length is the body');
     // The authority the browser used is the one to connect to.
     const named = await request(port, 'GET', '/index.html', { host: `localhost:${port}` });
-    t.match(named.body, `npx netloop client ws://localhost:${port}/`);
+    t.match(named.body, `client ws://localhost:${port}/</code>`);
     // Anything that could be markup is not echoed: the listening address is used instead.
     const odd = await request(port, 'GET', '/', { host: '<script>x</script>' });
     t.notMatch(odd.body, '<script>');
-    t.match(odd.body, `npx netloop client ${url}`);
+    t.match(odd.body, `<code>${command}</code>`);
     const head = await request(port, 'HEAD');
     t.equal(head.status, 200);
     t.equal(head.body, '', 'HEAD: no body');
@@ -91,7 +95,7 @@ t.test('netloop echo --proto ws: the hint, the page, and the client it names', a
   });
 
   await t.test('the printed command echoes lines and ends cleanly at end of input', async (t) => {
-    // Run as printed, through a shell, from the checkout (npx finds this package's own bin).
+    // Run as printed, through a shell, from the server's working directory.
     const c = spawnRun('sh', ['-c', hint?.[1] ?? 'false']);
     c.p.stdin.end('hello netloop\nsecond line, with ünïcödé\n');
     const code = await exitOf(t, c, 'netloop client');
@@ -120,10 +124,10 @@ t.test('netloop echo --proto ws: the hint, the page, and the client it names', a
 
 t.test('--path: the page names the path that upgrades', async (t) => {
   const { server, port } = await startServer(t, ['--proto', 'ws', '--host', '127.0.0.1', '--port', '0', '--path', '/chat']);
-  t.match(server.out, `Try it: npx netloop client ws://127.0.0.1:${port}/chat `);
+  t.match(server.out, `client ws://127.0.0.1:${port}/chat `);
   const r = await request(port, 'GET', '/');
   t.equal(r.status, 200);
-  t.match(r.body, `npx netloop client ws://127.0.0.1:${port}/chat`);
+  t.match(r.body, `client ws://127.0.0.1:${port}/chat</code>`);
   server.p.kill('SIGINT');
   t.equal(await exitOf(t, server, 'netloop echo'), 0);
 });

@@ -1,12 +1,12 @@
 // The package as a user gets it. `npm pack` runs in a staging copy of this checkout (its
 // prepack and prepare scripts: the prebuilt addon, the TypeScript build), so that nothing the
 // other tests are loading (build/, dist/) is rebuilt under them. The tarball is installed into a
-// fresh app whose PATH has node, npm and sh and no compiler or make, so the install only works
+// fresh app whose PATH has node, npm, npx and sh and no compiler or make, so the install only works
 // if the prebuild is used, and then used from that app: a WebSocket echo through the installed
 // package with a plain `net` client, the `netloop` command, and a strict TypeScript app compiled
 // against the installed types and run.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -79,11 +79,11 @@ if (npmVersion.status !== 0) {
     t.same(list.filter((f) => /^(bench|test|lib|examples|scripts|build|\.ci)\//.test(f) || f.startsWith('dist/examples/')), [], 'ships nothing of bench/, test/, lib/, examples/, scripts/, build/');
     t.same(list.filter((f) => f.includes('node_modules')), [], 'no node_modules');
 
-    // The app, and a PATH with node, npm and sh only (npm runs scripts with sh).
+    // The app, and a PATH with node, npm, npx and sh only (npm runs scripts with sh).
     const app = path.join(tmp, 'app');
     const bin = path.join(app, '.bin-path');
     mkdirSync(bin, { recursive: true });
-    for (const name of ['node', 'npm', 'sh']) {
+    for (const name of ['node', 'npm', 'npx', 'sh']) {
       const which = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' });
       if (!t.equal(which.status, 0, `${name} found`)) return;
       symlinkSync(which.stdout.trim(), path.join(bin, name));
@@ -122,6 +122,34 @@ if (npmVersion.status !== 0) {
       const r = run(t, path.join(app, 'node_modules', '.bin', 'netloop'), ['--help'], { cwd: app, env: env(PATH), timeout: 20_000 });
       t.equal(r.status, 0, 'netloop --help exits 0 (bin is executable, its #! finds node)');
       t.match(r.stdout, /^Usage: netloop <command>/);
+    });
+
+    await t.test('netloop echo --proto ws from the app: the command it prints works there', async (t) => {
+      const server = spawn(path.join(app, 'node_modules', '.bin', 'netloop'), ['echo', '--proto', 'ws', '--host', '127.0.0.1', '--port', '0'], {
+        cwd: app,
+        env: env(PATH),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const exited = new Promise((resolve) => server.on('exit', resolve));
+      t.teardown(() => server.kill('SIGKILL'));
+      let out = '';
+      server.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+      const hint = await new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(null), 10_000);
+        server.stdout.on('data', () => {
+          const m = /^Try it: (.+?) {3}\(/m.exec(out);
+          if (m !== null) {
+            clearTimeout(timer);
+            resolve(m[1]);
+          }
+        });
+      });
+      if (!t.match(hint, /^npx netloop client ws:\/\/127\.0\.0\.1:\d+\/$/, 'prints the npx command', { out })) return;
+      const c = spawnSync('sh', ['-c', hint], { cwd: app, env: env(PATH), input: 'from the app\n', encoding: 'utf8', timeout: 30_000 });
+      t.equal(c.status, 0, 'the printed command exits 0', { stderr: c.stderr });
+      t.equal(c.stdout, 'from the app\n', 'and echoes the line');
+      server.kill('SIGINT');
+      t.equal(await exited, 0, 'the server stops on SIGINT');
     });
 
     await t.test('a strict TypeScript app against the installed types', async (t) => {

@@ -2,12 +2,23 @@
 // plain HTTP request gets (a browser pointed at the port, curl), so that a first try ends with a
 // command that works instead of a bare 400. Each command named works on a machine with only
 // this package installed (no global WebSocket in Node 20, no network for `npx wscat`).
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { HttpAnswer } from '../websocket/upgrader.js';
 import type { RequestHead } from '../http/request-parser.js';
 
-/** The command line that talks to `url`: `netloop client`, through npx so that it works from the app's folder. */
+/**
+ * The command line, from the server's working directory, that talks to `url` with `netloop
+ * client`. Installed as a package (a dependency or global), that is `npx netloop client`: npx
+ * finds the bin in node_modules/.bin at once. Run from a checkout (npm start), it is this CLI's
+ * own file: `npx netloop` works there too, but first installs the checkout into npx's cache,
+ * which takes seconds to minutes on a busy machine.
+ */
 export function clientCommand(url: string): string {
-  return `npx netloop client ${url}`;
+  const main = fileURLToPath(new URL('./main.js', import.meta.url));
+  if (main.split(path.sep).includes('node_modules')) return `npx netloop client ${url}`;
+  const rel = path.relative(process.cwd(), main);
+  return `node ${rel.startsWith('..') || path.isAbsolute(rel) ? main : rel} client ${url}`;
 }
 
 /** The lines printed once the echo server listens on `url`. */
