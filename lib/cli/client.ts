@@ -6,7 +6,6 @@
 // answered: messages still on their way arrive before the server's close frame.
 // What happens to the connection goes to standard error, so standard output is only replies.
 import { createInterface } from 'node:readline';
-import { Engine } from '../engine.js';
 import { dial } from '../websocket/client.js';
 import type { WebSocketConn } from '../websocket/conn.js';
 import { CloseError } from '../errors.js';
@@ -15,15 +14,9 @@ export async function client(url: string, opts: { quiet: boolean }): Promise<voi
   const note = (line: string): void => {
     if (!opts.quiet) process.stderr.write(`netloop client: ${line}\n`);
   };
-  // An engine of our own, which keeps the process alive while it connects: dial()'s shared
-  // engine is unreferenced until a connection is open, so `await dial()` with nothing else
-  // pending lets Node exit (code 13, an unsettled top-level await) before the connect completes.
-  const engine = new Engine({});
-  await engine.start();
   // Settles once: with onClose's error, or with the reason the connection never opened.
   const done = new Promise<{ opened: boolean; err: Error | null }>((resolve) => {
     dial(url, {
-      engine,
       onMessage: (_c, type, data) => {
         process.stdout.write(type === 'text' ? `${data.toString('utf8')}\n` : `<binary ${data.length} bytes> ${data.toString('hex')}\n`);
       },
@@ -48,7 +41,6 @@ export async function client(url: string, opts: { quiet: boolean }): Promise<voi
     );
   });
   const { opened, err } = await done;
-  await engine.stop();
   // The server may have closed first, with standard input still open: nothing more to read.
   process.stdin.destroy();
   // Clean: our close answered (null), or the server ending normally or going away.

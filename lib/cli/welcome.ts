@@ -15,7 +15,8 @@ import type { RequestHead } from '../http/request-parser.js';
  * which takes seconds to minutes on a busy machine.
  */
 export function clientCommand(url: string): string {
-  const main = fileURLToPath(new URL('./main.js', import.meta.url));
+  // main.js is this file's neighbour in dist/cli/.
+  const main = path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.js');
   if (main.split(path.sep).includes('node_modules')) return `npx netloop client ${url}`;
   const rel = path.relative(process.cwd(), main);
   return `node ${rel.startsWith('..') || path.isAbsolute(rel) ? main : rel} client ${url}`;
