@@ -71,7 +71,7 @@ const require = createRequire(import.meta.url);
 // NETLOOP_BUILD=Debug loads the AddressSanitizer build (npm run test:asan) and nothing else.
 // Otherwise node-gyp-build picks, from the package root: build/Release (built from source: a
 // checkout, or an install where no prebuild fits), then the prebuild for this platform, arch
-// and libc that the package ships (prebuilds/, written at pack time by scripts/prebuild.js).
+// and libc that the package ships (prebuilds/, written at pack time by .ci/prebuild.js).
 const packageRoot = fileURLToPath(new URL('..', import.meta.url));
 export const binding: Binding =
   process.env.NETLOOP_BUILD === 'Debug'
