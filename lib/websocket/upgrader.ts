@@ -111,6 +111,9 @@ class MessageSink implements ReceiverHandlers {
   onError(err: ProtocolError): void {
     this.ws._protocolError(err);
   }
+  onResume(owner: unknown): void {
+    this.ws = owner as WebSocketConn;
+  }
 }
 
 class FrameSink extends MessageSink {
@@ -176,6 +179,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
         if (r === null) {
           r = self.#receivers.pop() ?? new Receiver(self.#sinkFor(), { role: 'server', maxMessageLength: self.messageLengthLimit });
           if (ws._pmd !== null) r.setDecompressor(ws._pmd);
+          r.owner = ws; // for onResume: a message inflated in a later turn is delivered outside onData
           ws._receiver = r;
         }
         self.#sink!.ws = ws;

@@ -1,0 +1,150 @@
+// Bounded zlib work per loop turn (DESIGN.md, "Limits": "compression work
+// bounded per loop turn or off the JS thread").
+//
+// Every permessage-deflate operation is a job run in slices (a slice inflates
+// at most STEP_BYTES of output, or compresses at most STEP_BYTES of input).
+// The slices of all the jobs of a JS thread share one budget of
+// TURN_BUDGET_MS per turn of the event loop: a job submitted while the budget
+// lasts runs at once, in the caller's stack, and when it finishes there (any
+// message of ordinary size) its result is returned synchronously, exactly as
+// before; what does not fit waits in a round-robin queue that a setImmediate
+// callback works through, TURN_BUDGET_MS at a time, so that the poll phase,
+// and with it every other connection's reads and writes, comes around
+// between two slices.
+//
+// Why here and not on libuv's thread pool, as ws does (measured on this
+// machine, Node 20, bench/micro/deflate-offload.js):
+//   - a 2.4 KB JSON message compressed and inflated back cost 6.5 us
+//     synchronously, 184 us through zlib streams (a thread-pool round trip
+//     each way): async costs 28 times more for the messages most servers send;
+//   - a 16 KiB message inflating to 16 MiB took 17-25 ms of the JS thread
+//     synchronously; through an async zlib stream with its default 16 KiB
+//     chunks it kept the JS thread busy for 39-57 ms (a 'data' event and a
+//     Buffer per 16 KiB, then a concat) over 89-124 ms of wall time. Larger
+//     chunks (256 KiB) bring that to 12-13 ms, but the chunk is an output
+//     buffer every stream keeps: 256 KiB more per connection per direction;
+//   - the thread pool is shared with fs and dns, 4 threads by default, on a
+//     2-core machine here.
+// The bound is what matters for the other connections, and a slice gives it
+// without either cost. What it does not give is a second core: scale with one
+// engine per worker thread (DESIGN.md, "Context-aware").
+//
+// Per-connection order is the callers' business (the receiver stops
+// delivering while one of its messages is inflating, the connection queues
+// its writes behind a message being compressed); this file only guarantees
+// that a job's done() is called once, after its last slice, unless it was
+// cancelled first.
+import { performance } from 'node:perf_hooks';
+
+/**
+ * zlib work per loop turn, across all connections of this thread, before
+ * the rest waits for the next turn. 2 ms keeps the added delay of other
+ * connections' round trips in the low milliseconds while a loop turn still
+ * does a useful amount of compression: about 1.5 MiB of inflation here.
+ */
+export const TURN_BUDGET_MS = 2;
+
+/**
+ * Bytes of output a slice of inflation may produce, or of input a slice of
+ * compression may consume: about 0.2 to 0.4 ms of zlib here, small against
+ * the budget, so the budget is overshot by little.
+ */
+export const STEP_BYTES = 256 * 1024;
+
+/** One operation run in slices. */
+export interface ZlibJob {
+  /** Runs one bounded slice; true when the job has finished (done() is called next). Exceptions end the job too. */
+  step(): boolean;
+  /** Called once, after the last slice, with the exception a slice threw (if any). */
+  done(err: unknown): void;
+  /** Set by cancel(); a cancelled job is dropped without further slices or done(). */
+  cancelled: boolean;
+}
+
+// The queue: a growable ring would save little over an array with a head
+// index that is compacted once it passes half the array.
+let queue: ZlibJob[] = [];
+let head = 0;
+let used = 0; // ms of slices in this loop turn
+let armed = false;
+let running = 0; // jobs submitted and neither finished nor cancelled (for tests and monitoring)
+
+function arm(): void {
+  if (armed) return;
+  armed = true;
+  setImmediate(onTurn);
+}
+
+/** Runs one slice of `job`, counted against the budget; true when it finished (done() has been called). */
+function slice(job: ZlibJob): boolean {
+  const t0 = performance.now();
+  let finished: boolean;
+  let err: unknown = undefined;
+  try {
+    finished = job.step();
+  } catch (e) {
+    finished = true;
+    err = e;
+  }
+  used += performance.now() - t0;
+  if (!finished) return false;
+  running--;
+  job.done(err);
+  return true;
+}
+
+/**
+ * Starts `job`: at once if this loop turn's budget allows, otherwise (or for
+ * what does not fit) in later turns. Returns true when it finished
+ * synchronously, in which case done() has been called before this returns.
+ */
+export function submit(job: ZlibJob): boolean {
+  running++;
+  // The budget is given back at the next turn (onTurn resets it).
+  arm();
+  while (used < TURN_BUDGET_MS) if (slice(job)) return true;
+  queue.push(job);
+  return false;
+}
+
+/** Drops `job` (no more slices, no done()). */
+export function cancel(job: ZlibJob): void {
+  if (job.cancelled) return;
+  job.cancelled = true;
+  running--;
+}
+
+/** The check phase of a loop turn: a new budget, spent on the queue in round robin. */
+function onTurn(): void {
+  armed = false;
+  used = 0;
+  try {
+    while (head < queue.length && used < TURN_BUDGET_MS) {
+      const job = queue[head]!;
+      queue[head++] = undefined as unknown as ZlibJob;
+      if (job.cancelled) continue;
+      // One slice, then the next job: a long inflation does not hold up
+      // short ones. A done() may submit more work (an echo), which runs at
+      // once if the budget allows.
+      if (!slice(job)) queue.push(job);
+    }
+  } finally {
+    // Also when a done() threw (a user handler): the other jobs still run.
+    if (head > 1024 && head * 2 > queue.length) {
+      queue = queue.slice(head);
+      head = 0;
+    }
+    if (head < queue.length) arm();
+    else {
+      queue.length = 0;
+      head = 0;
+    }
+  }
+}
+
+/** Jobs of this thread not yet finished or cancelled, and of those, waiting for a later turn. For tests and monitoring. */
+export function zlibWork(): { running: number; queued: number } {
+  let queued = 0;
+  for (let i = head; i < queue.length; i++) if (!queue[i]!.cancelled) queued++;
+  return { running, queued };
+}
