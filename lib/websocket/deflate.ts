@@ -715,10 +715,14 @@ class CodecJob implements ZlibJob {
   error: unknown = undefined;
   onDone: ((err: unknown, out: Buffer | null) => void) | null = null;
 
-  constructor(readonly op: Op) {}
+  #op: Op | null = null;
+
+  /** `start`: called in the first slice, makes the operation. */
+  constructor(readonly start: () => Op) {}
 
   step(): boolean {
-    this.result = this.op.step();
+    this.#op ??= this.start();
+    this.result = this.#op.step();
     return this.result !== null;
   }
 
@@ -867,8 +871,11 @@ export class PerMessageDeflate implements MessageDecompressor {
     if (this.#deflating !== null) throw new Error('PerMessageDeflate.compressLater(): a compression is in progress');
     const bytes = toBytes(data);
     if (!this.#messageOpen && bytes.length < this.threshold) return null;
-    const z = this.#takeDeflater();
-    const job = new CodecJob(z.deflateOp(bytes, true));
+    // The zlib stream is created (or taken from the pool) in the first
+    // slice, within the budget: 2,000 connections' first messages in one
+    // batch would otherwise create 2,000 streams in one go.
+    let z: Engine | null = null;
+    const job = new CodecJob(() => (z = this.#takeDeflater()).deflateOp(bytes, true));
     if (submit(job)) return this.#endDeflate(z, true, job.error, job.result);
     this.#deflating = job;
     job.onDone = (err, out) => {
@@ -897,17 +904,17 @@ export class PerMessageDeflate implements MessageDecompressor {
   }
 
   /** The end of a compression: the payload, or `err` thrown once the engine is dropped. */
-  #endDeflate(z: Engine, fin: boolean, err: unknown, out: Buffer | null): Buffer {
+  #endDeflate(z: Engine | null, fin: boolean, err: unknown, out: Buffer | null): Buffer {
     if (err !== undefined) {
       this.#deflater = null;
       this.#messageOpen = false;
-      z.close();
+      z?.close();
       throw err;
     }
     this.#messageOpen = !fin;
     if (fin && this.#deflateNoContext) {
       this.#deflater = null;
-      release(z);
+      release(z!);
     }
     return out!;
   }
@@ -949,8 +956,8 @@ export class PerMessageDeflate implements MessageDecompressor {
   decompressLater(data: Uint8Array, maxLength: number, done: (err: Error | null, message: Buffer | null) => void): Buffer | undefined {
     const limit = this.#startInflate(data, maxLength, 'decompressLater');
     if (limit === 0) return Buffer.alloc(0);
-    const z = this.#takeInflater();
-    const job = new CodecJob(z.inflateOp(data, limit));
+    let z: Engine | null = null; // created in the first slice, as in compressLater()
+    const job = new CodecJob(() => (z = this.#takeInflater()).inflateOp(data, limit));
     if (submit(job)) return this.#endInflate(z, limit, job.error, job.result);
     this.#inflating = job;
     job.onDone = (err, out) => {
@@ -989,10 +996,10 @@ export class PerMessageDeflate implements MessageDecompressor {
   }
 
   /** The end of an inflation: the message, or the ProtocolError for `err` thrown once the engine is dropped. */
-  #endInflate(z: Engine, limit: number, err: unknown, out: Buffer | null): Buffer {
+  #endInflate(z: Engine | null, limit: number, err: unknown, out: Buffer | null): Buffer {
     if (err !== undefined) {
       this.#inflater = null;
-      z.close();
+      z?.close();
       if (!this.#inflateNoContext) this.#inflateBroken = true;
       if (err instanceof LimitError) {
         throw new ProtocolError(
@@ -1003,9 +1010,9 @@ export class PerMessageDeflate implements MessageDecompressor {
       }
       throw new ProtocolError('WS_ERR_DECOMPRESS', CloseCode.InvalidPayload, `invalid compressed data: ${(err as Error)?.message ?? String(err)}`);
     }
-    if (this.#inflateNoContext || z.ended) {
+    if (this.#inflateNoContext || z!.ended) {
       this.#inflater = null;
-      release(z);
+      release(z!);
     }
     return out!;
   }
@@ -1020,12 +1027,14 @@ export class PerMessageDeflate implements MessageDecompressor {
     this.#inflater = null;
     this.#messageOpen = false;
     // An engine stopped in the middle of an operation is freed, not pooled.
+    const deflating = this.#dropDeflating();
+    const inflating = this.#dropInflating();
     if (d !== null) {
-      if (this.#dropDeflating()) d.close();
+      if (deflating) d.close();
       else release(d);
     }
     if (i !== null) {
-      if (this.#dropInflating()) i.close();
+      if (inflating) i.close();
       else release(i);
     }
   }
