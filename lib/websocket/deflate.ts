@@ -93,7 +93,30 @@ export interface DeflateCodecOptions {
 }
 
 /** Everything permessage-deflate takes, negotiation and codec. */
-export interface DeflateOptions extends DeflateNegotiationOptions, DeflateCodecOptions {}
+export interface DeflateOptions extends DeflateNegotiationOptions, DeflateCodecOptions {
+  /**
+   * Server only (the Upgrader): connections of this server that may have
+   * compression at once. Each may hold zlib state (created on its first
+   * compressed message, freed when it closes): about 256 KiB to compress
+   * at the defaults (windowBits 15, memLevel 8; less with a smaller
+   * serverMaxWindowBits or memLevel) and 40 KiB to inflate. Past the cap a
+   * new connection is upgraded without compression (the extension is
+   * declined in the handshake), not refused. Default
+   * DEFAULT_MAX_COMPRESSED_CONNECTIONS (4,096: at most about 1.2 GiB of zlib
+   * state at the defaults).
+   */
+  maxCompressedConnections?: number;
+}
+
+export const DEFAULT_MAX_COMPRESSED_CONNECTIONS = 4096;
+
+/** options.maxCompressedConnections, checked, or its default. */
+export function maxCompressedConnections(options: DeflateOptions): number {
+  const v = options.maxCompressedConnections;
+  if (v === undefined) return DEFAULT_MAX_COMPRESSED_CONNECTIONS;
+  if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`permessage-deflate: maxCompressedConnections must be an integer >= 0, got ${String(v)}`);
+  return v;
+}
 
 export const DEFAULT_THRESHOLD = 1024;
 

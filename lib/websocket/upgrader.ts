@@ -16,7 +16,7 @@ import { checkUpgrade, isWebSocketUpgrade, rejectionResponse } from '../http/upg
 import { WebSocketConn, clock32, type WebSocketOwner } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
-import { PerMessageDeflate, checkNegotiationOptions, deflateUpgradeHook, inflationLimit, type DeflateOptions, type ServerNegotiation } from './deflate.js';
+import { PerMessageDeflate, checkNegotiationOptions, deflateUpgradeHook, inflationLimit, maxCompressedConnections, type DeflateOptions, type ServerNegotiation } from './deflate.js';
 
 /** A plain HTTP answer for a request that is not a WebSocket upgrade. */
 export interface HttpAnswer {
@@ -49,7 +49,10 @@ export interface UpgraderOptions {
    * permessage-deflate (RFC 7692): true for the defaults, or its options
    * (context takeover, window bits, threshold, level). Default false. zlib
    * state is created for a connection only when it first sends or receives a
-   * compressed message.
+   * compressed message, and freed when it closes. At most
+   * `maxCompressedConnections` open connections have compression (default
+   * 4,096); later ones are upgraded without it. Compression work is bounded
+   * per loop turn (see deflate-work.ts).
    */
   compression?: boolean | DeflateOptions;
   /** Extra headers on every 101 response. */
@@ -140,6 +143,9 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
   /** @internal */ _onPong: PingHandler | undefined;
   #sink: MessageSink | undefined;
   readonly #compression: DeflateOptions | null;
+  // Open connections that negotiated compression, and how many may (compression.maxCompressedConnections).
+  #compressed = 0;
+  #maxCompressed = 0;
   readonly #receivers: Receiver[] = [];
   readonly #keepalive = new Map<Engine, ReturnType<typeof setInterval>>();
 
@@ -164,6 +170,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     if (typeof comp !== 'boolean' && (comp === null || typeof comp !== 'object')) throw new TypeError('compression must be a boolean or an options object');
     this.#compression = comp === false ? null : comp === true ? {} : { ...comp };
     if (this.#compression !== null) checkNegotiationOptions(this.#compression);
+    if (this.#compression !== null) this.#maxCompressed = maxCompressedConnections(this.#compression);
 
     const self = this;
     this.#handshake = {
@@ -194,7 +201,9 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
         }
       },
       onClose(conn, err) {
-        (conn._protoState as WebSocketConn)._closed(err);
+        const ws = conn._protoState as WebSocketConn;
+        if (ws._pmd !== null) self.#compressed--; // _closed() drops it
+        ws._closed(err);
       },
       onDrain(conn) {
         const ws = conn._protoState as WebSocketConn;
@@ -376,7 +385,9 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
       return;
     }
     let agreed: ServerNegotiation | null = null;
-    const compression = this.#compression;
+    // Past the cap of connections with compression, the offer is not
+    // considered: the connection upgrades without the extension.
+    const compression = this.#compressed < this.#maxCompressed ? this.#compression : null;
     const result = checkUpgrade(head, {
       ...(compression !== null ? { negotiateExtensions: deflateUpgradeHook(compression, (n) => (agreed = n)) } : {}),
       ...(this.options.path !== undefined ? { path: this.options.path } : {}),
@@ -394,6 +405,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     if (agreed !== null) {
       const pmd = new PerMessageDeflate((agreed as ServerNegotiation).params, 'server', { ...compression, maxMessageLength: inflationLimit(this.messageLengthLimit, compression!) });
       ws._pmd = pmd;
+      this.#compressed++;
     }
     conn._proto = this.#websocket;
     conn._protoState = ws;
