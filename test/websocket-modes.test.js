@@ -7,7 +7,7 @@
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
 
-const SUITES = ['websocket-conformance', 'websocket-handshake', 'interop-ws', 'interop-compression', 'interop-undici', 'interop-chromium'];
+const SUITES = ['websocket-conformance', 'websocket-handshake', 'interop-ws', 'interop-compression', 'websocket-deflate-async', 'interop-undici', 'interop-chromium'];
 
 for (const mode of ['blocking', 'mixed']) {
   for (const suite of SUITES) {
