@@ -776,6 +776,20 @@ function toBytes(data: Uint8Array | string): Uint8Array {
   throw new TypeError('PerMessageDeflate.compress(data): data must be a Buffer, Uint8Array or string');
 }
 
+/** When `job` ends in a later turn: done() with what `end` makes of it, or with what `end` throws. */
+function settleLater(job: CodecJob, done: (err: Error | null, out: Buffer | null) => void, end: (err: unknown, out: Buffer | null) => Buffer): void {
+  job.onDone = (err, out) => {
+    let result: Buffer;
+    try {
+      result = end(err, out);
+    } catch (e) {
+      done(e as Error, null);
+      return;
+    }
+    done(null, result);
+  };
+}
+
 /**
  * One connection's permessage-deflate, after negotiation. `role` is this
  * end: a server compresses with the server_* parameters and inflates with
@@ -901,17 +915,10 @@ export class PerMessageDeflate implements MessageDecompressor {
     const job = new CodecJob(() => (z = this.#takeDeflater()).deflateOp(bytes, true));
     if (submit(job)) return this.#endDeflate(z, true, job.error, job.result);
     this.#deflating = job;
-    job.onDone = (err, out) => {
+    settleLater(job, done, (err, out) => {
       this.#deflating = null;
-      let payload: Buffer | null;
-      try {
-        payload = this.#endDeflate(z, true, err, out);
-      } catch (e) {
-        done(e as Error, null);
-        return;
-      }
-      done(null, payload);
-    };
+      return this.#endDeflate(z, true, err, out);
+    });
     return undefined;
   }
 
@@ -983,17 +990,10 @@ export class PerMessageDeflate implements MessageDecompressor {
     const job = new CodecJob(() => (z = this.#takeInflater()).inflateOp(data, limit));
     if (submit(job)) return this.#endInflate(z, limit, job.error, job.result);
     this.#inflating = job;
-    job.onDone = (err, out) => {
+    settleLater(job, done, (err, out) => {
       this.#inflating = null;
-      let message: Buffer;
-      try {
-        message = this.#endInflate(z, limit, err, out);
-      } catch (e) {
-        done(e as Error, null);
-        return;
-      }
-      done(null, message);
-    };
+      return this.#endInflate(z, limit, err, out);
+    });
     return undefined;
   }
 
