@@ -12,14 +12,15 @@
 // trips (p50/p99/max) show what other connections feel.
 //
 // Phases:
+//   idle     2 s of the probe alone: what the machine's own noise looks like.
 //   first    --conns compressed connections open, then each sends its first
-//            compressed message (1 KiB of JSON) at once; all echoes awaited.
-//   big      --big connections each send one message of 16 KiB on the wire
-//            that inflates to 16 MiB - 1 KiB (under the 16 MiB limit); echoed,
-//            so the server inflates and compresses each.
-//   waves    --waves times: --conns compressed connections open, send one
-//            message each, all close; the server's RSS after each wave's
-//            connections have all closed (and 1 s of quiet).
+//            compressed message (1 KiB of JSON) at once; all echoes awaited;
+//            all close: the server's RSS once they have (and 1 s of quiet).
+//   waves    --waves times more: --conns compressed connections open, send
+//            one message each, all close; the server's RSS after each.
+//   big      --big new connections each send one message of 16 KiB on the
+//            wire that inflates to 16 MiB - 1 KiB (under the 16 MiB limit);
+//            echoed, so the server inflates and compresses each.
 // Not a timed test: figures go to the README (DESIGN.md, "Performance rules").
 import { fork } from 'node:child_process';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -151,12 +152,10 @@ async function peers(addr) {
   };
 
   const json = Buffer.from(JSON.stringify(Array.from({ length: 16 }, (_, i) => ({ id: i, name: `item-${i}`, tags: ['a', 'b', 'c'], v: i * 3.25 })))).subarray(0, 1024);
+  // The same measurements with nothing else going on: this machine's own noise.
+  await phase('idle: the probe alone for 2 s', 0, () => new Promise((r) => setTimeout(r, 2000)));
   let conns = await openMany(CONNS);
   await phase(`first: ${CONNS} x first compressed message`, CONNS, () => Promise.all(conns.map((ws) => (ws.send(json), echoOf(ws)))));
-
-  const big = Buffer.alloc(LIMIT - 1024, 0x61); // 16 KiB on the wire with zlib's defaults
-  await phase(`big: ${BIG} x 16 KiB -> 16 MiB`, BIG, () => Promise.all(conns.slice(0, BIG).map((ws) => (ws.send(big), echoOf(ws)))));
-
   let total = conns.length;
   await closeAll(conns);
   await ask({ op: 'closed', wave: 0, total }, 'measured');
@@ -167,6 +166,12 @@ async function peers(addr) {
     await closeAll(conns);
     await ask({ op: 'closed', wave: w, total }, 'measured');
   }
+
+  // Last, so that the memory it takes does not count in the waves' RSS.
+  const big = Buffer.alloc(LIMIT - 1024, 0x61); // 16 KiB on the wire with zlib's defaults
+  conns = await openMany(BIG);
+  await phase(`big: ${BIG} x 16 KiB -> 16 MiB`, BIG, () => Promise.all(conns.map((ws) => (ws.send(big), echoOf(ws)))));
+  await closeAll(conns);
   clearInterval(timer);
   probe.close();
   await new Promise((r) => probe.once('close', r));
