@@ -60,25 +60,71 @@ export interface ZlibJob {
   done(err: unknown): void;
   /** Set by cancel(); a cancelled job is dropped without further slices or done(). */
   cancelled: boolean;
+  /** A compression: it ends by giving back what it holds (a message to send), so it goes before waiting inflations. */
+  readonly compressing: boolean;
 }
 
 /**
  * Jobs that go on over several turns take their slices in round robin, at
- * most MAX_ACTIVE of them at a time, the others waiting in order. Each holds
- * its output so far (up to the message length limit, 16 MiB by default, and
- * as much again while it is copied out): measured with 30 messages of 16 MiB
- * arriving together, all 30 at once left the server at 486-519 MiB of RSS
- * after they were done, against 125-164 MiB for one at a time, and spent the
- * time in between in garbage collection. Four keep short messages from
- * waiting behind one long one.
+ * most MAX_ACTIVE of them at a time, the others waiting in order,
+ * compressions first. Each holds its output so far (an inflation up to the
+ * message length limit, 16 MiB by default, and as much again while it is
+ * copied out). Measured with 30 messages of 16 MiB arriving together and
+ * echoed (bench/micro/deflate-stall.js): all 30 in flight at once peaked at
+ * 914 MiB of RSS, 4 at a time at 560 MiB; the synchronous codec, one at a
+ * time, at 170 MiB. Four keep short messages from waiting behind one long
+ * one. Compressions go first because each delivered message an application
+ * echoes waits in memory until it is compressed and sent, while a waiting
+ * inflation holds only its compressed bytes.
  */
 export const MAX_ACTIVE = 4;
 
 const active: ZlibJob[] = [];
 let next = 0; // the active job whose turn it is
-// Waiting jobs: an array with a head index, compacted once the head passes half of it.
-let waiting: ZlibJob[] = [];
-let head = 0;
+
+/** Jobs waiting their turn, in order: an array with a head index, compacted once the head passes half of it. */
+class Fifo {
+  #jobs: ZlibJob[] = [];
+  #head = 0;
+
+  push(job: ZlibJob): void {
+    this.#jobs.push(job);
+  }
+
+  /** The next job that was not cancelled, or undefined. */
+  shift(): ZlibJob | undefined {
+    while (this.#head < this.#jobs.length) {
+      const job = this.#jobs[this.#head]!;
+      this.#jobs[this.#head++] = undefined as unknown as ZlibJob;
+      if (!job.cancelled) return job;
+    }
+    this.#jobs.length = 0;
+    this.#head = 0;
+    return undefined;
+  }
+
+  get empty(): boolean {
+    return this.#head === this.#jobs.length;
+  }
+
+  compact(): void {
+    if (this.#head > 1024 && this.#head * 2 > this.#jobs.length) {
+      this.#jobs = this.#jobs.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  /** Jobs not cancelled. */
+  count(): number {
+    let n = 0;
+    for (let i = this.#head; i < this.#jobs.length; i++) if (!this.#jobs[i]!.cancelled) n++;
+    return n;
+  }
+}
+
+const waitingCompressions = new Fifo();
+const waitingInflations = new Fifo();
+
 let used = 0; // ms of slices in this loop turn
 let armed = false;
 let running = 0; // jobs submitted and neither finished nor cancelled (for tests and monitoring)
@@ -119,7 +165,7 @@ export function submit(job: ZlibJob): boolean {
   while (used < TURN_BUDGET_MS) if (slice(job)) return true;
   // It has started (it holds output): among the active ones if there is room.
   if (active.length < MAX_ACTIVE) active.push(job);
-  else waiting.push(job);
+  else (job.compressing ? waitingCompressions : waitingInflations).push(job);
   return false;
 }
 
@@ -136,10 +182,10 @@ function onTurn(): void {
   used = 0;
   try {
     while (used < TURN_BUDGET_MS) {
-      while (active.length < MAX_ACTIVE && head < waiting.length) {
-        const job = waiting[head]!;
-        waiting[head++] = undefined as unknown as ZlibJob;
-        if (!job.cancelled) active.push(job);
+      while (active.length < MAX_ACTIVE) {
+        const job = waitingCompressions.shift() ?? waitingInflations.shift();
+        if (job === undefined) break;
+        active.push(job);
       }
       if (active.length === 0) break;
       if (next >= active.length) next = 0;
@@ -152,22 +198,15 @@ function onTurn(): void {
     }
   } finally {
     // Also when a done() threw (a user handler): the other jobs still run.
-    if (head > 1024 && head * 2 > waiting.length) {
-      waiting = waiting.slice(head);
-      head = 0;
-    }
-    if (active.length > 0 || head < waiting.length) arm();
-    else {
-      waiting.length = 0;
-      head = 0;
-    }
+    waitingCompressions.compact();
+    waitingInflations.compact();
+    if (active.length > 0 || !waitingCompressions.empty || !waitingInflations.empty) arm();
   }
 }
 
 /** Jobs of this thread not yet finished or cancelled, and of those, waiting for a later turn. For tests and monitoring. */
 export function zlibWork(): { running: number; queued: number } {
-  let queued = 0;
+  let queued = waitingCompressions.count() + waitingInflations.count();
   for (const job of active) if (!job.cancelled) queued++;
-  for (let i = head; i < waiting.length; i++) if (!waiting[i]!.cancelled) queued++;
   return { running, queued };
 }

@@ -741,7 +741,10 @@ class CodecJob implements ZlibJob {
   #op: Op | null = null;
 
   /** `start`: called in the first slice, makes the operation. */
-  constructor(readonly start: () => Op) {}
+  constructor(
+    readonly compressing: boolean,
+    readonly start: () => Op,
+  ) {}
 
   step(): boolean {
     this.#op ??= this.start();
@@ -912,7 +915,7 @@ export class PerMessageDeflate implements MessageDecompressor {
     // slice, within the budget: 2,000 connections' first messages in one
     // batch would otherwise create 2,000 streams in one go.
     let z: Engine | null = null;
-    const job = new CodecJob(() => (z = this.#takeDeflater()).deflateOp(bytes, true));
+    const job = new CodecJob(true, () => (z = this.#takeDeflater()).deflateOp(bytes, true));
     if (submit(job)) return this.#endDeflate(z, true, job.error, job.result);
     this.#deflating = job;
     settleLater(job, done, (err, out) => {
@@ -987,7 +990,7 @@ export class PerMessageDeflate implements MessageDecompressor {
     const limit = this.#startInflate(data, maxLength, 'decompressLater');
     if (limit === 0) return Buffer.alloc(0);
     let z: Engine | null = null; // created in the first slice, as in compressLater()
-    const job = new CodecJob(() => (z = this.#takeInflater()).inflateOp(data, limit));
+    const job = new CodecJob(false, () => (z = this.#takeInflater()).inflateOp(data, limit));
     if (submit(job)) return this.#endInflate(z, limit, job.error, job.result);
     this.#inflating = job;
     settleLater(job, done, (err, out) => {
