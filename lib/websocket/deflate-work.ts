@@ -14,16 +14,21 @@
 // between two slices.
 //
 // Why here and not on libuv's thread pool, as ws does (measured on this
-// machine, Node 20, bench/micro/deflate-offload.js):
-//   - a 2.4 KB JSON message compressed and inflated back cost 6.5 us
-//     synchronously, 184 us through zlib streams (a thread-pool round trip
-//     each way): async costs 28 times more for the messages most servers send;
-//   - a 16 KiB message inflating to 16 MiB took 17-25 ms of the JS thread
-//     synchronously; through an async zlib stream with its default 16 KiB
-//     chunks it kept the JS thread busy for 39-57 ms (a 'data' event and a
-//     Buffer per 16 KiB, then a concat) over 89-124 ms of wall time. Larger
-//     chunks (256 KiB) bring that to 12-13 ms, but the chunk is an output
-//     buffer every stream keeps: 256 KiB more per connection per direction;
+// machine, Node 20, `node bench/micro/deflate-offload.js`; two runs, at load
+// averages of about 5 and 14 on 2 cores, so read ratios, not absolutes):
+//   - a 2.4 KB JSON message compressed and inflated back cost 6.5 / 31.6 us
+//     synchronously, 184 / 634 us through zlib streams (a thread-pool round
+//     trip each way): async costs 20-28 times more for the messages most
+//     servers send, and those stay synchronous here;
+//   - a 16 KiB message inflating to 16 MiB kept the JS thread busy 17-25 /
+//     51-123 ms in one go, 23-88 ms in slices in the second run (all of it
+//     on this thread, none of it in one stretch); through an async stream
+//     with zlib's default 16 KiB chunks
+//     (what ws uses) 39-57 / 18-62 ms (a 'data' event and a Buffer per
+//     16 KiB, then a concat). With 256 KiB chunks the stream needed only
+//     5-13 ms of this thread: for the rare huge message the thread pool is
+//     cheaper, but the chunk is an output buffer every stream keeps, 256 KiB
+//     more per connection and direction;
 //   - the thread pool is shared with fs and dns, 4 threads by default, on a
 //     2-core machine here.
 // The bound is what matters for the other connections, and a slice gives it
