@@ -819,6 +819,35 @@ t.test('decompressLater: 1009 and 1007 come through done(); close() cancels a jo
   t.equal(zlibStats().live, base, 'its zlib stream freed');
 });
 
+t.test('Receiver: what arrives while a message inflates waits, bounded (1013 past a largest message + 64 KiB)', async (t) => {
+  let text = '';
+  for (let i = 0; text.length < 8 << 20; i++) text += `{"id":${i},"name":"item-${i % 977}","v":${(i * 7) % 1000}},`;
+  const { server, client } = pair({}, { threshold: 0 });
+  const packed = client.compress(text.slice(0, 8 << 20));
+  const events = [];
+  const r = new Receiver(
+    { onMessage: (type, data) => events.push([type, data.length]), onPing: (d) => events.push(['ping', d.toString()]), onError: (e) => events.push(['error', e.code, e.closeCode]) },
+    { role: 'server', decompressor: server, maxMessageLength: 16 << 20 },
+  );
+  await new Promise((resolve) => setImmediate(resolve)); // a fresh turn's budget
+  r.push(Buffer.concat([...frame(Opcode.Binary, packed, { rsv1: true, mask: true }), ...frame(Opcode.Ping, Buffer.from('behind'), { mask: true })]));
+  t.ok(r.inflating, 'inflating over several turns');
+  t.same(events, [], 'the ping waits behind the message');
+  // 16 MiB of a message that arrives meanwhile: kept, unparsed.
+  const next = Buffer.concat(frame(Opcode.Binary, Buffer.alloc(16 << 20), { mask: true }));
+  r.push(next.subarray(0, 8 << 20));
+  r.push(next.subarray(8 << 20, 16 << 20));
+  t.same(events, [], 'kept while the backlog holds a largest message and its frames');
+  r.push(next.subarray(16 << 20));
+  r.push(Buffer.alloc(64 << 10));
+  t.same(events, [['error', 'WS_ERR_BACKLOG_OVERFLOW', 1013]], 'past it: 1013, at once');
+  t.notOk(r.active);
+  await sleep(200);
+  t.equal(events.length, 1, 'the inflated message is not delivered after the error');
+  server.close();
+  client.close();
+});
+
 t.test('argument checks', async (t) => {
   t.throws(() => new PerMessageDeflate(null, 'server'), TypeError);
   t.throws(() => new PerMessageDeflate(params(), 'peer'), TypeError);
