@@ -779,9 +779,21 @@ function toBytes(data: Uint8Array | string): Uint8Array {
   throw new TypeError('PerMessageDeflate.compress(data): data must be a Buffer, Uint8Array or string');
 }
 
-/** When `job` ends in a later turn: done() with what `end` makes of it, or with what `end` throws. */
-function settleLater(job: CodecJob, done: (err: Error | null, out: Buffer | null) => void, end: (err: unknown, out: Buffer | null) => Buffer): void {
+/**
+ * Submits `job` (deflate-work.ts). Finished now: what `end` makes of it (or
+ * throws). Otherwise undefined; `pending` holds the job until it ends, then
+ * done() gets what `end` makes of it, or what `end` throws.
+ */
+function runJob(
+  job: CodecJob,
+  done: (err: Error | null, out: Buffer | null) => void,
+  pending: (job: CodecJob | null) => void,
+  end: (err: unknown, out: Buffer | null) => Buffer,
+): Buffer | undefined {
+  if (submit(job)) return end(job.error, job.result);
+  pending(job);
   job.onDone = (err, out) => {
+    pending(null);
     let result: Buffer;
     try {
       result = end(err, out);
@@ -791,6 +803,7 @@ function settleLater(job: CodecJob, done: (err: Error | null, out: Buffer | null
     }
     done(null, result);
   };
+  return undefined;
 }
 
 /**
@@ -916,13 +929,7 @@ export class PerMessageDeflate implements MessageDecompressor {
     // batch would otherwise create 2,000 streams in one go.
     let z: Engine | null = null;
     const job = new CodecJob(true, () => (z = this.#takeDeflater()).deflateOp(bytes, true));
-    if (submit(job)) return this.#endDeflate(z, true, job.error, job.result);
-    this.#deflating = job;
-    settleLater(job, done, (err, out) => {
-      this.#deflating = null;
-      return this.#endDeflate(z, true, err, out);
-    });
-    return undefined;
+    return runJob(job, done, (j) => (this.#deflating = j), (err, out) => this.#endDeflate(z, true, err, out));
   }
 
   /** True while a compressLater() goes on in later loop turns. */
@@ -991,13 +998,7 @@ export class PerMessageDeflate implements MessageDecompressor {
     if (limit === 0) return Buffer.alloc(0);
     let z: Engine | null = null; // created in the first slice, as in compressLater()
     const job = new CodecJob(false, () => (z = this.#takeInflater()).inflateOp(data, limit));
-    if (submit(job)) return this.#endInflate(z, limit, job.error, job.result);
-    this.#inflating = job;
-    settleLater(job, done, (err, out) => {
-      this.#inflating = null;
-      return this.#endInflate(z, limit, err, out);
-    });
-    return undefined;
+    return runJob(job, done, (j) => (this.#inflating = j), (err, out) => this.#endInflate(z, limit, err, out));
   }
 
   /** Checks before an inflation; its limit, or 0 for an empty payload (an empty message). */
