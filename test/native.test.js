@@ -31,6 +31,7 @@ t.test('binding.constants equal the constants of dist/native.js', async (t) => {
     REASON_OVERFLOW: 5,
     REASON_LOCAL: 6,
     REASON_STOP: 7,
+    REASON_BUDGET: 8,
     CMD_WRITE: 1,
     CMD_WRITE_REF: 2,
     CMD_CLOSE: 3,
@@ -41,7 +42,8 @@ t.test('binding.constants equal the constants of dist/native.js', async (t) => {
   };
   t.same(ts, expected, 'the documented layout (batch.h)');
   const others = Object.keys(binding.constants).filter((k) => !LAYOUT.test(k));
-  t.same(others, ['MAX_EVENTS'], 'the only other constant is MAX_EVENTS');
+  t.same(others.sort(), ['ADOPTED_LISTENER', 'MAX_EVENTS'], 'the other constants are ADOPTED_LISTENER and MAX_EVENTS');
+    t.equal(binding.constants.ADOPTED_LISTENER, native.ADOPTED_LISTENER, 'ADOPTED_LISTENER (an OPEN record of an adopted connection)');
   t.equal(binding.constants.MAX_EVENTS, 1024, 'MAX_EVENTS (the cap of maxEventsPerIteration)');
 });
 
