@@ -309,3 +309,28 @@ t.test("a large inflation does not stall another connection's echo", OPTS, async
   // 130 ms); spread over turns the inflation adds about 2 ms per turn.
   t.ok(h.max / 1e6 < 1000, `loop delay max ${(h.max / 1e6).toFixed(1)} ms, p99 ${(h.percentile(99) / 1e6).toFixed(1)} ms`);
 });
+
+t.test('a handler that throws on a message delivered in a later turn fails only its connection with 1011', OPTS, async (t) => {
+  const boom = new Error('handler failed');
+  const s = await server(t, {}, (c, type) => {
+    if (type === 'binary') throw boom;
+  });
+  const other = await Peer.open(t, s.addr);
+  const peer = await Peer.open(t, s.addr, { headers: EXT });
+  await until(() => s.logs.length === 2, 5000, 'both connections');
+  peer.write(Buffer.concat([cframe(0x2, BIG_Z, { rsv: 0x40 }), cframe(0x1, 'never')]));
+  await until(() => parseFrames(peer.rx).frames.some((f) => f.opcode === 0x8), 30000, 'the close frame');
+  const { frames } = parseFrames(peer.rx);
+  t.equal(frames.at(-1).payload.readUInt16BE(0), 1011, '1011 sent');
+  const log = s.logs[1];
+  await until(() => closes(log).length === 1, 10000, 'onClose');
+  t.same(
+    log.filter((e) => e[0] === 'message'),
+    [['message', 'binary', BIG.length]],
+    'nothing delivered after the throw',
+  );
+  t.equal(closes(log)[0][1], boom, 'onClose gets the error');
+  other.write(cframe(0x1, 'still here'));
+  await until(() => s.logs[0].some((e) => e[0] === 'message'), 5000, 'the other connection');
+  t.equal(closes(s.logs[0]).length, 0, 'the other connection is untouched');
+});
