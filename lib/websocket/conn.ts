@@ -15,8 +15,8 @@
 // came first, EOFError when the peer's FIN came with its close frame. That is
 // the one difference between the modes; closeInfo is the same in both.
 import { checkRoom, type Conn, type Deadline } from '../conn.js';
-import { CloseError, NetClosedError } from '../errors.js';
-import type { BudgetError, ProtocolError } from '../errors.js';
+import { BudgetError, CloseError, NetClosedError } from '../errors.js';
+import type { ProtocolError } from '../errors.js';
 import { CloseCode, MAX_CLOSE_REASON_BYTES, isValidCloseCode } from './close.js';
 import { MAX_CONTROL_PAYLOAD, Opcode, type MessageType } from './opcodes.js';
 import type { MessageDecompressor, Receiver } from './receiver.js';
@@ -130,8 +130,8 @@ function checkPayload(data: unknown, what: string): asserts data is Uint8Array |
  * that the raw writes that follow (header, then payload) pass their own
  * check and a frame is never cut after its header.
  */
-function checkFrameRoom(raw: Conn, what: string, data: Uint8Array | string): void {
-  checkRoom(raw, what, data.length + 14, () => (typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength) + 14);
+function checkFrameRoom(raw: Conn, what: string, data: Uint8Array | string, waiting = 0): void {
+  checkRoom(raw, what, data.length + 14 + waiting, () => (typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength) + 14 + waiting);
 }
 
 /**
@@ -147,7 +147,20 @@ class WsExtras {
   session: unknown = undefined;
   // While a message is being compressed in later loop turns: everything sent
   // after it (frames, and closing the TCP connection), in order.
-  sendQueue: Array<() => void> | null = null;
+  sendQueue: QueuedSend[] | null = null;
+  // Payload bytes waiting in sendQueue: part of bufferedAmount, and counted
+  // against the engine's memory budget until they are handed to the engine.
+  queuedBytes = 0;
+}
+
+/** A send waiting behind a message being compressed, and the payload bytes it holds. */
+interface QueuedSend {
+  run: () => void;
+  bytes: number;
+}
+
+function lengthOf(data: Uint8Array | string): number {
+  return typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
 }
 
 /**
@@ -218,11 +231,44 @@ export class WebSocketConn<S = unknown> {
   }
 
   /** Sends waiting behind a message being compressed; null when none is. */
-  get #sendQueue(): Array<() => void> | null {
+  get #sendQueue(): QueuedSend[] | null {
     return this._x?.sendQueue ?? null;
   }
-  set #sendQueue(q: Array<() => void> | null) {
+  set #sendQueue(q: QueuedSend[] | null) {
+    if (q === null && this._x !== undefined && this._x.queuedBytes > 0) {
+      // Dropped (a close, a failure): what it held is released.
+      this._raw.engine._receiveBudget.hold(-this._x.queuedBytes);
+      this._x.queuedBytes = 0;
+    }
     if (q !== null || this._x !== undefined) (this._x ??= new WsExtras()).sendQueue = q;
+  }
+
+  /**
+   * Puts a send behind the message being compressed. Its payload counts as
+   * queued (bufferedAmount) and against the engine's memory budget: a
+   * connection whose waiting sends would take the server past the budget is
+   * failed with BudgetError, as a write the engine could not queue would be.
+   */
+  #enqueue(queue: QueuedSend[], run: () => void, bytes: number): void {
+    if (bytes > 0) {
+      const budget = this._raw.engine._receiveBudget;
+      if (!budget.hold(bytes)) {
+        this.closeAndClean(new BudgetError(budget.budget));
+        return;
+      }
+      this._x!.queuedBytes += bytes;
+    }
+    queue.push({ run, bytes });
+  }
+
+  /** Runs the next waiting send, its bytes handed over to the engine. */
+  #runQueued(queue: QueuedSend[]): void {
+    const q = queue.shift()!;
+    if (q.bytes > 0) {
+      this._x!.queuedBytes -= q.bytes;
+      this._raw.engine._receiveBudget.hold(-q.bytes);
+    }
+    q.run();
   }
 
   /** @internal True once onClose has been delivered. */
@@ -254,9 +300,9 @@ export class WebSocketConn<S = unknown> {
     if (this.#fragmentOpcode !== 0) throw new Error('writeMessage: a fragmented message is being sent with writeFrame(); finish it first');
     // Before compressing: a compressor with context takeover that compressed
     // a message it then could not send would leave the peer's inflater behind.
-    checkFrameRoom(this._raw, 'writeMessage', data);
+    checkFrameRoom(this._raw, 'writeMessage', data, this._x?.queuedBytes ?? 0);
     const queue = this.#sendQueue;
-    if (queue !== null) queue.push(() => this.#writeMessageNow(opcode, data));
+    if (queue !== null) this.#enqueue(queue, () => this.#writeMessageNow(opcode, data), lengthOf(data));
     else this.#writeMessageNow(opcode, data);
   }
 
@@ -288,7 +334,7 @@ export class WebSocketConn<S = unknown> {
       const queue = this.#sendQueue;
       if (queue === null) return;
       while (queue.length > 0) {
-        queue.shift()!();
+        this.#runQueued(queue);
         // That was a message that compresses in later turns too: the rest waits for it.
         if (this.#sendQueue === null || this._pmd?.compressing === true) return;
       }
@@ -303,7 +349,7 @@ export class WebSocketConn<S = unknown> {
   /** Runs `action` (a frame, closing the TCP connection) now, or after what waits behind a message being compressed. */
   #inOrder(action: () => void): void {
     const queue = this.#sendQueue;
-    if (queue !== null) queue.push(action);
+    if (queue !== null) this.#enqueue(queue, action, 0);
     else action();
   }
 
@@ -409,8 +455,9 @@ export class WebSocketConn<S = unknown> {
   }
 
   /** Bytes written but not yet taken by the kernel (see Conn.bufferedAmount). */
+  /** Bytes written but not yet taken by the kernel, including messages waiting behind one being compressed. */
   get bufferedAmount(): number {
-    return this._raw.bufferedAmount;
+    return this._raw.bufferedAmount + (this._x?.queuedBytes ?? 0);
   }
 
   /** The peer's address, "127.0.0.1:50000"; still readable in onClose. */
@@ -438,7 +485,7 @@ export class WebSocketConn<S = unknown> {
 
   #send(opcode: number, data: Uint8Array | string, fin: boolean, rsv1: boolean): void {
     const queue = this.#sendQueue;
-    if (queue !== null) queue.push(() => this.#sendNow(opcode, data, fin, rsv1));
+    if (queue !== null) this.#enqueue(queue, () => this.#sendNow(opcode, data, fin, rsv1), lengthOf(data));
     else this.#sendNow(opcode, data, fin, rsv1);
   }
 

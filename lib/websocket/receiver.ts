@@ -394,6 +394,12 @@ export class Receiver {
       this.#fail('WS_ERR_BACKLOG_OVERFLOW', CloseCode.TryAgainLater, `more than ${limit} bytes arrived while a message was inflating`);
       return;
     }
+    // The backlog counts against the server's memory budget like a message
+    // buffer does (a buffer leaves the count when it is taken out to parse).
+    if (this.#budget !== null && !this.#budget.hold(n)) {
+      this.#report(new BudgetError(this.#budget.budget));
+      return;
+    }
     const view = chunk.subarray(from);
     const buf = owned && Buffer.isBuffer(view) ? view : Buffer.from(view);
     if (front) this.#backlog.unshift(buf);
@@ -411,6 +417,7 @@ export class Receiver {
       while (this.#backlog.length > 0 && this.#state < State.Inflating) {
         const buf = this.#backlog.shift()!;
         this.#backlogBytes -= buf.length;
+        this.#budget?.hold(-buf.length);
         this.#parse(buf, true);
       }
     } catch (e) {
@@ -791,6 +798,7 @@ export class Receiver {
   }
 
   #release(): void {
+    if (this.#backlogBytes > 0) this.#budget?.hold(-this.#backlogBytes);
     this.#backlog = [];
     this.#backlogBytes = 0;
     this.#unhold();
