@@ -41,8 +41,10 @@ const ids = new Map();
 up.onOpen((c) => {
   const id = nextId++;
   opens++;
-  ids.set(c, id);
-  process.send({ type: 'open', id, remote: c.remoteAddr, ioMode: c.ioMode });
+  // The address is asked for now: once closed, the socket has none to tell.
+  const remote = c.remoteAddr;
+  ids.set(c, { id, remote });
+  process.send({ type: 'open', id, remote, ioMode: c.ioMode });
 });
 up.onMessage((c, type, data) => {
   if (config.throwOn !== undefined && type === 'text' && data.toString() === config.throwOn) throw new Error(`thrown on ${config.throwOn}`);
@@ -52,7 +54,7 @@ up.onClose((c, err) => {
   closes++;
   const info = c.closeInfo === null ? null : { code: c.closeInfo.code, reason: c.closeInfo.reason, wasClean: c.closeInfo.wasClean, initiator: c.closeInfo.initiator };
   const e = err === null ? null : { name: err.name, message: err.message, code: err.code, closeCode: err.closeCode };
-  process.send({ type: 'close', id: ids.get(c), remote: c.remoteAddr, ioMode: c.ioMode, err: e, info });
+  process.send({ type: 'close', ...ids.get(c), ioMode: c.ioMode, err: e, info });
   ids.delete(c);
 });
 
