@@ -48,7 +48,7 @@ function oneByteFragments(n, { last = true } = {}) {
 for (const mode of MODES) {
   t.test(`header flood, ${mode}`, async (t) => {
     const s = await startAttackServer(t, mode);
-    const honest = await honestClient(s.url);
+    const honest = await honestClient(t, s.url);
     const extra = (n) => Array.from({ length: n }, (_, i) => [`X-H${i}`, 'v']);
     // upgradeRequest() has 5 header lines of its own.
     const atLimit = await Peer.open(t, s.addr, { headers: extra(HEAD_LINES_LIMIT - 5) });
@@ -73,7 +73,7 @@ for (const mode of MODES) {
 
   t.test(`fragment flood, ${mode}`, async (t) => {
     const s = await startAttackServer(t, mode, { upgrader: { messageLengthLimit: FRAGMENTS } });
-    const honest = await honestClient(s.url);
+    const honest = await honestClient(t, s.url);
     // 65,536 one-byte fragments (Autobahn 9.x's count): one message at the limit, echoed whole.
     const ok = await Peer.open(t, s.addr);
     ok.write(oneByteFragments(FRAGMENTS));
@@ -101,7 +101,7 @@ for (const mode of MODES) {
 
   t.test(`huge length, ${mode}: 2^62 announced, and ${STALLED_CONNS} stalled 16 MiB - 1 headers`, async (t) => {
     const s = await startAttackServer(t, mode);
-    const honest = await honestClient(s.url);
+    const honest = await honestClient(t, s.url);
     const huge = await Peer.open(t, s.addr);
     const t0 = Date.now();
     huge.write(cframe(0x2, 'x', { len: 2 ** 62 }));
@@ -128,7 +128,7 @@ for (const mode of MODES) {
 
   t.test(`message timeout, ${mode}: a message that stalls is closed with 1008 after messageTimeout`, async (t) => {
     const s = await startAttackServer(t, mode, { upgrader: { messageTimeout: 1000 } });
-    const honest = await honestClient(s.url);
+    const honest = await honestClient(t, s.url);
     const peers = [];
     for (let i = 0; i < 10; i++) {
       const p = await Peer.open(t, s.addr);
@@ -152,7 +152,7 @@ for (const mode of MODES) {
 
   t.test(`ping flood, ${mode}`, async (t) => {
     const s = await startAttackServer(t, mode);
-    const honest = await honestClient(s.url);
+    const honest = await honestClient(t, s.url);
     // A client that reads: 10,000 pings in one burst.
     const reader = await Peer.open(t, s.addr);
     const pings = [];

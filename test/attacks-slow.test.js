@@ -17,7 +17,7 @@ const KEEPALIVE = 1500;
 for (const mode of MODES) {
   t.test(`slowloris, ${mode}: ${SLOWLORIS_CONNS} heads at a byte every 200 ms are closed by the handshake timeout`, async (t) => {
     const s = await startAttackServer(t, mode, { upgrader: { handshakeTimeout: HANDSHAKE_TIMEOUT } });
-    const honest = await honestClient(s.url);
+    const honest = await honestClient(t, s.url);
     await sleep(100);
     const baseline = fdsOf(s.pid);
     const head = Buffer.from('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
@@ -52,7 +52,7 @@ for (const mode of MODES) {
 
   t.test(`half-open, ${mode}: ${HALF_OPEN_CONNS} upgraded connections that go silent are closed by keepalive`, async (t) => {
     const s = await startAttackServer(t, mode, { upgrader: { keepaliveTime: KEEPALIVE } });
-    const honest = await honestClient(s.url);
+    const honest = await honestClient(t, s.url);
     await sleep(100);
     const baseline = fdsOf(s.pid);
     const peers = [];

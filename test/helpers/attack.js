@@ -5,15 +5,15 @@
 import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import WebSocket from 'ws';
 import { until, sleep } from './ws-peer.js';
 
 export const MiB = 1024 * 1024;
 export const MODES = ['nonblocking', 'blocking', 'mixed'];
 
-const serverScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'attack-server.js');
+const here = path.dirname(fileURLToPath(import.meta.url));
+const serverScript = path.join(here, 'attack-server.js');
+const honestScript = path.join(here, 'honest-client.js');
 
 // Mixed mode with a few blocking places, so that an attack of dozens of
 // connections lands on both kinds of reader.
@@ -38,7 +38,7 @@ export const fdsOf = (pid) => fs.readdirSync(`/proc/${pid}/fd`).length;
  * if the test did not stop it.
  */
 export async function startAttackServer(t, mode, config = {}) {
-  const child = fork(serverScript, [JSON.stringify({ ...modeConfig(mode), ...config })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(serverScript, [JSON.stringify({ ...modeConfig(mode), ...config })], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const s = { child, pid: child.pid, opens: [], closes: [], exited: null };
   s.exit = new Promise((resolve) => child.once('exit', (code, signal) => resolve((s.exited = { code, signal }))));
   const replies = new Map();
@@ -100,57 +100,32 @@ export function peakRss(pid) {
 }
 
 /**
- * The honest connection: a `ws` client that sends a 32-byte message every
- * `everyMs`, one at a time, and checks each echo byte for byte. stop()
- * closes it (1000) and resolves to { count, p50, p99, max, errors, closed }
- * (latencies in ms; `closed` says whether it closed before stop()).
+ * The honest connection (helpers/honest-client.js, in its own process): a
+ * `ws` client that sends a 32-byte message every `everyMs`, one at a time,
+ * and checks each echo byte for byte. stop() closes it (1000) and resolves
+ * to { count, p50, p99, max, errors, closed, closeCode } (latencies in ms;
+ * `closed` says whether it closed before stop()).
  */
-export async function honestClient(url, everyMs = 5) {
-  const ws = new WebSocket(url, { perMessageDeflate: false });
-  const r = { count: 0, lat: [], errors: [], closed: false, closeCode: null };
-  await new Promise((resolve, reject) => {
-    ws.once('open', resolve);
-    ws.once('error', reject);
+export async function honestClient(t, url, everyMs = 5) {
+  const child = fork(honestScript, [url, String(everyMs)], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const exit = new Promise((resolve) => child.once('exit', resolve));
+  t.teardown(() => child.kill('SIGKILL'));
+  const first = await new Promise((resolve) => {
+    child.once('message', resolve);
+    exit.then(() => resolve({ type: 'error', message: 'exited' }));
   });
-  ws.on('error', (e) => r.errors.push(e.message));
-  ws.on('close', (code) => {
-    r.closed = true;
-    r.closeCode = code;
-  });
-  let sentAt = 0;
-  let expect = null;
-  let running = true;
-  let timer = null;
-  const send = () => {
-    timer = null;
-    if (!running || r.closed) return;
-    expect = Buffer.alloc(32, r.count & 0xff);
-    expect.writeUInt32BE(r.count, 0);
-    sentAt = performance.now();
-    ws.send(expect);
-  };
-  ws.on('message', (data) => {
-    if (expect === null || !Buffer.from(data).equals(expect)) r.errors.push(`unexpected echo #${r.count}`);
-    r.lat.push(performance.now() - sentAt);
-    r.count++;
-    expect = null;
-    timer = setTimeout(send, everyMs);
-  });
-  send();
+  if (first.type !== 'open') throw new Error(`honest client did not connect: ${first.message}`);
   return {
     async stop() {
-      running = false;
-      if (timer !== null) clearTimeout(timer);
-      const closedBefore = r.closed;
-      // An echo still on its way is waited for (and counted) so that its latency is not lost.
-      if (expect !== null && !r.closed) await until(() => expect === null || r.closed, 5000, 'the last honest echo').catch((e) => r.errors.push(e.message));
-      if (!r.closed) {
-        ws.close(1000);
-        await until(() => r.closed, 5000, 'the honest client to close').catch(() => ws.terminate());
-      }
+      const result = new Promise((resolve, reject) => {
+        child.on('message', (m) => m.type === 'result' && resolve(m));
+        exit.then(() => reject(new Error('honest client exited without a result')));
+      });
+      child.send({ cmd: 'stop' });
+      const r = await result;
       const sorted = [...r.lat].sort((a, b) => a - b);
       const q = (p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : Infinity);
-      return { count: r.count, p50: q(0.5), p99: q(0.99), max: sorted.at(-1) ?? Infinity, errors: r.errors, closed: closedBefore, closeCode: r.closeCode };
+      return { count: r.count, p50: q(0.5), p99: q(0.99), max: sorted.at(-1) ?? Infinity, errors: r.errors, closed: r.closed, closeCode: r.closeCode };
     },
   };
 }
