@@ -42,7 +42,8 @@ loopDelay.enable();
 function error(kind, detail) {
   c.errors++;
   c.errorKinds[kind] = (c.errorKinds[kind] ?? 0) + 1;
-  if (c.errorSamples.length < 10) c.errorSamples.push(`${kind}: ${detail}`);
+  // The first 3 of each kind, so that a flood of one kind does not hide the others.
+  if (c.errorKinds[kind] <= 3 && c.errorSamples.length < 20) c.errorSamples.push(`${kind}: ${detail}`);
 }
 
 // A message's bytes from (generator, connection serial, sequence): a xorshift stream, printable
@@ -79,7 +80,7 @@ async function life(slot) {
   const path = PATHS[me % PATHS.length];
   const ws = new WebSocket(`ws://${o.host}:${o.port}/`, {
     perMessageDeflate: false,
-    autoPong: path !== 'silent', // the silent one lets the server's keepalive pings go unanswered
+    autoPong: false, // answered below, until a silent connection's silent phase
     handshakeTimeout: 20_000,
     localAddress: o.sourceIps.length ? o.sourceIps[me % o.sourceIps.length] : undefined,
   });
@@ -101,6 +102,11 @@ async function life(slot) {
     closed = { code, at: performance.now() };
     closeWaiter?.();
     if (pending && pending !== 'closing') pending.resolve(false);
+  });
+  // Every connection answers the server's keepalive pings while it talks (a message every
+  // `intervalMs` may be as far apart as the keepalive); the silent one stops at its close path.
+  ws.on('ping', (data) => {
+    if (!(path === 'silent' && pending === 'closing')) ws.pong(data);
   });
   ws.on('message', (data, isBinary) => {
     if (!pending || pending === 'closing') return fail('verify', 'a message nobody sent');

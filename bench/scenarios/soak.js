@@ -83,7 +83,7 @@ function addUp(gens) {
     for (const k of ['online', 'connects', 'echoed', 'echoedBytes', 'errors', 'verifyFailures']) sum[k] += c[k];
     for (const [k, v] of Object.entries(c.cycles)) sum.cycles[k] = (sum.cycles[k] ?? 0) + v;
     for (const [k, v] of Object.entries(c.errorKinds)) sum.errorKinds[k] = (sum.errorKinds[k] ?? 0) + v;
-    sum.errorSamples.push(...c.errorSamples.slice(0, 5));
+    sum.errorSamples.push(...c.errorSamples);
     sum.loopDelayMaxMs = Math.max(sum.loopDelayMaxMs, c.loopDelayMaxMs);
   }
   return sum;
