@@ -3,11 +3,12 @@
 // keepalive is short (a client that goes silent is closed by its read deadline), which answers
 // the text message "close please" with writeClose(1000) (the server-side close path), and which
 // writes its engine's stats and the count of onClose errors by class to --stats-file every
-// second (written to a temporary file and renamed, so the harness never reads half a file).
+// second with its own descriptors and threads (written to a temporary file and renamed, so the
+// harness never reads half a file).
 //
 //   node bench/servers/netloop-soak.js --host H --port P --stats-file F [--mode M]
 //        [--max-blocking N] [--keepalive MS]
-import { renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
@@ -57,7 +58,12 @@ process.stdout.write(`listening ${engine.addresses()[0]}\n`);
 const file = values['stats-file'];
 const writeStats = () => {
   if (!file) return;
-  writeFileSync(`${file}.tmp`, JSON.stringify({ at: Date.now(), stats: engine.stats(), messages, closes, peerCodes }));
+  // Descriptors and threads in the same instant as the engine's counts, so that the harness can
+  // judge what connections do not explain (fds - online, threads - blockingOnline): churn moves
+  // the counts, a leak moves the rest.
+  const fds = readdirSync('/proc/self/fd').length;
+  const threads = Number(/^Threads:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]);
+  writeFileSync(`${file}.tmp`, JSON.stringify({ at: Date.now(), stats: engine.stats(), fds, threads, messages, closes, peerCodes }));
   renameSync(`${file}.tmp`, file);
 };
 const timer = setInterval(writeStats, 1000);
