@@ -25,6 +25,8 @@ export interface ConnProtocol {
   onData(conn: Conn, data: Buffer): void;
   onClose(conn: Conn, err: Error | null): void;
   onDrain(conn: Conn): void;
+  /** An application handler called from onData (or at open) threw `err`: fail the connection the protocol's way. */
+  onHandlerError?(conn: Conn, err: Error): void;
 }
 
 /**

@@ -2,13 +2,15 @@
 // the batch dispatch: native hands over one batch of records per loop
 // iteration, JS answers with one command array (native.ts has the layout).
 import { readFileSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
+import { constants as osConstants, totalmem } from 'node:os';
 import { Conn, ConnState, type ConnProtocol, type Deadline } from './conn.js';
 import { parseAddress, resolveHost, formatAddress, type ParsedAddress } from './address.js';
-import { BurstWatcher } from './memory.js';
+import { BurstWatcher, PEAK_THRESHOLD, PeakWatcher } from './memory.js';
 import { clusterOptions, createCluster, type EngineCluster, type SupervisorOptions, type WorkerStats } from './workers.js';
 import {
+  BudgetError,
   EOFError,
+  HandlerError,
   NetClosedError,
   OverflowError,
   SysError,
@@ -25,6 +27,7 @@ import {
   REASON_LOCAL,
   REASON_STOP,
   REASON_OVERFLOW,
+  REASON_BUDGET,
   REASON_READ_TIMEOUT,
   REASON_WRITE_TIMEOUT,
   RECORD_INTS,
@@ -37,6 +40,9 @@ import {
   IO_MIXED,
   IO_NONBLOCKING,
   STATS_LENGTH,
+  METER_HELD,
+  METER_LENGTH,
+  METER_QUEUED,
   type EngineHandle,
   type NativeAddress,
 } from './native.js';
@@ -67,6 +73,23 @@ export interface EngineOptions {
   noDelay?: boolean;
   /** Bytes a connection may have queued; past it the connection closes with OverflowError. Default 64 MiB. */
   maxWriteBufferSize?: number;
+  /**
+   * Backpressure: a connection whose write queue holds more than this many
+   * bytes is no longer read (its peer sends faster than it takes the
+   * answers) until the queue is down to writeLowWaterMark; TCP flow control
+   * then slows the peer down. 0 disables pausing. Default 1 MiB.
+   */
+  writeHighWaterMark?: number;
+  /** Where reading resumes (bytes queued). Default 256 KiB, at most writeHighWaterMark. */
+  writeLowWaterMark?: number;
+  /**
+   * Bytes the whole engine may hold for its peers: every write queue plus
+   * every unfinished WebSocket message. The connection that would take it
+   * past this is failed with BudgetError (WebSocket close 1013); the others
+   * are untouched. 0: no budget. Default: an eighth of the machine's
+   * memory, at most 256 MiB.
+   */
+  memoryBudget?: number;
   /** Online connections; more are closed at accept. Default 1,000,000. */
   maxLoad?: number;
   /** A graceful close waits this long (ms) for the peer to take our data and close its side. Default 5000. */
@@ -154,6 +177,10 @@ export interface EngineStats {
   readerThreadsStarted: number;
   /** Memory the reader threads reserve now: blockingOnline x (stack + read buffer), bytes. */
   readerThreadBytes: number;
+  /** Connections not read now because their write queue is above writeHighWaterMark. */
+  readPaused: number;
+  /** Bytes held for unfinished WebSocket messages (counted against memoryBudget with queuedBytes). */
+  heldBytes: number;
 }
 
 type EngineState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -176,6 +203,7 @@ const CMD_CAPACITY = 8192;
 const RECORD_CAPACITY = 8192;
 
 const { ETIMEDOUT, ECANCELED } = osConstants.errno;
+
 
 function noop(): void {}
 
@@ -201,6 +229,15 @@ function systemBacklog(): number {
     }
   }
   return somaxconn;
+}
+
+// What a server may hold for its peers unless told otherwise: an eighth of
+// the machine's memory, at most 256 MiB. Enough for many 16 MiB messages in
+// flight at once and for every connection's queue up to the high-water mark
+// on busy servers; small enough that 60 peers stalling almost whole 16 MiB
+// messages (960 MiB) cannot take the process near the machine's limit.
+function defaultMemoryBudget(): number {
+  return Math.min(Math.floor(totalmem() / 8), 256 * 1024 * 1024);
 }
 
 function checkIoMode(mode: unknown): IoMode {
@@ -242,7 +279,10 @@ export class Engine {
   #inBatch = false;
   #flushScheduled = false;
   #statsArray = new Float64Array(STATS_LENGTH);
+  /** Shared with native: queued bytes (native) and held bytes (JS), for memoryBudget. */
+  readonly #meter = new Float64Array(METER_LENGTH);
   #burst: BurstWatcher | undefined;
+  #peak: PeakWatcher | undefined;
   #stopped: Promise<void> | undefined;
   readonly #flushTask = (): void => {
     this.#flushScheduled = false;
@@ -274,12 +314,18 @@ export class Engine {
       if (typeof v !== 'boolean') throw new TypeError(`${name} must be a boolean`);
       return v;
     };
+    const high = checkInt('writeHighWaterMark', options.writeHighWaterMark ?? 1024 * 1024, 0, 2 ** 32 - 1);
+    const low = checkInt('writeLowWaterMark', options.writeLowWaterMark ?? Math.min(256 * 1024, high), 0, 2 ** 32 - 1);
+    if (low > high) throw new TypeError(`writeLowWaterMark (${low}) must not be above writeHighWaterMark (${high})`);
     this.options = Object.freeze({
       addrs: [...addrs],
       backlog: checkInt('backlog', options.backlog ?? systemBacklog(), 1, 65535),
       reusePort: bool('reusePort', options.reusePort, false),
       noDelay: bool('noDelay', options.noDelay, true),
       maxWriteBufferSize: checkInt('maxWriteBufferSize', options.maxWriteBufferSize ?? 64 * 1024 * 1024, 1, 2 ** 32 - 1),
+      writeHighWaterMark: high,
+      writeLowWaterMark: low,
+      memoryBudget: checkInt('memoryBudget', options.memoryBudget ?? defaultMemoryBudget(), 0, Number.MAX_SAFE_INTEGER),
       maxLoad: checkInt('maxLoad', options.maxLoad ?? 1_000_000, 1, 2 ** 32 - 1),
       closeTimeout: checkInt('closeTimeout', options.closeTimeout ?? 5000, 0, 2 ** 31 - 1),
       dialTimeout: checkInt('dialTimeout', options.dialTimeout ?? 10_000, 0, 2 ** 31 - 1),
@@ -293,6 +339,7 @@ export class Engine {
       readerStackSize: checkInt('readerStackSize', options.readerStackSize ?? 64 * 1024, 16 * 1024, 2 ** 30),
       readerBufferSize: checkInt('readerBufferSize', options.readerBufferSize ?? 16 * 1024, 1024, 2 ** 30),
     });
+    this._receiveBudget.budget = this.options.memoryBudget;
     this.#upgrader?.attach(this);
     if (this.options.releaseMemoryAfterBurst > 0) this.#burst = new BurstWatcher(this.options.releaseMemoryAfterBurst);
     this.#cluster = createCluster(this, options);
@@ -332,6 +379,9 @@ export class Engine {
         readBudget: o.readBudget,
         acceptBudget: 256,
         maxWriteBufferSize: o.maxWriteBufferSize,
+        writeHighWaterMark: o.writeHighWaterMark,
+        writeLowWaterMark: o.writeLowWaterMark,
+        memoryBudget: o.memoryBudget,
         closeTimeout: o.closeTimeout,
         noDelay: o.noDelay,
         maxLoad: o.maxLoad,
@@ -340,7 +390,7 @@ export class Engine {
         readerStackSize: o.readerStackSize,
         readerBufferSize: o.readerBufferSize,
       },
-      { records: this.#records, slab: this.#slab, cmds: this.#cmds, out: this.#out },
+      { records: this.#records, slab: this.#slab, cmds: this.#cmds, out: this.#out, meter: this.#meter },
       (count) => this.#onBatch(count),
     );
     for (let i = 0; i < parsed.length; i++) {
@@ -366,6 +416,7 @@ export class Engine {
     if (!o.ref) handle.setRef(false);
     this.#handle = handle;
     this.#state = 'running';
+    this.#peak = new PeakWatcher(() => this.#meter[METER_QUEUED]! + this.#meter[METER_HELD]!);
     this.#upgrader?.started(this);
   }
 
@@ -407,6 +458,7 @@ export class Engine {
     if (this.#state !== 'running') return Promise.resolve();
     this.#state = 'stopping';
     this.#burst?.stop();
+    this.#peak?.stop();
     const handle = this.#handle!;
     this.#flush();
     return new Promise<void>((resolve) => {
@@ -458,6 +510,8 @@ export class Engine {
       blockingOnline: s[8]!,
       readerThreadsStarted: s[9]!,
       readerThreadBytes: s[8]! * s[10]!,
+      readPaused: s[11]!,
+      heldBytes: this.#meter[METER_HELD]!,
     };
   }
 
@@ -536,8 +590,13 @@ export class Engine {
           }
         }
       } catch (err) {
-        // One throwing callback must not cost the other connections their
-        // data: finish the batch, then rethrow the first error.
+        // A throwing handler fails its own connection at once (a zombie
+        // that reads nothing and answers nothing would be worse), and must
+        // not cost the other connections their data: finish the batch, then
+        // rethrow the first error, as Node does with an exception in a
+        // socket's 'data' handler.
+        const c = conns[slot];
+        if (c !== undefined && c._gen === gen && c._state !== ConnState.Closed) this.#handlerFailed(c, err);
         if (!failed) {
           failed = true;
           failure = err;
@@ -546,7 +605,21 @@ export class Engine {
     }
     this.#inBatch = false;
     this.#flush();
+    if (this.#meter[METER_QUEUED]! + this.#meter[METER_HELD]! >= PEAK_THRESHOLD) this.#peak?.grew();
     if (failed) throw failure;
+  }
+
+  // The connection's protocol reports the failure its own way (a WebSocket
+  // sends 1011); a raw connection is closed like closeWithError(): what was
+  // written is still delivered, then FIN, and onClose receives the error.
+  #handlerFailed(c: Conn, thrown: unknown): void {
+    const err = thrown instanceof Error ? thrown : new HandlerError(thrown);
+    try {
+      if (c._proto?.onHandlerError !== undefined) c._proto.onHandlerError(c, err);
+      else c.closeWithError(err);
+    } catch {
+      c.closeAndClean(err); // never leave it open
+    }
   }
 
   #opened(slot: number, gen: number, listener: number, blocking: boolean): void {
@@ -616,6 +689,8 @@ export class Engine {
         return new TimeoutError(blocking ? 'io' : 'write');
       case REASON_OVERFLOW:
         return new OverflowError(this.options.maxWriteBufferSize);
+      case REASON_BUDGET:
+        return new BudgetError(this.options.memoryBudget);
       case REASON_LOCAL:
       case REASON_STOP:
         return blocking ? new NetClosedError() : null;
@@ -722,6 +797,27 @@ export class Engine {
    * Date.now() per event.
    */
   _now = Date.now();
+
+  /**
+   * @internal Bytes a protocol holds for a peer (a WebSocket message still
+   * arriving), counted with the write queues against memoryBudget. `delta`
+   * may be negative (released). Returns false, counting nothing, when
+   * holding `delta` more would exceed the budget.
+   */
+  _hold(delta: number): boolean {
+    const m = this.#meter;
+    const held = m[METER_HELD]! + delta;
+    if (delta > 0) {
+      const budget = this.options.memoryBudget;
+      if (budget !== 0 && held + m[METER_QUEUED]! > budget) return false;
+      this.#peak?.grew();
+    }
+    m[METER_HELD] = held;
+    return true;
+  }
+
+  /** @internal The memory budget as receivers see it (websocket/receiver.ts). */
+  readonly _receiveBudget = { hold: (delta: number): boolean => this._hold(delta), budget: 0 };
 
   /** @internal Online connections as JS sees them (accepted or dialed, not yet closed). */
   get _online(): number {

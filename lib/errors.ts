@@ -42,9 +42,13 @@ export class SysError extends NetloopError {
   }
 }
 
-export type TimeoutKind = 'read' | 'write' | 'dial' | 'io';
+export type TimeoutKind = 'read' | 'write' | 'dial' | 'io' | 'message';
 
-/** A deadline passed: "read timeout", "write timeout", "dial timeout" or "i/o timeout". */
+/**
+ * A deadline passed: "read timeout", "write timeout", "dial timeout", "i/o
+ * timeout", or "message timeout" (a WebSocket message that started arriving
+ * did not finish within the Upgrader's messageTimeout).
+ */
 export class TimeoutError extends NetloopError {
   readonly kind: TimeoutKind;
   constructor(kind: TimeoutKind) {
@@ -66,6 +70,37 @@ export class OverflowError extends NetloopError {
   constructor(limit: number) {
     super('NETLOOP_OVERFLOW', `write buffer overflow: more than ${limit} bytes queued`);
     this.limit = limit;
+  }
+}
+
+/**
+ * The server's memory budget (EngineOptions.memoryBudget: bytes in write
+ * queues plus unfinished messages, over every connection) would be exceeded
+ * by this connection: it was failed so that the others keep working. A
+ * WebSocket is closed with 1013 (try again later) when the budget runs out
+ * while receiving; a write that does not fit drops the queue (no frame).
+ */
+export class BudgetError extends NetloopError {
+  readonly budget: number;
+  /** The WebSocket close code sent: 1013. */
+  readonly closeCode = 1013;
+  constructor(budget: number) {
+    super('NETLOOP_BUDGET', `server memory budget exceeded: more than ${budget} bytes held in write queues and unfinished messages`);
+    this.budget = budget;
+  }
+}
+
+/**
+ * A handler of the application (onMessage, onOpen, onData, a ping, pong or
+ * close handler) threw: the connection was failed (WebSocket close 1011,
+ * internal error) and onClose receives the thrown value wrapped here when it
+ * is not an Error itself; an Error is passed as it is.
+ */
+export class HandlerError extends NetloopError {
+  readonly thrown: unknown;
+  constructor(thrown: unknown) {
+    super('NETLOOP_HANDLER', `handler threw: ${String(thrown)}`);
+    this.thrown = thrown;
   }
 }
 

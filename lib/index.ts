@@ -22,6 +22,8 @@ export {
   TimeoutError,
   NetClosedError,
   OverflowError,
+  BudgetError,
+  HandlerError,
   describeErrno,
 } from './errors.js';
 export type { TimeoutKind } from './errors.js';

@@ -21,11 +21,14 @@ import { binding } from './native.js';
  * with memory reduction (a few ms on this thread); critical collects
  * everything at once (longer pause). Affects the whole process (its V8
  * isolate), not one engine. Engines call it on their own after a burst of
- * connections (EngineOptions.releaseMemoryAfterBurst).
+ * connections (EngineOptions.releaseMemoryAfterBurst). Also hands the C
+ * allocator's free pages back (malloc_trim, on glibc).
  */
 export function releaseMemory(level: 'moderate' | 'critical' = 'moderate'): void {
   if (level !== 'moderate' && level !== 'critical') throw new TypeError(`releaseMemory(level): level must be 'moderate' or 'critical'`);
   binding.releaseMemory(level === 'critical');
+  // The C heap's free pages too (write queues of closed connections).
+  binding.trimMemory();
 }
 
 // One notification per process at most this often, however many engines.
@@ -85,5 +88,65 @@ export class BurstWatcher {
     autoReleases++;
     this.#count = 0;
     binding.releaseMemory(false);
+  }
+}
+
+// A write-queue or message peak smaller than this is not worth a collection:
+// the allocator's free lists absorb it and the next burst reuses them.
+export const PEAK_THRESHOLD = 32 * 1024 * 1024;
+const PEAK_CHECK_MS = 1000;
+
+/**
+ * Gives back what a peak of queued or held bytes left behind (peers that
+ * stopped reading, large messages in flight, an attack). The bytes were C
+ * heap (write queues) and ArrayBuffers (messages): once they are freed, glibc
+ * keeps the pages in its arenas, and a long-lived process stays at its peak
+ * RSS. When the engine's bytes in flight went above 32 MiB and have then
+ * been back under a quarter of that for a second: one moderate V8 release
+ * (which frees the dead ArrayBuffers), then malloc_trim once that collection
+ * had time to run.
+ */
+export class PeakWatcher {
+  #timer: ReturnType<typeof setTimeout> | undefined = undefined;
+  #lowSince = 0;
+  /** Memory releases made by this watcher (tests). */
+  releases = 0;
+
+  constructor(readonly inFlight: () => number) {}
+
+  /** The bytes in flight may have grown: watch them until they are back down. */
+  grew(): void {
+    if (this.#timer !== undefined || this.inFlight() < PEAK_THRESHOLD) return;
+    this.#lowSince = 0;
+    this.#arm();
+  }
+
+  stop(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #arm(): void {
+    this.#timer = setTimeout(() => this.#check(), PEAK_CHECK_MS);
+    this.#timer.unref();
+  }
+
+  #check(): void {
+    const now = Date.now();
+    if (this.inFlight() >= PEAK_THRESHOLD / 4) {
+      this.#lowSince = 0;
+      this.#arm();
+      return;
+    }
+    if (this.#lowSince === 0) {
+      this.#lowSince = now;
+      this.#arm();
+      return;
+    }
+    this.#timer = undefined;
+    this.releases++;
+    binding.releaseMemory(false);
+    // The collection V8 starts frees the ArrayBuffers; trim after it.
+    setTimeout(() => binding.trimMemory(), 250).unref();
   }
 }

@@ -7,6 +7,8 @@ export interface NativeArrays {
   slab: Buffer;
   cmds: Int32Array;
   out: Buffer;
+  /** [METER_QUEUED] bytes in every write queue (native writes it); [METER_HELD] bytes JS holds for unfinished messages (JS writes it). */
+  meter: Float64Array;
 }
 
 export interface NativeConfig {
@@ -14,6 +16,10 @@ export interface NativeConfig {
   readBudget: number;
   acceptBudget: number;
   maxWriteBufferSize: number;
+  writeHighWaterMark: number;
+  writeLowWaterMark: number;
+  /** 0: none. */
+  memoryBudget: number;
   closeTimeout: number;
   noDelay: boolean;
   maxLoad: number;
@@ -52,6 +58,8 @@ interface Binding {
   backend: 'epoll' | 'kqueue';
   /** V8 MemoryPressureNotification: true critical, false moderate (lib/memory.ts). */
   releaseMemory(critical: boolean): void;
+  /** malloc_trim(0) where the C library is glibc: true if memory went back to the system. */
+  trimMemory(): boolean;
   /** XORs buf[start, end) with the WebSocket masking key, in place; returns the key index at end (lib/websocket/mask.ts). */
   mask(buf: Uint8Array, start: number, end: number, key: Uint8Array, keyIndex: number): number;
 }
@@ -78,6 +86,7 @@ export const REASON_WRITE_TIMEOUT = 4;
 export const REASON_OVERFLOW = 5;
 export const REASON_LOCAL = 6;
 export const REASON_STOP = 7;
+export const REASON_BUDGET = 8;
 
 export const CMD_WRITE = 1; // a: out offset, b: length
 export const CMD_WRITE_REF = 2; // a: refs index
@@ -89,4 +98,9 @@ export const IO_BLOCKING = 1;
 export const IO_MIXED = 2;
 
 /** Length of the Float64Array that EngineHandle.stats() fills. */
-export const STATS_LENGTH = 11;
+export const STATS_LENGTH = 12;
+
+// The memory meter shared with native (native/loop.h, kMeter*).
+export const METER_QUEUED = 0;
+export const METER_HELD = 1;
+export const METER_LENGTH = 2;

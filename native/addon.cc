@@ -18,6 +18,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "loop.h"
 
 namespace netloop {
@@ -125,6 +129,16 @@ int PortArg(Napi::Value v) {
   return static_cast<int>(d);
 }
 
+// The edge between the C library and the rest: true if free heap memory
+// was handed back to the system.
+bool TrimAllocator() {
+#if defined(__GLIBC__)
+  return malloc_trim(0) != 0;
+#else
+  return false;
+#endif
+}
+
 Napi::Value ThrowType(Napi::Env env, const char* msg) {
   Napi::TypeError::New(env, msg).ThrowAsJavaScriptException();
   return env.Undefined();
@@ -152,7 +166,8 @@ Napi::Function EngineHandle::Define(Napi::Env env) {
 
 // new EngineHandle(config, arrays, onBatch)
 //   config: { maxEvents, readBudget, acceptBudget, maxWriteBufferSize, closeTimeout, noDelay, maxLoad }
-//   arrays: { records: Int32Array, slab: Buffer, cmds: Int32Array, out: Buffer }
+//   arrays: { records: Int32Array, slab: Buffer, cmds: Int32Array, out: Buffer, meter?: Float64Array(2) }
+//   (without a meter, memoryBudget counts the write queues alone)
 EngineHandle::EngineHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineHandle>(info) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsObject() || !info[2].IsFunction()) {
@@ -162,14 +177,19 @@ EngineHandle::EngineHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<En
   Napi::Object config = info[0].As<Napi::Object>();
   Napi::Object arrays = info[1].As<Napi::Object>();
   uint8_t* slab = nullptr;
-  size_t slab_len = 0, records_len = 0, cmds_len = 0;
+  size_t slab_len = 0, records_len = 0, cmds_len = 0, meter_len = 0;
+  double* meter = nullptr;
   int32_t* cmds = nullptr;
   uint8_t* out = nullptr;
   if (!GetTypedArray(arrays.Get("records"), napi_int32_array, &records_, &records_len) ||
       !GetTypedArray(arrays.Get("slab"), napi_uint8_array, &slab, &slab_len) ||
       !GetTypedArray(arrays.Get("cmds"), napi_int32_array, &cmds, &cmds_len) ||
-      !GetTypedArray(arrays.Get("out"), napi_uint8_array, &out, &out_len_)) {
-    ThrowType(env, "EngineHandle: arrays must be { records: Int32Array, slab: Uint8Array, cmds: Int32Array, out: Uint8Array }");
+      !GetTypedArray(arrays.Get("out"), napi_uint8_array, &out, &out_len_) ||
+      (!arrays.Get("meter").IsUndefined() &&
+       (!GetTypedArray(arrays.Get("meter"), napi_float64_array, &meter, &meter_len) || meter_len < kMeterLength))) {
+    ThrowType(env,
+              "EngineHandle: arrays must be { records: Int32Array, slab: Uint8Array, cmds: Int32Array, out: Uint8Array, "
+              "meter?: Float64Array(2) }");
     return;
   }
   records_cap_ = records_len / kRecordInts;
@@ -188,6 +208,14 @@ EngineHandle::EngineHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<En
   lc.read_budget = NumberField(config, "readBudget", 64 * 1024);
   lc.accept_budget = static_cast<int>(NumberField(config, "acceptBudget", 256));
   lc.max_write_buffer = NumberField(config, "maxWriteBufferSize", 64u * 1024 * 1024);
+  lc.write_high_water = NumberField(config, "writeHighWaterMark", 1024 * 1024);
+  lc.write_low_water = NumberField(config, "writeLowWaterMark", 256 * 1024);
+  {
+    // Past 4 GiB: a number, not a uint32 field.
+    Napi::Value b = config.Get("memoryBudget");
+    double d = b.IsNumber() ? b.As<Napi::Number>().DoubleValue() : 0;
+    lc.memory_budget = d >= 1 && d < 9.0e15 ? static_cast<uint64_t>(d) : 0;
+  }
   lc.close_timeout_ms = static_cast<int>(NumberField(config, "closeTimeout", 5000));
   lc.max_load = NumberField(config, "maxLoad", 1000000);
   lc.no_delay = config.Get("noDelay").ToBoolean().Value();
@@ -203,7 +231,7 @@ EngineHandle::EngineHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<En
   if (lc.read_budget == 0) lc.read_budget = 64 * 1024;
   if (lc.accept_budget <= 0) lc.accept_budget = 256;
 
-  int r = loop_.Open(lc, slab, slab_len, &EngineHandle::WakeFromReader, this);
+  int r = loop_.Open(lc, slab, slab_len, meter, &EngineHandle::WakeFromReader, this);
   if (r < 0) {
     Napi::Error e = Napi::Error::New(env, std::string("netloop: cannot open the poller: ") + std::strerror(-r));
     e.Set("errno", Napi::Number::New(env, -r));
@@ -562,15 +590,16 @@ Napi::Value EngineHandle::Address(const Napi::CallbackInfo& info) {
   return AddressArray(env, r, a);
 }
 
-// stats(out: Float64Array(11)): online, accepted, dialed, closed, rejected,
+// stats(out: Float64Array(12)): online, accepted, dialed, closed, rejected,
 // bytesIn, bytesOut, queued, blockingOnline (reader threads alive),
-// readersStarted, readerBytes (stack plus buffer reserved per reader).
+// readersStarted, readerBytes (stack plus buffer reserved per reader),
+// readPaused (connections not read because of backpressure).
 Napi::Value EngineHandle::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   double* out = nullptr;
   size_t len = 0;
-  if (info.Length() < 1 || !GetTypedArray(info[0], napi_float64_array, &out, &len) || len < 11) {
-    return ThrowType(env, "stats(Float64Array(11))");
+  if (info.Length() < 1 || !GetTypedArray(info[0], napi_float64_array, &out, &len) || len < 12) {
+    return ThrowType(env, "stats(Float64Array(12))");
   }
   const LoopStats& s = loop_.stats();
   out[0] = static_cast<double>(s.online);
@@ -584,6 +613,7 @@ Napi::Value EngineHandle::Stats(const Napi::CallbackInfo& info) {
   out[8] = static_cast<double>(s.blocking_online);
   out[9] = static_cast<double>(s.readers_started);
   out[10] = static_cast<double>(loop_.reader_bytes());
+  out[11] = static_cast<double>(s.read_paused);
   return env.Undefined();
 }
 
@@ -636,6 +666,7 @@ Napi::Object Constants(Napi::Env env) {
   c.Set("REASON_OVERFLOW", Napi::Number::New(env, kReasonOverflow));
   c.Set("REASON_LOCAL", Napi::Number::New(env, kReasonLocal));
   c.Set("REASON_STOP", Napi::Number::New(env, kReasonStop));
+  c.Set("REASON_BUDGET", Napi::Number::New(env, kReasonBudget));
   c.Set("CMD_WRITE", Napi::Number::New(env, kCmdWrite));
   c.Set("CMD_WRITE_REF", Napi::Number::New(env, kCmdWriteRef));
   c.Set("CMD_CLOSE", Napi::Number::New(env, kCmdClose));
@@ -699,8 +730,19 @@ Napi::Value ReleaseMemory(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// trimMemory() -> bool: hands the C allocator's free memory back to the
+// system. glibc keeps freed blocks in its arenas, and after a burst of large
+// buffers (write queues, messages) its dynamic mmap threshold has risen, so
+// they were carved from the heap and stay resident: malloc_trim releases the
+// free pages inside every arena. Other C libraries return memory on their
+// own: false there.
+Napi::Value TrimMemory(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), TrimAllocator());
+}
+
 Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("releaseMemory", Napi::Function::New(env, ReleaseMemory));
+  exports.Set("trimMemory", Napi::Function::New(env, TrimMemory));
   exports.Set("mask", Napi::Function::New(env, Mask));
   exports.Set("EngineHandle", EngineHandle::Define(env));
   exports.Set("constants", Constants(env));

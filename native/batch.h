@@ -31,6 +31,7 @@ enum : int32_t {
   kReasonOverflow = 5,      // the write queue went over max_write_buffer
   kReasonLocal = 6,         // closed by a CLOSE command
   kReasonStop = 7,          // the engine stopped
+  kReasonBudget = 8,        // queuing would take the server past its memory budget
 };
 
 // Command types.

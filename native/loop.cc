@@ -50,6 +50,7 @@ enum SlotFlags : uint8_t {
   kFlagPaused = 1u << 2,  // listener paused after a persistent accept error
   kFlagBlocking = 1u << 3,  // read by a reader thread, not by the poller
   kFlagAbortive = 1u << 4,  // blocking: close with RST once the reader has exited
+  kFlagReadPaused = 1u << 5,  // not read: the write queue is above write_high_water
 };
 
 int64_t NowMs() {
@@ -66,8 +67,11 @@ uint32_t TimerId(uint32_t slot, int kind) { return slot * kTimerKinds + static_c
 
 Loop::~Loop() { Close(); }
 
-int Loop::Open(const LoopConfig& config, uint8_t* slab, size_t slab_len, Readers::WakeFn wake, void* wake_arg) {
+int Loop::Open(const LoopConfig& config, uint8_t* slab, size_t slab_len, double* meter, Readers::WakeFn wake,
+               void* wake_arg) {
   config_ = config;
+  meter_ = meter;
+  if (config_.write_low_water > config_.write_high_water) config_.write_low_water = config_.write_high_water;
   readers_.Init(config_.reader_stack_size, config_.reader_buffer_size, wake, wake_arg);
   if (config_.max_events <= 0 || config_.max_events > Poller::kMaxEvents) config_.max_events = Poller::kMaxEvents;
   slab_ = slab;
@@ -606,6 +610,46 @@ void Loop::Write(uint32_t slot, iovec* iov, size_t count) {
   if (!Enqueue(slot, iov + i, count - i)) return;
   if (was_empty) {
     int r = SetInterest(slot, slots_[slot].interest | kInterestWrite);
+    if (r < 0) {
+      CloseNow(slot, kReasonErrno, -r, false);
+      return;
+    }
+  }
+  Slot& q = slots_[slot];
+  if (config_.write_high_water > 0 && q.queued > config_.write_high_water && q.state == kOpen &&
+      !(q.flags & kFlagReadPaused)) {
+    PauseReading(slot);
+  }
+}
+
+void Loop::PauseReading(uint32_t slot) {
+  Slot& s = slots_[slot];
+  if (s.reader != nullptr) {
+    // The reader keeps the bytes it has read and waits for them to be taken
+    // (Readers::Take leaves a paused reader's bytes alone): the kernel's
+    // receive buffer fills and TCP flow control slows the peer down.
+    readers_.SetPaused(s.reader, true);
+  } else if (!(s.flags & kFlagBlocking)) {
+    int r = SetInterest(slot, s.interest & ~kInterestRead);
+    if (r < 0) {
+      CloseNow(slot, kReasonErrno, -r, false);
+      return;
+    }
+  }
+  s.flags |= kFlagReadPaused;
+  stats_.read_paused++;
+}
+
+void Loop::ResumeReading(uint32_t slot) {
+  Slot& s = slots_[slot];
+  s.flags &= static_cast<uint8_t>(~kFlagReadPaused);
+  stats_.read_paused--;
+  if (s.reader != nullptr) {
+    readers_.SetPaused(s.reader, false);
+  } else if (!(s.flags & kFlagBlocking) && (s.state == kOpen || s.state == kFlushing)) {
+    // While flushing, reads are discarded but still watched, so that a reset
+    // is seen (LocalClose); lingering set its own interest already.
+    int r = SetInterest(slot, s.interest | kInterestRead);
     if (r < 0) CloseNow(slot, kReasonErrno, -r, false);
   }
 }
@@ -619,6 +663,15 @@ bool Loop::Enqueue(uint32_t slot, const iovec* iov, size_t count) {
     // closed (OverflowError); its queue cannot be delivered and is dropped.
     CloseNow(slot, kReasonOverflow, 0, true);
     return false;
+  }
+  if (config_.memory_budget > 0) {
+    double held = meter_ != nullptr ? meter_[kMeterHeld] : 0;
+    if (static_cast<double>(stats_.queued + total) + held > static_cast<double>(config_.memory_budget)) {
+      // The server as a whole is out of room: the connection that asks for
+      // more fails (BudgetError), the others keep what they have.
+      CloseNow(slot, kReasonBudget, 0, true);
+      return false;
+    }
   }
   for (size_t k = 0; k < count; k++) {
     const uint8_t* src = static_cast<const uint8_t*>(iov[k].iov_base);
@@ -651,6 +704,7 @@ bool Loop::Enqueue(uint32_t slot, const iovec* iov, size_t count) {
   }
   s.queued += total;
   stats_.queued += total;
+  UpdateMeter();
   return true;
 }
 
@@ -676,6 +730,7 @@ void Loop::DrainQueue(uint32_t slot) {
     stats_.bytes_out += sent;
     s.queued -= sent;
     stats_.queued -= sent;
+    UpdateMeter();
     while (sent > 0) {
       Chunk* c = s.head;
       size_t avail = c->end - c->start;
@@ -687,6 +742,10 @@ void Loop::DrainQueue(uint32_t slot) {
       s.head = c->next;
       if (s.head == nullptr) s.tail = nullptr;
       std::free(c);
+    }
+    if ((s.flags & kFlagReadPaused) && s.queued <= config_.write_low_water) {
+      ResumeReading(slot);
+      if (s.state == kClosed || s.state == kStopping) return;
     }
     if (static_cast<size_t>(r) < want) return;  // the kernel buffer is full
   }
@@ -713,6 +772,12 @@ void Loop::FreeQueue(Slot& s) {
   s.head = s.tail = nullptr;
   stats_.queued -= s.queued;
   s.queued = 0;
+  UpdateMeter();
+  if (s.flags & kFlagReadPaused) {
+    // The connection is closing: it is no longer paused, it is going away.
+    s.flags &= static_cast<uint8_t>(~kFlagReadPaused);
+    stats_.read_paused--;
+  }
 }
 
 void Loop::Apply(const int32_t* cmds, size_t count, const uint8_t* out_slab, size_t out_len, const iovec* refs,
@@ -834,6 +899,11 @@ void Loop::LocalClose(uint32_t slot, bool abortive, int32_t timeout_ms) {
 }
 
 void Loop::FlushDone(uint32_t slot) {
+  // A paused reader must read again to find the peer's FIN.
+  if (slots_[slot].flags & kFlagReadPaused) {
+    ResumeReading(slot);
+    if (slots_[slot].state == kClosed) return;
+  }
   Slot& s = slots_[slot];
   if (s.flags & kFlagPeerEof) {
     // The peer has closed its side already: nothing to wait for.

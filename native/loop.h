@@ -37,6 +37,16 @@ struct LoopConfig {
   // Connections accepted per listener per iteration (same reason).
   int accept_budget = 256;
   size_t max_write_buffer = 64u * 1024 * 1024;
+  // Backpressure: a connection whose write queue goes above the high mark is
+  // no longer read (its peer sends faster than it takes our answers) until
+  // the queue is back at the low mark. A peer that never reads then costs at
+  // most about the high mark, not max_write_buffer. 0 disables pausing.
+  size_t write_high_water = 1024 * 1024;
+  size_t write_low_water = 256 * 1024;
+  // Server-wide: bytes in every write queue plus the bytes the JS layer holds
+  // for unfinished messages (the meter, below). Queuing past it fails that
+  // connection (kReasonBudget). 0: no budget.
+  uint64_t memory_budget = 0;
   // A graceful close (flush, FIN, wait for the peer's FIN) gives up after this.
   int close_timeout_ms = 5000;
   bool no_delay = true;
@@ -61,6 +71,16 @@ struct LoopStats {
   uint64_t queued = 0;  // bytes in all write queues
   uint64_t blocking_online = 0;  // connections with a reader thread (threads alive)
   uint64_t readers_started = 0;
+  uint64_t read_paused = 0;  // connections not read now: their write queue is above the high mark
+};
+
+// Numbers shared with JS in a Float64Array(2), read and written on the loop
+// thread only, so that neither side needs a call to learn the other's part of
+// the memory budget.
+enum : int {
+  kMeterQueued = 0,  // native: bytes in every write queue (stats.queued)
+  kMeterHeld = 1,    // JS: bytes held for unfinished messages
+  kMeterLength = 2,
 };
 
 struct AddressInfo {
@@ -80,7 +100,9 @@ class Loop {
   // and stay valid until the next Poll().
   // wake is called from reader threads (blocking mode) when CollectReaders()
   // has something to take; the host turns it into a wake-up of its thread.
-  int Open(const LoopConfig& config, uint8_t* slab, size_t slab_len, Readers::WakeFn wake, void* wake_arg);
+  // meter: see kMeterQueued; may be null (no JS-held bytes to count).
+  int Open(const LoopConfig& config, uint8_t* slab, size_t slab_len, double* meter, Readers::WakeFn wake,
+           void* wake_arg);
   // Closes every descriptor at once without producing records (environment
   // teardown). Stop() is the orderly way.
   void Close();
@@ -203,6 +225,13 @@ class Loop {
   bool Enqueue(uint32_t slot, const iovec* iov, size_t count);
   void DrainQueue(uint32_t slot);
   void FreeQueue(Slot& s);
+  // Backpressure (write_high_water): stop and resume reading a connection.
+  void PauseReading(uint32_t slot);
+  void ResumeReading(uint32_t slot);
+  // Publishes stats_.queued to the meter after the queues changed.
+  void UpdateMeter() {
+    if (meter_ != nullptr) meter_[kMeterQueued] = static_cast<double>(stats_.queued);
+  }
   // timeout_ms bounds a graceful close (<= 0: the configured close_timeout).
   void LocalClose(uint32_t slot, bool abortive, int32_t timeout_ms);
   void FlushDone(uint32_t slot);
@@ -242,6 +271,7 @@ class Loop {
 
   uint8_t* slab_ = nullptr;
   size_t slab_len_ = 0;
+  double* meter_ = nullptr;
   size_t slab_used_ = 0;
   size_t read_share_ = 0;  // bytes one socket may read in this iteration
   uint32_t rotation_ = 0;  // where the next Poll() starts in its event list

@@ -21,6 +21,8 @@ struct Reader {
   size_t len = 0;            // bytes in buf not yet taken
   bool queued = false;       // in the ready list
   bool done = false;         // the thread is about to exit; the fields below are final
+  bool paused = false;       // SetPaused: bytes are not taken
+  bool parked = false;       // ready, but set aside by Take() while paused
   int32_t stop_reason = 0;   // set by the loop thread (Stop)
   int32_t stopped_by = 0;    // stop_reason as the thread saw it when its reading ended
   int32_t err = 0;           // 0: EOF, else errno
@@ -146,9 +148,46 @@ void Readers::Run(Reader* r) {
 }
 
 void Readers::Stop(Reader* r, int32_t reason) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (r->stop_reason == 0) r->stop_reason = reason;
+  if (r->parked && r->done) {
+    // Its thread has exited already: nothing else will wake the loop for it.
+    r->parked = false;
+    if (!r->queued) {
+      r->queued = true;
+      ready_.push_back(r);
+    }
+    lock.unlock();
+    wake_(wake_arg_);
+    return;
+  }
+  if (r->parked) {
+    // Set aside while paused: back in line, so that its bytes are discarded
+    // and its end (which may have come already) is reported and joined.
+    r->parked = false;
+    if (!r->queued) {
+      r->queued = true;
+      ready_.push_back(r);
+    }
+  }
   r->taken.notify_one();
+}
+
+void Readers::SetPaused(Reader* r, bool paused) {
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    r->paused = paused;
+    if (!paused && r->parked) {
+      r->parked = false;
+      if (!r->queued) {
+        r->queued = true;
+        ready_.push_back(r);
+      }
+      wake = true;
+    }
+  }
+  if (wake) wake_(wake_arg_);
 }
 
 bool Readers::Take(uint8_t* dst, size_t room, std::vector<ReaderEvent>* out) {
@@ -161,6 +200,12 @@ bool Readers::Take(uint8_t* dst, size_t room, std::vector<ReaderEvent>* out) {
     for (size_t i = 0; i < ready_.size(); i++) {
       Reader* r = ready_[i];
       bool delivered = false;
+      if (r->paused && r->stop_reason == 0 && (r->len > 0 || r->done)) {
+        // Backpressure: left out of the ready list until SetPaused(false).
+        r->queued = false;
+        r->parked = true;
+        continue;
+      }
       if (r->len > 0) {
         if (r->stop_reason != 0) {
           r->len = 0;  // closed locally meanwhile: input after a close is discarded

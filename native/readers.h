@@ -59,6 +59,11 @@ class Readers {
   // shuts the socket down when it wants that.
   void Stop(Reader* r, int32_t reason);
 
+  // Loop thread: backpressure. A paused reader's bytes stay in its buffer
+  // (Take() skips them), so it does not read again and TCP flow control
+  // holds the peer back; resuming hands them over in the next Take().
+  void SetPaused(Reader* r, bool paused);
+
   // Loop thread: copies ready bytes into dst (up to room), in the order the
   // readers became ready, and reports exited readers (joined here). A reader
   // that has both bytes and its end ready reports the end in a later call,

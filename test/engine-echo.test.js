@@ -192,7 +192,9 @@ t.test('tiny budgets (4 KiB slab, 1000-byte read budget, 2 events per iteration)
 });
 
 t.test('the client half-closes right after sending: every echoed byte arrives before the FIN', { timeout: 15_000 }, async (t) => {
-  const { engine, conns, closed, sig } = await echoEngine(t);
+  // Every byte is read while the echo queues up (the FIN must arrive while
+  // the queue is full): no backpressure pause here.
+  const { engine, conns, closed, sig } = await echoEngine(t, undefined, { writeHighWaterMark: 0 });
   const port = portOf(engine.addresses()[0]);
   const payload = crypto.randomBytes(16 * 1024 * 1024 + 11); // well past the loopback socket buffers
   const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });

@@ -329,7 +329,7 @@ const CONFIG = {
 
 t.test('native EngineHandle: wrong constructor arguments throw TypeError', async (t) => {
   const wrong = 'EngineHandle(config, arrays, onBatch): wrong arguments';
-  const badArrays = 'EngineHandle: arrays must be { records: Int32Array, slab: Uint8Array, cmds: Int32Array, out: Uint8Array }';
+  const badArrays = 'EngineHandle: arrays must be { records: Int32Array, slab: Uint8Array, cmds: Int32Array, out: Uint8Array, meter?: Float64Array(2) }';
   const cases = [
     ['no arguments', () => new binding.EngineHandle(), wrong],
     ['config null', () => new binding.EngineHandle(null, arrays(), () => {}), wrong],
@@ -375,10 +375,10 @@ t.test('native EngineHandle: wrong method arguments throw TypeError, and it stil
     ['queued(n)', () => h.queued(1), 'queued(slot, gen)'],
     ['address(n)', () => h.address(1), 'address(slot, gen, peer)'],
     ['address(string, n, b)', () => h.address('1', 0, true), 'address(slot, gen, peer)'],
-    ['stats(Float64Array(10))', () => h.stats(new Float64Array(10)), 'stats(Float64Array(11))'],
-    ['stats([])', () => h.stats([]), 'stats(Float64Array(11))'],
-    ['stats(Int32Array(8))', () => h.stats(new Int32Array(8)), 'stats(Float64Array(11))'],
-    ['stats()', () => h.stats(), 'stats(Float64Array(11))'],
+    ['stats(Float64Array(11))', () => h.stats(new Float64Array(11)), 'stats(Float64Array(12))'],
+    ['stats([])', () => h.stats([]), 'stats(Float64Array(12))'],
+    ['stats(Int32Array(8))', () => h.stats(new Int32Array(8)), 'stats(Float64Array(12))'],
+    ['stats()', () => h.stats(), 'stats(Float64Array(12))'],
   ];
   for (const [label, fn, message] of before) t.throws(fn, { name: 'TypeError', message }, label);
   // Values of the right type but out of range are errors as values, not exceptions.

@@ -31,6 +31,7 @@ t.test('binding.constants equal the constants of dist/native.js', async (t) => {
     REASON_OVERFLOW: 5,
     REASON_LOCAL: 6,
     REASON_STOP: 7,
+    REASON_BUDGET: 8,
     CMD_WRITE: 1,
     CMD_WRITE_REF: 2,
     CMD_CLOSE: 3,

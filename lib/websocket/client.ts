@@ -4,8 +4,9 @@
 // every frame masked.
 import { randomBytes } from 'node:crypto';
 import type { Conn, ConnProtocol } from '../conn.js';
+import { CloseCode } from './close.js';
 import { Engine } from '../engine.js';
-import { HttpError, NetClosedError, NetloopError, ProtocolError, TimeoutError } from '../errors.js';
+import { HttpError, NetClosedError, NetloopError, ProtocolError, TimeoutError, type BudgetError } from '../errors.js';
 import { ResponseParser, headerValue, type ResponseParser as Parser } from '../http/response-parser.js';
 import { computeAccept } from '../http/upgrade.js';
 import { listElements, listHasToken } from '../http/chars.js';
@@ -115,7 +116,7 @@ class ClientSession implements ReceiverHandlers, WebSocketOwner {
   onClose(code: number, reason: string): void {
     this.ws._peerClose(code, reason);
   }
-  onError(err: ProtocolError): void {
+  onError(err: ProtocolError | BudgetError): void {
     this.ws._protocolError(err);
   }
 }
@@ -150,6 +151,10 @@ const websocketProto: ConnProtocol = {
     (conn._protoState as WebSocketConn)._closed(err);
   },
   onDrain() {},
+  onHandlerError(conn, err) {
+    // A handler of the dialer's threw: close 1011, as the server side does.
+    (conn._protoState as WebSocketConn)._fail(err, CloseCode.InternalError);
+  },
 };
 
 const handshakeProto: ConnProtocol = {
@@ -200,6 +205,7 @@ const handshakeProto: ConnProtocol = {
     const ws = new WebSocketConn(conn, s, protocol, h.path);
     s.ws = ws;
     ws._receiver = new Receiver(s, { role: 'client', maxMessageLength: s.o.messageLengthLimit ?? DEFAULT_MAX_MESSAGE_LENGTH, decompressor: pmd });
+    ws._receiver.setBudget(conn.engine._receiveBudget);
     ws._pmd = pmd;
     conn._proto = websocketProto;
     conn._protoState = ws;

@@ -16,7 +16,7 @@
 // the one difference between the modes; closeInfo is the same in both.
 import type { Conn, Deadline } from '../conn.js';
 import { CloseError, NetClosedError } from '../errors.js';
-import type { ProtocolError } from '../errors.js';
+import type { BudgetError, ProtocolError } from '../errors.js';
 import { CloseCode, MAX_CLOSE_REASON_BYTES, isValidCloseCode } from './close.js';
 import { MAX_CONTROL_PAYLOAD, Opcode, type MessageType } from './opcodes.js';
 import type { MessageDecompressor, Receiver } from './receiver.js';
@@ -366,12 +366,25 @@ export class WebSocketConn {
     this._owner.closeHandler?.(this, code, reason);
   }
 
-  /** @internal A protocol violation by the peer: send its close code, deliver what was written, close. */
-  _protocolError(err: ProtocolError): void {
+  /** @internal A protocol violation by the peer, or its message over the memory budget: send its close code, deliver what was written, close. */
+  _protocolError(err: ProtocolError | BudgetError): void {
+    this._fail(err, err.closeCode);
+  }
+
+  /**
+   * @internal Fails the connection from our side with `closeCode` (1011 for
+   * a handler that threw, 1008 for a message timeout): the close frame goes
+   * out after what was written (unless one went out already), then FIN;
+   * nothing more is parsed or delivered, and onClose receives `err`.
+   */
+  _fail(err: Error, closeCode: number): void {
     if (this.#state >= WsState.Dropped) return;
-    if (this.#err === undefined) this.#err = err;
-    if (this.closeInfo === null) this.closeInfo = { code: err.closeCode, reason: '', wasClean: false, initiator: 'local', error: err };
-    if (this.#state === WsState.Open) this.#sendClose(err.closeCode, '');
+    // A handler that threw while a clean close was under way (the close
+    // handler itself) still makes that close a failure: onClose says so.
+    if (this.#err === undefined || (this.#err === CLEAN && closeCode === CloseCode.InternalError)) this.#err = err;
+    if (this.closeInfo === null) this.closeInfo = { code: closeCode, reason: '', wasClean: false, initiator: 'local', error: err };
+    this._receiver?.stop();
+    if (this.#state === WsState.Open) this.#sendClose(closeCode, '');
     this._raw._closeWithin(this._owner.closeTimeout);
   }
 

@@ -37,7 +37,7 @@
 //   WS_ERR_UNSUPPORTED_MESSAGE_LENGTH        1009       message longer than maxMessageLength
 //   (the decompressor's own codes)           its own    see MessageDecompressor
 import { constants as bufferConstants } from 'node:buffer';
-import { ProtocolError } from '../errors.js';
+import { BudgetError, ProtocolError } from '../errors.js';
 import { CloseCode, parseClosePayload } from './close.js';
 import { maskInPlace } from './mask.js';
 import { MAX_CONTROL_PAYLOAD, Opcode, type MessageType } from './opcodes.js';
@@ -65,8 +65,12 @@ export interface ReceiverHandlers {
   onPong?(data: Buffer): void;
   /** The peer's close frame; 1005 and '' when it had no payload. Nothing is parsed after it. */
   onClose?(code: number, reason: string): void;
-  /** The peer broke the protocol: close with err.closeCode. Nothing is parsed after it. */
-  onError(err: ProtocolError): void;
+  /**
+   * The peer broke the protocol, or its message did not fit the server's
+   * memory budget (BudgetError): close with err.closeCode. Nothing is parsed
+   * after it.
+   */
+  onError(err: ProtocolError | BudgetError): void;
 }
 
 /**
@@ -89,6 +93,17 @@ export interface ReceiverOptions {
   decompressor?: MessageDecompressor | null;
 }
 
+/**
+ * The memory budget a receiver's buffers count against (Engine._hold): asked
+ * before a message buffer grows by `delta` bytes (false: refused, nothing
+ * counted), told when bytes are given back (negative delta). `budget` is
+ * the limit, for the error message.
+ */
+export interface ReceiveBudget {
+  hold(delta: number): boolean;
+  readonly budget: number;
+}
+
 const enum State {
   Header, // 2 bytes: FIN, RSV, opcode, MASK, 7-bit length
   Length16, // 2 bytes of extended length
@@ -105,6 +120,14 @@ const EMPTY = Buffer.alloc(0);
 // Below this many bytes one byte loop that copies and unmasks beats a
 // native copy (a subarray for TypedArray.set) plus a word-wise unmask.
 const SMALL_COPY = 64;
+
+// A frame declaring up to this many bytes gets its buffer at once; a longer
+// one gets buffer as its bytes arrive (doubling, capped at the declared
+// length, so a one-frame message still ends in a buffer of exactly its
+// size). A header alone cannot make the server allocate 16 MiB: 60 stalled
+// 16 MiB frames held 1 GiB before this.
+const EAGER_SLACK = 256 * 1024;
+const GROWTH_MIN = 64 * 1024;
 
 // 2^53: lengths at or above it cannot be represented exactly as a number.
 const MAX_SAFE_HIGH_WORD = 0x200000;
@@ -145,6 +168,13 @@ export class Receiver {
   // own buffer, or the message buffer at offset #dstOffset.
   #dst: Buffer = EMPTY;
   #dstOffset = 0;
+  // Bytes of #dst / #message counted against the budget (their capacity).
+  #held = 0;
+  #budget: ReceiveBudget | null = null;
+  // When the receiver last left the idle state (a frame header began with no
+  // message open), in the clock the owner passes to push(); see busySince.
+  #busySince = 0;
+  #now = 0;
 
   // The data message being received (possibly across fragments).
   #messageOpen = false;
@@ -184,6 +214,22 @@ export class Receiver {
       throw new TypeError('setDecompressor(d): d must be null or an object with a decompress(data, maxLength) method');
     }
     this.#decompressor = decompressor;
+  }
+
+  /** Counts the receiver's buffers against `budget` (null: nothing counted). */
+  setBudget(budget: ReceiveBudget | null): void {
+    if (this.#held > 0) throw new Error('setBudget: the receiver holds a message; set the budget between messages');
+    this.#budget = budget;
+  }
+
+  /**
+   * The `now` of the push() during which the frame (or message) now pending
+   * began: the owner bounds how long a started message may take to finish
+   * arriving (a peer sending one byte a minute defeats an idle timeout).
+   * Meaningful only while !idle.
+   */
+  get busySince(): number {
+    return this.#busySince;
   }
 
   /** Whether RSV1 is currently allowed (a decompressor is set). */
@@ -229,10 +275,12 @@ export class Receiver {
    * is not referenced after the call returns. Not re-entrant: do not call
    * push() from a handler. Handlers should not throw: an exception leaves
    * push() at once, the rest of the chunk is dropped, and the receiver
-   * stops (the owner should close the connection).
+   * stops (the owner should close the connection). `now` is the owner's
+   * clock (busySince).
    */
-  push(chunk: Uint8Array): boolean {
+  push(chunk: Uint8Array, now = 0): boolean {
     if (this.#state >= State.Closed) return false;
+    this.#now = now;
     this.#chunk = chunk;
     this.#pos = 0;
     let completed = false;
@@ -304,6 +352,7 @@ export class Receiver {
   }
 
   #readHeader(): boolean {
+    if (this.#scratchLen === 0 && !this.#messageOpen) this.#busySince = this.#now;
     if (!this.#take(2)) return false;
     const b0 = this.#src[this.#srcPos]!;
     const b1 = this.#src[this.#srcPos + 1]!;
@@ -430,13 +479,17 @@ export class Receiver {
       this.#dstOffset = 0;
       return this.#endFrame();
     }
-    if (this.#opcode >= Opcode.Close || (this.#frameMode && !this.#compressed)) {
-      // A buffer of its own, exactly the payload's size: handed over as is.
+    if (this.#opcode >= Opcode.Close) {
+      // At most 125 bytes, a buffer of its own: handed over as is.
       this.#dst = Buffer.allocUnsafe(length);
       this.#dstOffset = 0;
+    } else if (this.#frameMode && !this.#compressed) {
+      // A buffer of its own, grown to exactly the payload's size (#grow).
+      this.#dst = EMPTY;
+      this.#dstOffset = 0;
     } else {
-      this.#reserve(length);
-      this.#dst = this.#message!;
+      // The message buffer, grown as the bytes arrive (#grow).
+      this.#dst = this.#message ?? EMPTY;
       this.#dstOffset = this.#messageLength;
     }
     this.#state = State.Payload;
@@ -444,20 +497,43 @@ export class Receiver {
   }
 
   /**
-   * Makes room for `extra` more bytes in the message buffer. A message's
-   * first frame gets exactly its length (so a one-frame message is delivered
-   * without slack); later fragments grow it at least twofold, so that many
-   * small fragments cost linear time, never past maxMessageLength.
+   * Makes #dst hold at least `end` bytes. What this frame will need in the
+   * end is reserved at once when that is at most EAGER_SLACK more than
+   * `end`; otherwise the buffer doubles as the bytes arrive, never past the
+   * frame's end, so a one-frame message is delivered without slack and a
+   * header alone allocates nothing large. Later fragments of a message
+   * double its buffer at least, so that many small fragments cost linear
+   * time, never past maxMessageLength. Every growth is counted against the
+   * budget; false when refused (the receiver has failed).
    */
-  #reserve(extra: number): void {
-    const need = this.#messageLength + extra;
-    const old = this.#message;
-    if (old !== null && old.length >= need) return;
-    let capacity = old === null ? need : Math.max(need, old.length * 2);
-    if (this.maxMessageLength !== 0 && capacity > this.maxMessageLength) capacity = this.maxMessageLength;
+  #grow(end: number): boolean {
+    const old = this.#dst;
+    const frameEnd = this.#dstOffset + this.#payloadLength;
+    let want = frameEnd;
+    if (this.#dstOffset > 0) {
+      want = Math.max(frameEnd, old.length * 2);
+      if (this.maxMessageLength !== 0 && want > this.maxMessageLength) want = Math.max(frameEnd, this.maxMessageLength);
+    }
+    let capacity = want;
+    if (want - end > EAGER_SLACK) capacity = Math.max(end, Math.min(want, Math.max(old.length * 2, GROWTH_MIN)));
+    const delta = capacity - old.length;
+    if (this.#budget !== null && !this.#budget.hold(delta)) {
+      this.#report(new BudgetError(this.#budget.budget));
+      return false;
+    }
+    this.#held += delta;
     const next = Buffer.allocUnsafe(capacity);
-    if (old !== null && this.#messageLength > 0) next.set(old.subarray(0, this.#messageLength));
-    this.#message = next;
+    if (this.#dstOffset + this.#payloadDone > 0) next.set(old.subarray(0, this.#dstOffset + this.#payloadDone));
+    this.#dst = next;
+    if (!(this.#frameMode && !this.#compressed)) this.#message = next;
+    return true;
+  }
+
+  /** The buffers counted against the budget were handed over or dropped. */
+  #unhold(): void {
+    if (this.#held === 0) return;
+    this.#budget?.hold(-this.#held);
+    this.#held = 0;
   }
 
   #readPayload(): boolean {
@@ -467,8 +543,9 @@ export class Receiver {
     const avail = chunk.length - pos;
     const n = avail < want ? avail : want;
     if (n === 0) return false;
-    const dst = this.#dst;
     const at = this.#dstOffset + this.#payloadDone;
+    if (at + n > this.#dst.length && !this.#grow(at + n)) return false;
+    const dst = this.#dst;
     // The one copy out of the engine's buffer, unmasking on the way for a few
     // bytes; more are copied natively, then unmasked in place a word at a time.
     if (n < SMALL_COPY) {
@@ -508,6 +585,7 @@ export class Receiver {
     if (this.#frameMode && !this.#compressed) {
       const data = this.#dst;
       this.#dst = EMPTY;
+      this.#unhold(); // the payload is the handler's now
       this.#messageLength += this.#payloadLength;
       if (fin) {
         this.#messageOpen = false;
@@ -529,6 +607,7 @@ export class Receiver {
     this.#message = null;
     this.#messageLength = 0;
     this.#dst = EMPTY;
+    this.#unhold(); // the message is the handler's now
     if (compressed) {
       try {
         data = this.#decompressor!.decompress(data, this.maxMessageLength);
@@ -577,7 +656,7 @@ export class Receiver {
     return this.#report(new ProtocolError(code, closeCode, message));
   }
 
-  #report(err: ProtocolError): false {
+  #report(err: ProtocolError | BudgetError): false {
     this.#state = State.Failed;
     this.#release();
     this.#h.onError(err);
@@ -585,6 +664,7 @@ export class Receiver {
   }
 
   #release(): void {
+    this.#unhold();
     this.#message = null;
     this.#dst = EMPTY;
     this.#messageLength = 0;

@@ -9,10 +9,11 @@
 // connection being parsed (Receiver.push() is synchronous and not re-entrant).
 import type { Conn, ConnProtocol } from '../conn.js';
 import type { Engine, EngineUpgrader } from '../engine.js';
-import { HttpError, ProtocolError } from '../errors.js';
+import { HttpError, TimeoutError, type BudgetError, type ProtocolError } from '../errors.js';
 import { RequestParser, type RequestHead } from '../http/request-parser.js';
 import { httpResponse, type HeaderList } from '../http/response.js';
 import { checkUpgrade, isWebSocketUpgrade, rejectionResponse } from '../http/upgrade.js';
+import { CloseCode } from './close.js';
 import { WebSocketConn, clock32, type WebSocketOwner } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
@@ -36,6 +37,14 @@ export interface UpgraderOptions {
   messageLengthLimit?: number;
   /** A connection silent for this long (ms) is closed (TimeoutError "read timeout"); pings go out at half of it. 0 disables. Default 120000. */
   keepaliveTime?: number;
+  /**
+   * A message (or frame) that started arriving must have arrived whole
+   * within this many ms; otherwise close 1008 and onClose gets TimeoutError
+   * "message timeout". Bounds what a peer sending a byte now and then can
+   * hold (keepalive alone would not: every byte counts as activity). Checked
+   * every second or so. 0 disables. Default 60000.
+   */
+  messageTimeout?: number;
   /** The request head must arrive within this many ms. Default 10000. */
   handshakeTimeout?: number;
   /** After sending a close frame, the peer's answer is awaited this long (ms). Default 5000. */
@@ -108,7 +117,7 @@ class MessageSink implements ReceiverHandlers {
   onClose(code: number, reason: string): void {
     this.ws._peerClose(code, reason);
   }
-  onError(err: ProtocolError): void {
+  onError(err: ProtocolError | BudgetError): void {
     this.ws._protocolError(err);
   }
 }
@@ -125,6 +134,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
   /** @internal Server frames are not masked. */
   readonly masked = false;
   readonly keepaliveTime: number;
+  readonly messageTimeout: number;
   readonly handshakeTimeout: number;
   readonly messageLengthLimit: number;
   readonly maxLoad: number;
@@ -139,6 +149,12 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
   readonly #compression: DeflateOptions | null;
   readonly #receivers: Receiver[] = [];
   readonly #keepalive = new Map<Engine, ReturnType<typeof setInterval>>();
+  readonly #messageTimers = new Map<Engine, ReturnType<typeof setInterval>>();
+  /**
+   * Connections in the middle of a frame or message (they hold a receiver),
+   * for the message timeout: only these are swept, not every connection.
+   */
+  readonly #pending = new Set<WebSocketConn>();
 
   // The protocol objects the engine calls for our connections.
   readonly #handshake: ConnProtocol;
@@ -149,6 +165,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     this.options = { ...options };
     this.closeTimeout = checkMs('closeTimeout', options.closeTimeout, 5000);
     this.keepaliveTime = checkMs('keepaliveTime', options.keepaliveTime, 120_000);
+    this.messageTimeout = checkMs('messageTimeout', options.messageTimeout, 60_000);
     this.handshakeTimeout = checkMs('handshakeTimeout', options.handshakeTimeout, 10_000);
     this.messageLengthLimit = checkCount('messageLengthLimit', options.messageLengthLimit, DEFAULT_MAX_MESSAGE_LENGTH, 0);
     this.maxLoad = checkCount('maxLoad', options.maxLoad, 1_000_000, 1);
@@ -171,26 +188,44 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     this.#websocket = {
       onData(conn, data) {
         const ws = conn._protoState as WebSocketConn;
-        ws._lastRead = clock32(conn.engine._now);
+        const now32 = clock32(conn.engine._now);
+        ws._lastRead = now32;
         let r = ws._receiver;
         if (r === null) {
           r = self.#receivers.pop() ?? new Receiver(self.#sinkFor(), { role: 'server', maxMessageLength: self.messageLengthLimit });
           if (ws._pmd !== null) r.setDecompressor(ws._pmd);
+          r.setBudget(conn.engine._receiveBudget);
           ws._receiver = r;
         }
         self.#sink!.ws = ws;
-        r.push(data);
+        r.push(data, now32);
+        if (ws._receiver !== r) return; // closed meanwhile
+        if (!r.idle) {
+          self.#pending.add(ws); // a frame or message is on its way: the message timeout watches it
+          return;
+        }
+        self.#pending.delete(ws);
         // Between frames a receiver holds nothing of its connection: give it
         // back, so that idle connections (most of them, on a busy server)
         // carry no parser at all.
-        if (ws._receiver === r && r.idle && self.#receivers.length < RECEIVER_POOL_SIZE) {
+        if (self.#receivers.length < RECEIVER_POOL_SIZE) {
           ws._receiver = null;
           r.reset();
           self.#receivers.push(r);
         }
       },
       onClose(conn, err) {
-        (conn._protoState as WebSocketConn)._closed(err);
+        const ws = conn._protoState as WebSocketConn;
+        self.#pending.delete(ws);
+        ws._closed(err);
+      },
+      onHandlerError(conn, err) {
+        // onOpen, onMessage, onDataFrame or a ping, pong or close handler
+        // threw: the connection cannot be trusted to be in a state its
+        // application expects. Close 1011 (internal error, RFC 6455 §7.4.1).
+        const ws = conn._protoState as WebSocketConn;
+        self.#pending.delete(ws);
+        ws._fail(err, CloseCode.InternalError);
       },
       onDrain(conn) {
         const ws = conn._protoState as WebSocketConn;
@@ -272,6 +307,12 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
 
   /** @internal */
   started(engine: Engine): void {
+    if (this.messageTimeout !== 0) {
+      const every = Math.max(1, Math.min(1000, Math.floor(this.messageTimeout / 2)));
+      const timer = setInterval(() => this.#sweepPending(), every);
+      timer.unref();
+      this.#messageTimers.set(engine, timer);
+    }
     if (this.keepaliveTime === 0) return;
     const period = Math.max(1, Math.floor(this.keepaliveTime / 2));
     const timer = setInterval(() => this.#sweep(engine, period), period);
@@ -284,6 +325,9 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     const timer = this.#keepalive.get(engine);
     if (timer !== undefined) clearInterval(timer);
     this.#keepalive.delete(engine);
+    const messageTimer = this.#messageTimers.get(engine);
+    if (messageTimer !== undefined) clearInterval(messageTimer);
+    this.#messageTimers.delete(engine);
     const waiting: WebSocketConn[] = [];
     engine._forEachConn((conn) => {
       if (conn._proto !== this.#websocket) {
@@ -341,6 +385,24 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
       if (silent >= period / 2) ws.ping();
       conn.setReadDeadline(now - silent + this.keepaliveTime + period);
     });
+  }
+
+  // The message timeout: a connection whose pending frame or message began
+  // longer ago than messageTimeout is failed with 1008 (policy violation).
+  #sweepPending(): void {
+    if (this.#pending.size === 0) return;
+    const now32 = clock32(Date.now());
+    for (const ws of this.#pending) {
+      const r = ws._receiver;
+      if (r === null || r.idle || ws.closed) {
+        this.#pending.delete(ws);
+        continue;
+      }
+      if (((now32 - r.busySince) | 0) >= this.messageTimeout) {
+        this.#pending.delete(ws);
+        ws._fail(new TimeoutError('message'), CloseCode.PolicyViolation);
+      }
+    }
   }
 
   // -------------------------------------------------------------------------
