@@ -20,8 +20,9 @@ import { Engine, Upgrader } from '../../dist/index.js';
 
 const config = JSON.parse(process.argv[2]);
 
-// A throwing onMessage must reach the engine's handling of it, not end the
-// process: the count says how many of them escaped to the process level.
+// The engine fails the connection whose handler threw, then rethrows the
+// exception to the process (README): counted here instead of ending the
+// server, so that the test can check it arrived exactly once.
 let uncaught = 0;
 process.on('uncaughtException', () => {
   uncaught++;
