@@ -19,7 +19,7 @@ const { values } = parseArgs({
     port: { type: 'string', default: '0' },
     mode: { type: 'string', default: 'nonblocking' },
     'max-blocking': { type: 'string' },
-    keepalive: { type: 'string', default: '5000' },
+    keepalive: { type: 'string', default: '10000' },
     'stats-file': { type: 'string' },
   },
 });
