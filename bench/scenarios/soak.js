@@ -8,7 +8,7 @@
 // process holds at most 20,000 descriptors here) keep `conns` connections alive, each living
 // one cycle (connect, `messages` echoes, one close path in turn) and reconnecting. Every
 // `sample` seconds the harness reads the server's RSS, descriptors and threads from /proc and
-// the counters of both sides. Flat or not: the least-squares slope over the second half of the
+// the counters of both sides. Flat or not: the Theil-Sen slope over the second half of the
 // run (the first half is the ramp: connections, JIT, heap growth) of RSS, of the descriptors
 // the online connections do not explain and of the threads the blocking connections do not,
 // and how far that slope would move each over the half, against a tolerance.
@@ -19,6 +19,7 @@ import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { median } from '../harness/report.js';
 import { seriesChartSvg } from '../harness/svg.js';
 import { benchDir } from '../harness/paths.js';
 import { freePort, liveChildren, startServer, stopServer, waitReleased } from '../harness/proc.js';
@@ -61,20 +62,21 @@ function readJson(file) {
   }
 }
 
-/** Least squares over [[t, v]]: { slope (per second), intercept, mean }. */
+/**
+ * Theil-Sen over [[t, v]]: the median of the slopes between every two samples (per second), the
+ * median intercept, and the mean. Robust where least squares is not: a sample taken in the
+ * middle of a wave of closes (a reader thread already gone, the engine's count not yet down)
+ * is an outlier that would tilt a least-squares line; a leak moves every later sample.
+ */
 export function fit(points) {
   const n = points.length;
   if (n < 2) return { slope: null, intercept: null, mean: null };
-  const mt = points.reduce((a, [t]) => a + t, 0) / n;
-  const mv = points.reduce((a, [, v]) => a + v, 0) / n;
-  let num = 0;
-  let den = 0;
-  for (const [t, v] of points) {
-    num += (t - mt) * (v - mv);
-    den += (t - mt) ** 2;
+  const slopes = [];
+  for (let i = 0; i < n; i++) {
+    for (let j = i + 1; j < n; j++) if (points[j][0] !== points[i][0]) slopes.push((points[j][1] - points[i][1]) / (points[j][0] - points[i][0]));
   }
-  const slope = den === 0 ? 0 : num / den;
-  return { slope, intercept: mv - slope * mt, mean: mv };
+  const slope = median(slopes) ?? 0;
+  return { slope, intercept: median(points.map(([t, v]) => v - slope * t)), mean: points.reduce((a, [, v]) => a + v, 0) / n };
 }
 
 // Sums the generators' latest counters (their ticks, or their final report).
@@ -253,7 +255,7 @@ function markdown(title, r, { machine, command }) {
     `| server descriptors: start → peak | ${s.fds_start} → ${s.fds_peak} |`,
     `| server threads: start → peak | ${s.threads_start} → ${s.threads_peak} |`,
     '',
-    'Second half of the run (least squares over its samples; flat when the fitted change over the half is within the tolerance):',
+    'Second half of the run (Theil-Sen slope over its samples; flat when the fitted change over the half is within the tolerance):',
     '',
     '| series | mean | slope per minute | change over the half | tolerance | verdict |',
     '|---|---:|---:|---:|---:|---|',
