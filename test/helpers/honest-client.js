@@ -5,7 +5,7 @@
 // argv: url, everyMs. A `ws` client sends a 32-byte message every everyMs,
 // one at a time, and checks each echo byte for byte. IPC: sends
 // { type: 'open' } once connected (or { type: 'error', message }); on
-// { cmd: 'stop' } it finishes the echo on its way, closes (1000) and sends
+// { cmd: 'stop' } it finishes the echo on its way (after MIN_ECHOES at least), closes (1000) and sends
 // { type: 'result', count, lat: [ms...], errors, closed, closeCode }.
 import { performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
@@ -51,8 +51,25 @@ ws.on('message', (data) => {
   else onIdle?.();
 });
 
+// Echoes that make a latency figure worth reading: an attack over in a fraction of a second
+// (the server ahead of it) still gets them, the stop waits for them (5 s at most).
+const MIN_ECHOES = 5;
+
 process.on('message', async (m) => {
   if (m.cmd !== 'stop') return;
+  if (r.count < MIN_ECHOES && !r.closed) {
+    await new Promise((resolve) => {
+      const poll = setInterval(() => {
+        if (r.count >= MIN_ECHOES || r.closed) done();
+      }, everyMs);
+      const limit = setTimeout(done, 5000);
+      function done() {
+        clearInterval(poll);
+        clearTimeout(limit);
+        resolve();
+      }
+    });
+  }
   running = false;
   if (timer !== null) clearTimeout(timer);
   const closedBefore = r.closed;
