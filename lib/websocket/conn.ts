@@ -68,7 +68,24 @@ export interface WebSocketOwner<S = unknown> {
 export interface MessageCompressor {
   /** The compressed payload (RFC 7692 tail removed), or null to send this message uncompressed. */
   compress(data: Uint8Array | string): Buffer | null;
+  /**
+   * Optional: compress() that may finish in a later loop turn: returns what
+   * compress() returns when it finished now, undefined otherwise, and then
+   * calls done() once, unless close() came first. One at a time.
+   */
+  compressLater?(data: Uint8Array | string, done: (err: Error | null, payload: Buffer | null) => void): Buffer | null | undefined;
+  /** True while a compressLater() goes on in later loop turns. */
+  readonly compressing?: boolean;
   close(): void;
+}
+
+/**
+ * @internal A handler threw outside the engine's onData (a message delivered once it
+ * finished inflating in a later turn): fail the connection as the engine
+ * does for one that throws inside it (the protocol's onHandlerError, 1011).
+ */
+export function failForHandler(conn: Conn, err: unknown): void {
+  if (!conn.closed) conn._proto?.onHandlerError?.(conn, err instanceof Error ? err : new Error(String(err)));
 }
 
 const enum WsState {
@@ -128,6 +145,9 @@ class WsExtras {
   fragmentOpcode = 0;
   err: Error | null | typeof CLEAN | undefined = undefined;
   session: unknown = undefined;
+  // While a message is being compressed in later loop turns: everything sent
+  // after it (frames, and closing the TCP connection), in order.
+  sendQueue: Array<() => void> | null = null;
 }
 
 /**
@@ -197,6 +217,14 @@ export class WebSocketConn<S = unknown> {
     (this._x ??= new WsExtras()).err = err;
   }
 
+  /** Sends waiting behind a message being compressed; null when none is. */
+  get #sendQueue(): Array<() => void> | null {
+    return this._x?.sendQueue ?? null;
+  }
+  set #sendQueue(q: Array<() => void> | null) {
+    if (q !== null || this._x !== undefined) (this._x ??= new WsExtras()).sendQueue = q;
+  }
+
   /** @internal True once onClose has been delivered. */
   get _done(): boolean {
     return this.#state === WsState.Closed;
@@ -213,7 +241,11 @@ export class WebSocketConn<S = unknown> {
    * has started, and OverflowError (nothing sent, the connection stays
    * open) when the message (its size before compression) alone, or with
    * what is queued already, is more than the engine's maxWriteBufferSize:
-   * see Conn.write.
+   * see Conn.write. With permessage-deflate a large message may be
+   * compressed over several loop turns (bounded work per turn,
+   * deflate-work.ts): whatever is sent after it waits for it, so the peer
+   * receives everything in the order it was written. As with every write,
+   * `data` must not change until it has been sent.
    */
   writeMessage(type: MessageType, data: Uint8Array | string): void {
     const opcode = opcodeOf(type, 'writeMessage');
@@ -223,11 +255,56 @@ export class WebSocketConn<S = unknown> {
     // Before compressing: a compressor with context takeover that compressed
     // a message it then could not send would leave the peer's inflater behind.
     checkFrameRoom(this._raw, 'writeMessage', data);
+    const queue = this.#sendQueue;
+    if (queue !== null) queue.push(() => this.#writeMessageNow(opcode, data));
+    else this.#writeMessageNow(opcode, data);
+  }
+
+  #writeMessageNow(opcode: number, data: Uint8Array | string): void {
+    const pmd = this._pmd;
+    if (pmd === null) {
+      this.#sendNow(opcode, data, true, false);
+      return;
+    }
     // permessage-deflate, when negotiated: messages under its threshold go
     // out as they are (RSV1 clear).
-    const packed = this._pmd !== null ? this._pmd.compress(data) : null;
-    if (packed !== null) this.#send(opcode, packed, true, true);
-    else this.#send(opcode, data, true, false);
+    const packed =
+      pmd.compressLater !== undefined ? pmd.compressLater(data, (err, payload) => this.#compressed(opcode, err, payload)) : pmd.compress(data);
+    if (packed === undefined) this.#sendQueue ??= [];
+    else if (packed !== null) this.#sendNow(opcode, packed, true, true);
+    else this.#sendNow(opcode, data, true, false);
+  }
+
+  /** A message compressed in later loop turns: send it, then what waited behind it. */
+  #compressed(opcode: number, err: Error | null, payload: Buffer | null): void {
+    if (err !== null) {
+      // zlib failed to compress (out of memory): nothing queued can follow in order.
+      this.#sendQueue = null;
+      this.closeAndClean(err);
+      return;
+    }
+    try {
+      this.#sendNow(opcode, payload!, true, true);
+      const queue = this.#sendQueue;
+      if (queue === null) return;
+      while (queue.length > 0) {
+        queue.shift()!();
+        // That was a message that compresses in later turns too: the rest waits for it.
+        if (this.#sendQueue === null || this._pmd?.compressing === true) return;
+      }
+      this.#sendQueue = null;
+    } catch (e) {
+      // The engine refused the write (it is stopping): what waited cannot go out in order.
+      this.#sendQueue = null;
+      if (!this._raw.closed) this.closeAndClean(e as Error);
+    }
+  }
+
+  /** Runs `action` (a frame, closing the TCP connection) now, or after what waits behind a message being compressed. */
+  #inOrder(action: () => void): void {
+    const queue = this.#sendQueue;
+    if (queue !== null) queue.push(action);
+    else action();
   }
 
   /**
@@ -281,7 +358,8 @@ export class WebSocketConn<S = unknown> {
     if (err !== null && !(err instanceof Error)) throw new TypeError('closeWithError(err): err must be an Error or null');
     if (this.#state === WsState.Closed) return;
     this.#localClose(err);
-    this._raw.closeWithError(err);
+    // What was written is flushed first, a message still being compressed included.
+    this.#inOrder(() => this._raw.closeWithError(err));
   }
 
   /** Closes now and releases everything: queued data dropped, RST sent; onClose receives `err`. */
@@ -289,6 +367,9 @@ export class WebSocketConn<S = unknown> {
     if (err !== null && !(err instanceof Error)) throw new TypeError('closeAndClean(err): err must be an Error or null');
     if (this.#state === WsState.Closed) return;
     this.#localClose(err);
+    // Nothing waits: a message being compressed is dropped with its zlib state.
+    this.#sendQueue = null;
+    this._pmd?.close();
     this._raw.closeAndClean(err);
   }
 
@@ -337,6 +418,11 @@ export class WebSocketConn<S = unknown> {
     return this._raw.remoteAddr;
   }
 
+  /** 'native' (the engine's own descriptor) or 'node-stream' (a TLS socket from Node served through its stream); see Conn.transport. */
+  get transport(): 'native' | 'node-stream' {
+    return this._raw.transport;
+  }
+
   /** 'blocking' (a reader thread of its own) or 'nonblocking' (the poller); see Engine's ioMode. */
   get ioMode(): 'blocking' | 'nonblocking' {
     return this._raw.ioMode;
@@ -351,7 +437,15 @@ export class WebSocketConn<S = unknown> {
   // Writing frames
 
   #send(opcode: number, data: Uint8Array | string, fin: boolean, rsv1: boolean): void {
+    const queue = this.#sendQueue;
+    if (queue !== null) queue.push(() => this.#sendNow(opcode, data, fin, rsv1));
+    else this.#sendNow(opcode, data, fin, rsv1);
+  }
+
+  #sendNow(opcode: number, data: Uint8Array | string, fin: boolean, rsv1: boolean): void {
     const raw = this._raw;
+    // Run from the queue after the connection closed: nothing more goes out.
+    if (raw.closed) return;
     if (this._owner.masked) {
       raw.writev(frame(opcode, data, { fin, rsv1, mask: true }));
       return;
@@ -422,7 +516,7 @@ export class WebSocketConn<S = unknown> {
     // wait for it, but waiting gains nothing here: our FIN follows our close
     // frame and the peer's close frame has been read. The close timeout
     // bounds the wait for the peer's FIN.
-    this._raw._closeWithin(this._owner.closeTimeout);
+    this.#inOrder(() => this._raw._closeWithin(this._owner.closeTimeout));
     this._owner.deliverCloseFrame(this, code, reason);
   }
 
@@ -445,7 +539,7 @@ export class WebSocketConn<S = unknown> {
     if (this.closeInfo === null) this.closeInfo = { code: closeCode, reason: '', wasClean: false, initiator: 'local', error: err };
     this._receiver?.stop();
     if (this.#state === WsState.Open) this.#sendClose(closeCode, '');
-    this._raw._closeWithin(this._owner.closeTimeout);
+    this.#inOrder(() => this._raw._closeWithin(this._owner.closeTimeout));
   }
 
   /** @internal The raw connection closed: report once. */
@@ -463,7 +557,8 @@ export class WebSocketConn<S = unknown> {
     }
     this._receiver?.stop();
     this._receiver = null;
-    this._pmd?.close();
+    this.#sendQueue = null;
+    this._pmd?.close(); // cancels a compression or inflation still going on
     this._pmd = null;
     this._owner.deliverClose(this, err);
   }
