@@ -66,7 +66,13 @@ const writeStats = () => {
   writeFileSync(`${file}.tmp`, JSON.stringify({ at: Date.now(), stats: engine.stats(), fds, threads, messages, closes, peerCodes }));
   renameSync(`${file}.tmp`, file);
 };
-const timer = setInterval(writeStats, 1000);
+// A harness killed outright (a test runner's timeout sends SIGKILL) cannot stop its server:
+// an orphan, re-parented away from it, stops itself.
+const parent = process.ppid;
+const timer = setInterval(() => {
+  if (process.ppid !== parent) stop();
+  else writeStats();
+}, 1000);
 writeStats();
 
 const stop = async () => {
