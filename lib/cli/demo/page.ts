@@ -74,12 +74,12 @@ export const PAGE = String.raw`<!doctype html>
     <form id="send-form"><input id="message" maxlength="500" placeholder="Say something to everyone here" autocomplete="off"><button>send</button></form>
   </section>
   <section id="figures">
-    <h2>The engine, live <span class="key">(engine.stats() and process.memoryUsage(), every second)</span></h2>
+    <h2>The engine, live <span class="key">(engine.stats() and process.memoryUsage(), every second, the last 30 s)</span></h2>
     <div class="grid">
       <div class="fig" id="fig-conns"><div class="label">connections by I/O mode: <span class="key"><span class="nb">■ poller</span> <span class="bl">■ thread</span></span></div><div class="value" data-value></div><svg viewBox="0 0 120 40" preserveAspectRatio="none"></svg></div>
       <div class="fig" id="fig-messages"><div class="label">WebSocket messages per second (in + out)</div><div class="value" data-value></div><svg viewBox="0 0 120 40" preserveAspectRatio="none"></svg></div>
       <div class="fig" id="fig-queued"><div class="label">bytes queued for the kernel</div><div class="value" data-value></div><svg viewBox="0 0 120 40" preserveAspectRatio="none"></svg></div>
-      <div class="fig" id="fig-rss"><div class="label">resident memory (RSS) of the server</div><div class="value" data-value></div><svg viewBox="0 0 120 40" preserveAspectRatio="none"></svg></div>
+      <div class="fig" id="fig-rss"><div class="label">resident memory (RSS) of the server <span class="key" data-heap></span></div><div class="value" data-value></div><svg viewBox="0 0 120 40" preserveAspectRatio="none"></svg></div>
     </div>
     <p class="note" id="figures-note"></p>
   </section>
@@ -110,7 +110,7 @@ export const PAGE = String.raw`<!doctype html>
 (function () {
   var $ = function (id) { return document.getElementById(id); };
   var SVG = 'http://www.w3.org/2000/svg';
-  var POINTS = 60;
+  var POINTS = 30; // seconds of history per chart
   var ws = null;
   var me = '';
   var columns = [];
@@ -157,9 +157,10 @@ export const PAGE = String.raw`<!doctype html>
   }
 
   // ---- the chat
+  // The name to join with: the box, else the page's own ?name= (a bookmark, a reload after a rename).
   function connect() {
     reconnectTimer = null;
-    var name = $('name').value.trim();
+    var name = $('name').value.trim() || new URLSearchParams(location.search).get('name') || '';
     setStatus('connecting', 'connecting…');
     ws = new WebSocket('ws://' + location.host + '/ws' + (name ? '?name=' + encodeURIComponent(name) : ''));
     ws.onmessage = function (ev) { receive(JSON.parse(ev.data)); };
@@ -185,8 +186,9 @@ export const PAGE = String.raw`<!doctype html>
       case 'hello':
         me = m.name;
         $('name').value = me;
+        history.replaceState(null, '', '?name=' + encodeURIComponent(me));
         setStatus('open', 'connected as ' + me);
-        $('engine-mode').textContent = 'this server runs in ' + m.ioMode + ' mode' + (m.ioMode === 'mixed' ? ' (a reader thread for the first ' + m.maxBlockingOnline + ' connections, the poller beyond)' : '') + '; this page is read by ' + (m.conn === 'blocking' ? 'a thread' : 'the poller');
+        $('engine-mode').textContent = 'this server runs in ' + m.ioMode + ' mode' + (m.ioMode === 'mixed' ? ' (reader threads for at most ' + m.maxBlockingOnline + ' connection' + (m.maxBlockingOnline === 1 ? '' : 's') + ', the poller beyond)' : '') + '; this page is read by ' + (m.conn === 'blocking' ? 'a thread' : 'the poller');
         $('log').replaceChildren();
         m.history.forEach(chatLine);
         setupLab(m);
@@ -201,7 +203,11 @@ export const PAGE = String.raw`<!doctype html>
         online(m.online);
         break;
       case 'renamed':
-        if (m.from === me) { me = m.to; setStatus('open', 'connected as ' + me); }
+        if (m.from === me) {
+          me = m.to;
+          setStatus('open', 'connected as ' + me);
+          history.replaceState(null, '', '?name=' + encodeURIComponent(me));
+        }
         logLine('renamed', [document.createTextNode(m.from + ' is now ' + m.to)]);
         break;
       case 'stats': figures(m); break;
@@ -243,7 +249,8 @@ export const PAGE = String.raw`<!doctype html>
     set('fig-conns', s.nonblocking + ' poller · ' + s.blocking + ' thread');
     set('fig-messages', s.messagesInPerSec + ' in · ' + s.messagesOutPerSec + ' out');
     set('fig-queued', bytes(s.queuedBytes));
-    set('fig-rss', bytes(s.rss) + ' (JS heap ' + bytes(s.heapUsed) + ')');
+    set('fig-rss', bytes(s.rss));
+    $('fig-rss').querySelector('[data-heap]').textContent = '· JS heap ' + bytes(s.heapUsed);
     draw('fig-conns', [{ data: series.poller, color: '#2563eb' }, { data: series.thread, color: '#d97706' }]);
     draw('fig-messages', [{ data: series.messages, color: '#2563eb' }]);
     draw('fig-queued', [{ data: series.queued, color: '#2563eb' }]);
