@@ -176,6 +176,14 @@ t.test('netloop demo: the page over HTTP, chat, figures, the close lab, leaving'
     t.same(only.row.columns.map((c) => [c.column, c.onClose.observed]), [['blocking', 'SysError ECONNRESET']], 'one mode asked, one column played');
     await alice.next('lab-done', (x) => x.id === 8, 20000);
 
+    // Runs are played one at a time with four at most waiting: a sixth asked at once is refused.
+    for (let id = 20; id < 26; id++) alice.send({ type: 'lab', id, events: ['TCP reset'], modes: ['nonblocking'] });
+    const ahead = [];
+    for (let id = 20; id < 25; id++) ahead.push((await alice.next('lab-queued', (x) => x.id === id)).ahead);
+    t.same(ahead, [0, 1, 2, 3, 4], 'each told how many runs are ahead of it');
+    t.match(await alice.next('lab-error', (x) => x.id === 25), { message: 'the lab is busy: try again in a few seconds' });
+    await alice.next('lab-done', (x) => x.id === 24, 20000);
+
     alice.send({ type: 'lab', id: 9, events: ['no such row'], modes: ['blocking'] });
     t.match(await alice.next('lab-error'), { id: 9, message: 'unknown event "no such row"' });
     alice.send({ type: 'lab', id: 10, events: ['TCP reset'], modes: ['threads'] });

@@ -78,19 +78,22 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
   let messagesIn = 0;
   let messagesOut = 0;
 
-  const send = (ws: WebSocketConn<Member>, msg: object): void => {
+  // A page that does not read (its queue past maxWriteBufferSize: OverflowError) is closed
+  // alone: the others still get the message, and the figures' timer does not throw.
+  const deliver = (ws: WebSocketConn<Member>, text: string): void => {
     if (ws.closed) return;
-    ws.writeMessage('text', JSON.stringify(msg));
-    messagesOut++;
+    try {
+      ws.writeMessage('text', text);
+      messagesOut++;
+    } catch (err) {
+      ws.closeWithError(err as Error);
+    }
   };
+  const send = (ws: WebSocketConn<Member>, msg: object): void => deliver(ws, JSON.stringify(msg));
   // Encoded once for everyone.
   const broadcast = (msg: object): void => {
     const text = JSON.stringify(msg);
-    for (const ws of members) {
-      if (ws.closed) continue;
-      ws.writeMessage('text', text);
-      messagesOut++;
-    }
+    for (const ws of members) deliver(ws, text);
   };
 
   const upgrader = new Upgrader<Member>({
@@ -247,12 +250,11 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
     engine,
     async stop() {
       clearInterval(ticker);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve())); // no new page or upgrade from now on
       await engine.stop(); // 1001 to every page, answers awaited (closeTimeout at most)
       await lab.stop();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      server.closeAllConnections(); // keep-alive page requests
+      await closed;
     },
   };
 }
