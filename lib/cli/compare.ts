@@ -417,7 +417,8 @@ function show(c: Cell): string {
 
 /** The observed table as markdown, and how many cells differ from the contract. */
 export function formatComparison(rows: readonly ComparisonRow[]): { table: string; marked: number } {
-  const names = rows[0]?.columns.map((c) => c.column) ?? MODE_COLUMNS.map((c) => c.name);
+  // Rows built by hand before `columns` existed have every column.
+  const names = rows[0]?.columns?.map((c) => c.column) ?? MODE_COLUMNS.map((c) => c.name);
   const head = ['event', ...names.map((n) => `onClose: ${n}`), 'close handler', 'wire (server → peer)', 'closeInfo'];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   let marked = 0;
