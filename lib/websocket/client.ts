@@ -9,8 +9,8 @@ import { Engine } from '../engine.js';
 import { HttpError, NetClosedError, NetloopError, ProtocolError, TimeoutError, type BudgetError } from '../errors.js';
 import { ResponseParser, headerValue, type ResponseHead, type ResponseParser as Parser } from '../http/response-parser.js';
 import { computeAccept } from '../http/upgrade.js';
-import { listElements, listHasToken } from '../http/chars.js';
-import { WebSocketConn, type ClosedWebSocketConn, type WebSocketOwner } from './conn.js';
+import { listElements, listHasToken, trimOws } from '../http/chars.js';
+import { WebSocketConn, failForHandler, type ClosedWebSocketConn, type WebSocketOwner } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
 import { PerMessageDeflate, inflationLimit, acceptClientResponse, offerClient, type DeflateOptions } from './deflate.js';
@@ -146,6 +146,9 @@ class ClientSession<S> implements ReceiverHandlers, WebSocketOwner<S> {
   onError(err: ProtocolError | BudgetError): void {
     this.ws._protocolError(err);
   }
+  onResumeError(_owner: unknown, err: unknown): void {
+    failForHandler(this.ws._raw, err);
+  }
 }
 
 class FrameClientSession<S> extends ClientSession<S> {
@@ -198,7 +201,9 @@ const handshakeProto: ConnProtocol = {
     }
     const head = r.head;
     if (head.status !== 101) {
-      fail(conn, h, new HandshakeError('WS_ERR_HANDSHAKE_STATUS', head.status, `the server answered ${head.status} ${head.reason}`.trimEnd(), head));
+      // The reason is the server's text: trimmed by index like every value from it.
+      const reason = trimOws(head.reason);
+      fail(conn, h, new HandshakeError('WS_ERR_HANDSHAKE_STATUS', head.status, `the server answered ${head.status}${reason === '' ? '' : ` ${reason}`}`, head));
       return;
     }
     if (!listHasToken(headerValue(head, 'upgrade'), 'websocket') || !listHasToken(headerValue(head, 'connection'), 'upgrade')) {
