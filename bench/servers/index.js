@@ -67,6 +67,19 @@ function netloopServer(mode) {
   };
 }
 
+// An echo server that is one script of bench/servers/, started with --host and --port.
+function scriptServer({ describe, protocols, script, missing }) {
+  return {
+    describe,
+    protocols,
+    command: ({ host, port, nodeFlags }) => ({
+      file: node,
+      args: [...flags(nodeFlags), path.join(benchDir, 'servers', script), '--host', host, '--port', String(port)],
+    }),
+    missing,
+  };
+}
+
 // Socket.IO and its client are devDependencies: a checkout without them says so.
 function socketIoMissing() {
   try {
@@ -96,24 +109,13 @@ export const servers = {
   'netloop-nonblocking': netloopServer('nonblocking'),
   'netloop-blocking': netloopServer('blocking'),
   'netloop-mixed': netloopServer('mixed'),
-  'netloop-http': {
+  'netloop-http': scriptServer({
     describe: 'netloop mounted on an http.Server: every upgrade taken over with handleUpgrade (bench/servers/netloop-http-echo.js)',
     protocols: ['ws'],
-    command: ({ host, port, nodeFlags }) => ({
-      file: node,
-      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'netloop-http-echo.js'), '--host', host, '--port', String(port)],
-    }),
+    script: 'netloop-http-echo.js',
     missing: cliMissing, // the same build (dist/) as the CLI
-  },
-  net: {
-    describe: "Node's net module: bench/servers/net-echo.js",
-    protocols: ['tcp'],
-    command: ({ host, port, nodeFlags }) => ({
-      file: node,
-      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'net-echo.js'), '--host', host, '--port', String(port)],
-    }),
-    missing: () => null,
-  },
+  }),
+  net: scriptServer({ describe: "Node's net module: bench/servers/net-echo.js", protocols: ['tcp'], script: 'net-echo.js', missing: () => null }),
   ws: {
     describe: 'the ws package (8, with bufferutil): bench/servers/ws-echo.js (broadcast: ws-broadcast.js)',
     protocols: ['ws'],
@@ -131,15 +133,12 @@ export const servers = {
       }
     },
   },
-  'netloop-ws': {
+  'netloop-ws': scriptServer({
     describe: "netloop/ws, netloop's ws-compatible API: bench/servers/netloop-ws-echo.js (ws-echo.js with the import changed)",
     protocols: ['ws'],
-    command: ({ host, port, nodeFlags }) => ({
-      file: node,
-      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'netloop-ws-echo.js'), '--host', host, '--port', String(port)],
-    }),
+    script: 'netloop-ws-echo.js',
     missing: cliMissing, // netloop/ws is dist/compat/ws.js: built with the CLI
-  },
+  }),
   'socketio-ws': socketIoServer('ws'),
   'socketio-netloop': socketIoServer('netloop'),
   c: {
