@@ -1111,7 +1111,12 @@ void Loop::OnReaderDone(const ReaderEvent& e) {
     // unless the reader had already seen the connection fail.
     if (e.stopped_by == 0 && e.err != 0) {
       CloseNow(slot, kReasonErrno, e.err, (s.flags & kFlagAbortive) != 0);
-    } else if (e.stopped_by == 0 && s.close_reason != kReasonOverflow && s.close_reason != kReasonWriteTimeout) {
+    } else if (e.stopped_by == 0 && s.close_reason != kReasonOverflow && s.close_reason != kReasonWriteTimeout &&
+               s.close_reason != kReasonErrno && s.close_reason != kReasonBudget) {
+      // The reader ended at EOF before it learned of our close. Not when the
+      // writer failed with a socket error: the kernel reports a reset once,
+      // and when the write consumed it the reader's recv() then returns 0;
+      // the reset is what happened.
       CloseNow(slot, kReasonEof, 0, (s.flags & kFlagAbortive) != 0);
     } else {
       CloseNow(slot, s.close_reason, s.close_errno, (s.flags & kFlagAbortive) != 0);
