@@ -301,6 +301,29 @@ t.test('every documentation code block compiles and runs', async (t) => {
   await Promise.all([worker(), worker()]);
 });
 
+// GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens.
+function slug(heading) {
+  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-');
+}
+
+t.test('every relative link of the documentation reaches a file, and its #anchor a heading', async (t) => {
+  let links = 0;
+  for (const file of docFiles()) {
+    const text = fs.readFileSync(path.join(ROOT, file), 'utf8').replace(/^```[\s\S]*?^```$/gm, '');
+    for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (/^[a-z]+:/.test(target)) continue; // https:, mailto:
+      links++;
+      const [rel, anchor] = target.split('#');
+      const dest = rel === '' ? path.join(ROOT, file) : path.resolve(path.dirname(path.join(ROOT, file)), rel);
+      if (!t.ok(fs.existsSync(dest), `${file}: ${target} exists`)) continue;
+      if (anchor === undefined || !dest.endsWith('.md')) continue;
+      const headings = [...fs.readFileSync(dest, 'utf8').matchAll(/^#+ (.*)$/gm)].map((m) => slug(m[1]));
+      t.ok(headings.includes(anchor), `${file}: ${target} names a heading`);
+    }
+  }
+  t.ok(links >= 20, `checked ${links} links`);
+});
+
 t.test('the typedoc configuration is one typedoc accepts, for lib/index.ts, into the ignored docs/api', async (t) => {
   // Reading the configuration is quick; converting the program (npm run docs)
   // takes 15-20 s here, too slow for every test run: it is left to `npm run
