@@ -3,14 +3,40 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 
+/** An address string, parsed: a TCP host and port, or a Unix socket path. */
 export type ParsedAddress =
-  | { kind: 'inet'; host: string; port: number }
-  | { kind: 'unix'; path: string };
+  | {
+      /** TCP. */
+      kind: 'inet';
+      /** A host name or numeric address; '0.0.0.0' for ":port". */
+      host: string;
+      /** 0..65535; 0 lets the system choose when listening. */
+      port: number;
+    }
+  | {
+      /** A Unix domain socket. */
+      kind: 'unix';
+      /** Its path. */
+      path: string;
+    };
 
 /** Parses an address string; throws TypeError with the reason when it is not one. */
 export function parseAddress(addr: unknown): ParsedAddress {
   if (typeof addr !== 'string') {
     throw new TypeError(`address must be a string like "127.0.0.1:8080" or "unix:/path", got ${typeof addr}`);
+  }
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(addr);
+  if (scheme !== null) {
+    // A URL where a listen or dial address belongs (ws://, http://, tcp://):
+    // the scheme and path mean nothing here, say what would.
+    let hint = '';
+    try {
+      const u = new URL(addr);
+      if (u.host !== '') hint = `, e.g. "${u.port === '' ? `${u.host}:PORT` : u.host}"`;
+    } catch {
+      // not even a URL: no example
+    }
+    throw new TypeError(`address "${addr}": addresses are host:port without a scheme (${scheme[1]}://) or path${hint}${/^wss?$/i.test(scheme[1]!) ? "; a ws:// URL is dialed with dial() from 'netloop'" : ''}`);
   }
   if (addr.startsWith('unix:')) {
     const path = addr.slice(5);
@@ -47,6 +73,7 @@ export async function resolveHost(host: string): Promise<string> {
   return address;
 }
 
+/** The address string of a family ('IPv4', 'IPv6', 'unix'), host and port. */
 export function formatAddress(family: string, host: string, port: number): string {
   if (family === 'unix') return `unix:${host}`;
   return family === 'IPv6' ? `[${host}]:${port}` : `${host}:${port}`;

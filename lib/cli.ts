@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The netloop command: `netloop echo` runs an echo server until SIGINT/SIGTERM.
 import { parseArgs } from 'node:util';
-import { Engine, type IoMode } from './engine.js';
+import { Engine, type IoMode } from './index.js'; // index: Engine with its supervisor registered (--workers)
 import { Upgrader } from './websocket/upgrader.js';
 import type { SupervisorOptions } from './workers.js';
 import type { Conn } from './conn.js';

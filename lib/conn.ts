@@ -4,8 +4,9 @@
 // array and flushed once per batch (or at the end of the current tick), so
 // that each connection gets one corked sendmsg. Everything that closes a
 // connection is ordered after the writes made before it.
-import { NetClosedError } from './errors.js';
-import type { Engine } from './engine.js';
+import { NetClosedError, OverflowError } from './errors.js';
+import { checkInt, MAX_MS } from './options.js';
+import type { EngineStats } from './cluster.js';
 
 /** Connection states as the JS side sees them. */
 export const enum ConnState {
@@ -14,7 +15,86 @@ export const enum ConnState {
   Closed = 2, // onClose called
 }
 
+/** An absolute time (a Date, or epoch ms: Date.now() + ms), or null (or 0) for none. */
 export type Deadline = Date | number | null;
+
+// Epoch milliseconds below this (1973) are not a time anyone means: such a
+// number passed as a deadline is a duration (setReadDeadline(5000)), which
+// would otherwise expire at once and close the connection.
+const MIN_EPOCH_MS = 1e11;
+
+function checkAbsolute(what: 'setReadDeadline' | 'setWriteDeadline', deadline: Deadline): void {
+  if (typeof deadline === 'number' && deadline > 0 && deadline < MIN_EPOCH_MS) {
+    const relative = what === 'setReadDeadline' ? 'setReadTimeout' : 'setWriteTimeout';
+    throw new TypeError(`${what} takes an absolute time (Date or Date.now() + ms); use ${relative}(ms) for a duration`);
+  }
+}
+
+/** A duration as the deadline it ends at: null (cleared) for 0. */
+export function timeoutDeadline(what: string, ms: unknown): Deadline {
+  return checkInt(`${what}(ms)`, ms, 0, MAX_MS) === 0 ? null : Date.now() + (ms as number);
+}
+
+// Writes larger than this are checked against maxWriteBufferSize when they
+// are made. The check asks native for the connection's queue, which first
+// flushes the batch's corked writes: too dear for every small write, nothing
+// next to copying a MiB. Small writes can only overflow by piling up, and
+// that closes the connection with OverflowError as before (the limit's policy).
+const LARGE_WRITE = 1024 * 1024;
+
+/**
+ * @internal Throws OverflowError, so that nothing is queued, when `bytes`
+ * more would take the connection's queue past maxWriteBufferSize (the bytes
+ * queued now plus these, as if the kernel took none of them at once).
+ * `units` is a lower bound of `bytes` (a string's length) that is cheap to
+ * know: below the threshold, `bytes` is never computed.
+ */
+export function checkRoom(conn: Conn, what: string, units: number, bytes: () => number): void {
+  const limit = conn.engine.options.maxWriteBufferSize;
+  if (units <= LARGE_WRITE && units <= limit) return;
+  const size = bytes();
+  const queued = size > limit ? 0 : conn.bufferedAmount;
+  if (size + queued <= limit) return;
+  throw new OverflowError(
+    limit,
+    `${what}: ${size} bytes${queued > 0 ? ` with ${queued} already queued` : ''} would exceed maxWriteBufferSize (${limit}); nothing was queued and the connection is open`,
+  );
+}
+
+function byteLengthOf(data: Uint8Array | string): number {
+  return typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+}
+
+/**
+ * The engine a connection belongs to, as the connection sees it: Engine
+ * implements it. An interface rather than the Engine class, so that this
+ * module does not import the engine that imports it.
+ */
+export interface ConnEngine {
+  /** The engine's options, defaults filled in (Engine.options). */
+  readonly options: {
+    /** Bytes a connection may have queued (EngineOptions.maxWriteBufferSize). */
+    readonly maxWriteBufferSize: number;
+  };
+  /** Whether the engine runs. */
+  readonly running: boolean;
+  /** The addresses the engine listens on. */
+  addresses(): string[];
+  /** The engine's connection counters. */
+  stats(): EngineStats;
+  /** Stops the engine, closing every connection (see Engine.stop). */
+  stop(): Promise<void>;
+  /** @internal */ readonly _now: number;
+  /** @internal */ readonly _online: number;
+  /** @internal */ _write(c: Conn, data: Uint8Array | string): void;
+  /** @internal */ _writeBytes(c: Conn, src: Uint8Array, start: number, end: number): void;
+  /** @internal */ _close(c: Conn, err: Error | null, abortive: boolean, timeoutMs?: number): void;
+  /** @internal */ _setDeadline(c: Conn, kind: 0 | 1, deadline: Deadline): void;
+  /** @internal */ _bufferedAmount(c: Conn): number;
+  /** @internal */ _address(c: Conn, peer: boolean): string | undefined;
+  /** @internal The memory budget that protocols' buffers count against (Engine._hold; websocket/receiver.ts ReceiveBudget). */
+  readonly _receiveBudget: { hold(delta: number): boolean; readonly budget: number };
+}
 
 /**
  * @internal A protocol layered on raw connections (lib/websocket). The engine
@@ -43,7 +123,11 @@ class ConnExtras {
   session: unknown = undefined;
 }
 
-export class Conn {
+/**
+ * One connection of an Engine (raw TCP or a Unix stream socket). `S` is
+ * the type of the value attached with setSession().
+ */
+export class Conn<S = unknown> {
   /** @internal */ _slot: number;
   /** @internal */ _gen: number;
   /** @internal */ _state: ConnState = ConnState.Open;
@@ -59,10 +143,11 @@ export class Conn {
   /** @internal */ _protoState: unknown = undefined;
   /** @internal Served by a reader thread of its own (blocking I/O) rather than the poller. */
   _blocking = false;
-  readonly engine: Engine;
+  /** The engine this connection belongs to. */
+  readonly engine: ConnEngine;
 
   /** @internal */
-  constructor(engine: Engine, slot: number, gen: number, local: string | undefined, remote: string | undefined) {
+  constructor(engine: ConnEngine, slot: number, gen: number, local: string | undefined, remote: string | undefined) {
     this.engine = engine;
     this._slot = slot;
     this._gen = gen;
@@ -74,6 +159,7 @@ export class Conn {
   get _closeErr(): Error | null | undefined {
     return this._x?.closeErr;
   }
+  /** @internal */
   set _closeErr(err: Error | null | undefined) {
     (this._x ??= new ConnExtras()).closeErr = err;
   }
@@ -87,6 +173,7 @@ export class Conn {
   get _local(): string | undefined {
     return this._x?.local;
   }
+  /** @internal */
   set _local(addr: string | undefined) {
     (this._x ??= new ConnExtras()).local = addr;
   }
@@ -95,6 +182,7 @@ export class Conn {
   get _remote(): string | undefined {
     return this._x?.remote;
   }
+  /** @internal */
   set _remote(addr: string | undefined) {
     (this._x ??= new ConnExtras()).remote = addr;
   }
@@ -117,25 +205,33 @@ export class Conn {
    * Queues bytes for sending. Strings are sent as UTF-8. Small writes are
    * copied at once; a buffer larger than 16 KiB is read when the batch is
    * flushed (the end of the current tick), so do not modify it before then.
-   * Throws NetClosedError after the connection was closed.
+   * Throws NetClosedError after the connection was closed, and OverflowError
+   * (nothing queued, the connection stays open) when the data alone, or
+   * with what is queued already, is more than maxWriteBufferSize; that is
+   * checked for writes over 1 MiB (or over the limit), smaller ones that
+   * pile up past it close the connection with OverflowError.
    */
   write(data: Uint8Array | string): void {
     if (this._state !== ConnState.Open) throw new NetClosedError();
+    if (typeof data === 'string' || data instanceof Uint8Array) checkRoom(this, 'write', data.length, () => byteLengthOf(data));
     this.engine._write(this, data);
   }
 
-  /** Queues several buffers, in order, as one write. */
+  /** Queues several buffers, in order, as one write; all or nothing, with write()'s checks on their total size. */
   writev(list: ReadonlyArray<Uint8Array | string>): void {
     if (this._state !== ConnState.Open) throw new NetClosedError();
     if (!Array.isArray(list)) throw new TypeError('writev(list): list must be an array of Buffers or strings');
     // All or nothing: a bad element must not leave the ones before it queued
     // (in a framed protocol that would corrupt the stream).
+    let units = 0;
     for (let i = 0; i < list.length; i++) {
       const data: unknown = list[i];
       if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
         throw new TypeError(`writev(list): list[${i}] must be a Buffer, Uint8Array or string, got ${data === null ? 'null' : typeof data}`);
       }
+      units += data.length;
     }
+    checkRoom(this, 'writev', units, () => list.reduce((sum: number, data) => sum + byteLengthOf(data), 0));
     for (const data of list) this.engine._write(this, data);
   }
 
@@ -145,9 +241,9 @@ export class Conn {
   }
 
   /** Sets the function called each time this connection's write queue becomes empty. */
-  onDrain(handler: ((conn: Conn) => void) | null): void {
+  onDrain(handler: ((conn: Conn<S>) => void) | null): void {
     if (handler !== null && typeof handler !== 'function') throw new TypeError('onDrain(handler): handler must be a function or null');
-    if (handler !== null || this._x !== undefined) (this._x ??= new ConnExtras()).drainHandler = handler ?? undefined;
+    if (handler !== null || this._x !== undefined) (this._x ??= new ConnExtras()).drainHandler = (handler as ((conn: Conn) => void) | null) ?? undefined;
   }
 
   /**
@@ -188,28 +284,44 @@ export class Conn {
   /**
    * Closes the connection with TimeoutError("read timeout"; "i/o timeout"
    * for a blocking connection, whose blocked read times out) if it is still
-   * open at `deadline` (a Date or epoch milliseconds, like Date.now()). null
-   * or 0 clears it. Reading does not move it: set it again to extend it.
+   * open at `deadline` (a Date or epoch milliseconds, like Date.now() + ms).
+   * null or 0 clears it. Reading does not move it: set it again to extend
+   * it. A small number (a duration, not a time) throws TypeError: use
+   * setReadTimeout(ms) for that.
    */
   setReadDeadline(deadline: Deadline): void {
+    checkAbsolute('setReadDeadline', deadline);
     this.engine._setDeadline(this, 0, deadline);
   }
 
   /**
    * Closes the connection with TimeoutError("write timeout") if, at
-   * `deadline`, written data is still waiting for the peer. null or 0 clears it.
+   * `deadline`, written data is still waiting for the peer. null or 0 clears
+   * it. A small number throws TypeError: use setWriteTimeout(ms).
    */
   setWriteDeadline(deadline: Deadline): void {
+    checkAbsolute('setWriteDeadline', deadline);
     this.engine._setDeadline(this, 1, deadline);
   }
 
-  /** Attaches any value to the connection. */
-  setSession(session: unknown): void {
+  /** setReadDeadline(Date.now() + ms): the connection is closed if still open `ms` from now. 0 clears. */
+  setReadTimeout(ms: number): void {
+    this.engine._setDeadline(this, 0, timeoutDeadline('setReadTimeout', ms));
+  }
+
+  /** setWriteDeadline(Date.now() + ms): written data must be taken by the peer within `ms`. 0 clears. */
+  setWriteTimeout(ms: number): void {
+    this.engine._setDeadline(this, 1, timeoutDeadline('setWriteTimeout', ms));
+  }
+
+  /** Attaches a value to the connection (read back with `session`). */
+  setSession(session: S): void {
     (this._x ??= new ConnExtras()).session = session;
   }
 
-  get session(): unknown {
-    return this._x?.session;
+  /** The value given to setSession(); undefined before. */
+  get session(): S | undefined {
+    return this._x?.session as S | undefined;
   }
 
   /** "127.0.0.1:8080", "[::1]:8080" or "unix:/path". */

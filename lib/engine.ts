@@ -3,10 +3,14 @@
 // iteration, JS answers with one command array (native.ts has the layout).
 import { readFileSync } from 'node:fs';
 import { constants as osConstants, totalmem } from 'node:os';
-import { Conn, ConnState, type ConnProtocol, type Deadline } from './conn.js';
+import { Conn, ConnState, type ConnEngine, type ConnProtocol, type Deadline } from './conn.js';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { parseAddress, resolveHost, formatAddress, type ParsedAddress } from './address.js';
+import { detach, release, whyNotAdoptable } from './adopt.js';
 import { BurstWatcher, PEAK_THRESHOLD, PeakWatcher } from './memory.js';
-import { clusterOptions, createCluster, type EngineCluster, type SupervisorOptions, type WorkerStats } from './workers.js';
+import { boolOption, callbackOption, checkInt, checkKnownOptions } from './options.js';
+import { clusterOptions, createCluster, type EngineCluster, type EngineStats, type SupervisorOptions, type WorkerStats } from './cluster.js';
 import {
   BudgetError,
   EOFError,
@@ -36,6 +40,7 @@ import {
   REC_DIAL_FAIL,
   REC_DRAIN,
   REC_OPEN,
+  ADOPTED_LISTENER,
   IO_BLOCKING,
   IO_MIXED,
   IO_NONBLOCKING,
@@ -47,20 +52,21 @@ import {
   type NativeAddress,
 } from './native.js';
 
-export interface EngineOptions {
+/** Options of new Engine(); `S` is the type of each connection's session (Conn.setSession). */
+export interface EngineOptions<S = unknown> {
   /** Addresses to listen on: "127.0.0.1:8080", "[::1]:8080", ":8080", "unix:/tmp/app.sock". */
   addrs?: string[];
   /** A connection opened (accepted, or dialed by this engine). */
-  onOpen?: (conn: Conn) => void;
+  onOpen?: (conn: Conn<S>) => void;
   /**
    * Bytes arrived. `data` is a view of the engine's receive buffer, valid
    * until this callback returns: copy it (Buffer.from(data)) to keep it.
    */
-  onData?: (conn: Conn, data: Buffer) => void;
+  onData?: (conn: Conn<S>, data: Buffer) => void;
   /** The connection closed: called exactly once, with null or the reason (errors.ts). */
-  onClose?: (conn: Conn, err: Error | null) => void;
+  onClose?: (conn: Conn<S>, err: Error | null) => void;
   /** A connection's write queue became empty. */
-  onDrain?: (conn: Conn) => void;
+  onDrain?: (conn: Conn<S>) => void;
   /**
    * listen() backlog. Default: the system's limit (Linux: net.core.somaxconn,
    * read once), else 511. A burst of connects larger than the backlog has
@@ -142,48 +148,56 @@ export interface EngineOptions {
   supervisor?: SupervisorOptions;
 }
 
+/** Options of Engine.dial(). */
+export interface EngineDialOptions {
+  /** Give up after this many ms (TimeoutError "dial timeout"). Default: the engine's dialTimeout. */
+  timeout?: number;
+}
+
 /**
- * @internal What the Engine needs of a protocol that takes over accepted
- * connections (websocket/upgrader.ts implements it).
+ * What the Engine takes as its `upgrader`: an Upgrader
+ * (websocket/upgrader.ts). Its members are internal: what the engine needs
+ * of a protocol that takes over accepted connections.
  */
 export interface EngineUpgrader {
-  /** Called once, when the engine is constructed with this upgrader. */
+  /** @internal Called once, when the engine is constructed with this upgrader. */
   attach(engine: Engine): void;
-  /** A connection was accepted: set conn._proto (and state) or handle it. */
+  /** @internal A connection was accepted: set conn._proto (and state) or handle it. */
   accept(conn: Conn): void;
-  /** The engine started (timers may start) or is about to stop (say goodbye, then resolve). */
+  /** @internal The engine started (timers may start). */
   started(engine: Engine): void;
+  /** @internal The engine is about to stop: say goodbye, then resolve. */
   stopping(engine: Engine): Promise<void> | void;
 }
 
+export type { EngineStats } from './cluster.js';
+
+/** Who reads the connections: see EngineOptions.ioMode. */
 export type IoMode = 'nonblocking' | 'blocking' | 'mixed';
 
 const IO_MODES: Record<IoMode, number> = { nonblocking: IO_NONBLOCKING, blocking: IO_BLOCKING, mixed: IO_MIXED };
 
-export interface EngineStats {
-  online: number;
-  accepted: number;
-  dialed: number;
-  closed: number;
-  /** Connections closed at accept (over maxLoad, or out of descriptors). */
-  rejected: number;
-  bytesIn: number;
-  bytesOut: number;
-  /** Bytes in all connections' write queues. */
-  queuedBytes: number;
-  /** Connections served by a reader thread now (blocking and mixed modes): the threads alive. */
-  blockingOnline: number;
-  /** Reader threads started since the engine started. */
-  readerThreadsStarted: number;
-  /** Memory the reader threads reserve now: blockingOnline x (stack + read buffer), bytes. */
-  readerThreadBytes: number;
-  /** Connections not read now because their write queue is above writeHighWaterMark. */
-  readPaused: number;
-  /** Bytes held for unfinished WebSocket messages (counted against memoryBudget with queuedBytes). */
-  heldBytes: number;
-}
+// Every option's name, checked against EngineOptions by the compiler, so
+// that an unknown (misspelt, or another library's) name throws at the call.
+const ENGINE_OPTIONS = {
+  addrs: true, onOpen: true, onData: true, onClose: true, onDrain: true, backlog: true, reusePort: true, noDelay: true,
+  maxWriteBufferSize: true, writeHighWaterMark: true, writeLowWaterMark: true, memoryBudget: true, maxLoad: true, closeTimeout: true, dialTimeout: true, readBufferSize: true, readBudget: true,
+  maxEventsPerIteration: true, ref: true, ioMode: true, releaseMemoryAfterBurst: true, maxBlockingOnline: true,
+  readerStackSize: true, readerBufferSize: true, upgrader: true, workers: true, supervisor: true,
+} as const satisfies Record<keyof EngineOptions, true>;
+
+const DIAL_OPTIONS = { timeout: true } as const satisfies Record<keyof EngineDialOptions, true>;
 
 type EngineState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+interface PendingAdoption {
+  gen: number;
+  /** The connection's first input (what Node had read). */
+  bytes: Buffer;
+  open: ((conn: Conn) => void) | undefined;
+  resolve: (conn: Conn) => void;
+  reject: (err: Error) => void;
+}
 
 interface PendingDial {
   gen: number;
@@ -204,15 +218,7 @@ const RECORD_CAPACITY = 8192;
 
 const { ETIMEDOUT, ECANCELED } = osConstants.errno;
 
-
 function noop(): void {}
-
-function checkInt(name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new TypeError(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
-  }
-  return value;
-}
 
 let somaxconn: number | undefined;
 
@@ -248,12 +254,13 @@ function checkIoMode(mode: unknown): IoMode {
   return mode as IoMode;
 }
 
-function checkCallback<T>(name: string, fn: T | undefined): T | undefined {
-  if (fn !== undefined && typeof fn !== 'function') throw new TypeError(`${name} must be a function`);
-  return fn;
-}
-
-export class Engine {
+/**
+ * The event-loop engine: listeners, dialed and accepted connections, and
+ * the batch dispatch between the native poller and JS. `S` is the type of
+ * each connection's session (Conn.setSession).
+ */
+export class Engine<S = unknown> implements ConnEngine {
+  /** The options in effect, every default filled in. */
   readonly options: Readonly<Required<Omit<EngineOptions, 'onOpen' | 'onData' | 'onClose' | 'onDrain' | 'upgrader' | 'workers' | 'supervisor'>>>;
   readonly #upgrader: EngineUpgrader | undefined;
   /** With `workers`: the supervisor (in the primary) or the worker's link to it. */
@@ -268,6 +275,7 @@ export class Engine {
   #handle: EngineHandle | undefined;
   #conns: (Conn | undefined)[] = [];
   #dials = new Map<number, PendingDial>();
+  #adoptions = new Map<number, PendingAdoption>();
   #listeners = new Map<number, ParsedAddress & { bound: string }>();
   #records = new Int32Array(RECORD_CAPACITY * RECORD_INTS);
   #slab: Buffer = Buffer.alloc(0);
@@ -289,16 +297,20 @@ export class Engine {
     this.#flush();
   };
 
-  constructor(options: EngineOptions = {}) {
+  /** Checks every option (TypeError naming a wrong or unknown one); start() opens the listeners. */
+  constructor(options: EngineOptions<S> = {}) {
     if (options === null || typeof options !== 'object') throw new TypeError('new Engine(options): options must be an object');
+    checkKnownOptions('Engine', options, ENGINE_OPTIONS);
     options = clusterOptions(options); // in a worker process: the primary's addresses, reusePort on
     const addrs = options.addrs ?? [];
     if (!Array.isArray(addrs)) throw new TypeError('addrs must be an array of address strings');
     for (const a of addrs) parseAddress(a);
-    this.#onOpen = checkCallback('onOpen', options.onOpen) ?? noop;
-    this.#onData = checkCallback('onData', options.onData) ?? noop;
-    this.#onClose = checkCallback('onClose', options.onClose) ?? noop;
-    this.#onDrain = checkCallback('onDrain', options.onDrain);
+    // Connections are Conn<S> to the user; inside they are plain Conns.
+    const raw = options as EngineOptions;
+    this.#onOpen = callbackOption('onOpen', raw.onOpen) ?? noop;
+    this.#onData = callbackOption('onData', raw.onData) ?? noop;
+    this.#onClose = callbackOption('onClose', raw.onClose) ?? noop;
+    this.#onDrain = callbackOption('onDrain', raw.onDrain);
     if (options.upgrader !== undefined) {
       const u = options.upgrader as Partial<EngineUpgrader> | null;
       if (u === null || typeof u !== 'object' || typeof u.attach !== 'function' || typeof u.accept !== 'function') {
@@ -309,19 +321,14 @@ export class Engine {
       }
       this.#upgrader = options.upgrader;
     }
-    const bool = (name: string, v: unknown, dflt: boolean): boolean => {
-      if (v === undefined) return dflt;
-      if (typeof v !== 'boolean') throw new TypeError(`${name} must be a boolean`);
-      return v;
-    };
     const high = checkInt('writeHighWaterMark', options.writeHighWaterMark ?? 1024 * 1024, 0, 2 ** 32 - 1);
     const low = checkInt('writeLowWaterMark', options.writeLowWaterMark ?? Math.min(256 * 1024, high), 0, 2 ** 32 - 1);
     if (low > high) throw new TypeError(`writeLowWaterMark (${low}) must not be above writeHighWaterMark (${high})`);
     this.options = Object.freeze({
       addrs: [...addrs],
       backlog: checkInt('backlog', options.backlog ?? systemBacklog(), 1, 65535),
-      reusePort: bool('reusePort', options.reusePort, false),
-      noDelay: bool('noDelay', options.noDelay, true),
+      reusePort: boolOption('reusePort', options.reusePort, false),
+      noDelay: boolOption('noDelay', options.noDelay, true),
       maxWriteBufferSize: checkInt('maxWriteBufferSize', options.maxWriteBufferSize ?? 64 * 1024 * 1024, 1, 2 ** 32 - 1),
       writeHighWaterMark: high,
       writeLowWaterMark: low,
@@ -332,7 +339,7 @@ export class Engine {
       readBufferSize: checkInt('readBufferSize', options.readBufferSize ?? 1024 * 1024, 4096, 2 ** 30),
       readBudget: checkInt('readBudget', options.readBudget ?? 64 * 1024, 1, 2 ** 30),
       maxEventsPerIteration: checkInt('maxEventsPerIteration', options.maxEventsPerIteration ?? 1024, 1, binding.constants.MAX_EVENTS ?? 1024),
-      ref: bool('ref', options.ref, true),
+      ref: boolOption('ref', options.ref, true),
       ioMode: checkIoMode(options.ioMode),
       releaseMemoryAfterBurst: checkInt('releaseMemoryAfterBurst', options.releaseMemoryAfterBurst ?? 1000, 0, 2 ** 32 - 1),
       maxBlockingOnline: checkInt('maxBlockingOnline', options.maxBlockingOnline ?? 1000, 0, 2 ** 32 - 1),
@@ -350,6 +357,7 @@ export class Engine {
     return binding.backend;
   }
 
+  /** True between a resolved start() and stop(). */
   get running(): boolean {
     return this.#cluster?.running ?? this.#state === 'running';
   }
@@ -472,8 +480,57 @@ export class Engine {
   }
 
   /** Connects to "host:port", "[v6]:port" or "unix:/path". The Conn also goes through onOpen. */
-  async dial(addr: string, options: { timeout?: number; /** @internal */ proto?: ConnProtocol } = {}): Promise<Conn> {
+  dial(addr: string, options: EngineDialOptions = {}): Promise<Conn<S>> {
+    return this._dial(addr, options, undefined) as Promise<Conn<S>>;
+  }
+
+  /**
+   * Takes a connected socket over from Node (a net.Socket, e.g. from an
+   * http.Server's 'upgrade' or 'connection' event): libuv stops reading
+   * it, its descriptor is duplicated into this engine and Node's copy
+   * closed, and from then on it is served exactly like an accepted
+   * connection, in the engine's I/O mode: onOpen (or the upgrader's
+   * handshake), then `head` and whatever Node had already read, as if just
+   * read, then onData. Resolves once onOpen has run. The socket is consumed
+   * either way: on failure it is destroyed and the promise rejects
+   * (SysError, or a TypeError for a socket that cannot be taken over, such
+   * as a TLS socket).
+   */
+  adopt(socket: Socket, head: Buffer = Buffer.alloc(0)): Promise<Conn<S>> {
+    return this._adopt(socket, head, undefined) as Promise<Conn<S>>;
+  }
+
+  /**
+   * @internal adopt(); `open`, when given, takes the connection over at its
+   * OPEN record instead of onOpen or the upgrader (Upgrader.handleUpgrade
+   * answers the upgrade Node parsed).
+   */
+  async _adopt(socket: Socket | Duplex, head: Buffer, open: ((conn: Conn) => void) | undefined): Promise<Conn> {
+    if (!(head instanceof Uint8Array)) throw new TypeError('adopt(socket, head): head must be a Buffer');
+    const why = whyNotAdoptable(socket);
+    if (why !== undefined) {
+      (socket as Duplex).destroy?.();
+      throw new TypeError(`adopt(socket): ${why}`);
+    }
+    if (this.#cluster?.role === 'primary' || this.#state !== 'running') {
+      release(socket as Socket);
+      throw new NetClosedError();
+    }
+    const { fd, bytes } = detach(socket as Socket, Buffer.from(head.buffer, head.byteOffset, head.byteLength));
+    const r = this.#handle!.adopt(fd);
+    release(socket as Socket); // Node's copy of the descriptor: ours is a duplicate
+    if (typeof r === 'number') throw new SysError(-r, 'adopt');
+    const [slot, gen] = r;
+    return new Promise<Conn>((resolve, reject) => {
+      this.#adoptions.set(slot, { gen, bytes, open, resolve, reject });
+    });
+  }
+
+  /** @internal dial(), for a protocol's own connection (the WebSocket client): `proto` takes it over, onOpen is not called. */
+  async _dial(addr: string, options: EngineDialOptions, proto: ConnProtocol | undefined): Promise<Conn> {
     if (this.#cluster?.role === 'primary') throw new Error('Engine.dial(): the primary of an engine with `workers` has no connections: dial from the workers');
+    if (options === null || typeof options !== 'object') throw new TypeError('Engine.dial(addr, options): options must be an object');
+    checkKnownOptions('Engine.dial', options, DIAL_OPTIONS);
     const p = parseAddress(addr);
     const timeout = checkInt('timeout', options.timeout ?? this.options.dialTimeout, 0, 2 ** 31 - 1);
     const host = p.kind === 'inet' ? await resolveHost(p.host) : '';
@@ -484,7 +541,7 @@ export class Engine {
     const [slot, gen] = r;
     const remote = p.kind === 'unix' ? `unix:${p.path}` : formatAddress(host.includes(':') ? 'IPv6' : 'IPv4', host, p.port);
     return new Promise<Conn>((resolve, reject) => {
-      this.#dials.set(slot, { gen, remote, proto: options.proto, resolve, reject });
+      this.#dials.set(slot, { gen, remote, proto, resolve, reject });
     });
   }
 
@@ -624,6 +681,10 @@ export class Engine {
 
   #opened(slot: number, gen: number, listener: number, blocking: boolean): void {
     let c: Conn;
+    if (listener === ADOPTED_LISTENER) {
+      this.#adopted(slot, gen, blocking);
+      return;
+    }
     if (listener === -1) {
       const d = this.#dials.get(slot);
       if (d === undefined || d.gen !== gen) return;
@@ -654,6 +715,34 @@ export class Engine {
     this.#burst?.opened(this._now);
     if (this.#upgrader !== undefined) this.#upgrader.accept(c);
     else this.#onOpen(c);
+  }
+
+  // An adopted connection's OPEN: set up like an accepted one, then its first
+  // input, as if just read (a callback may have closed it meanwhile).
+  #adopted(slot: number, gen: number, blocking: boolean): void {
+    const a = this.#adoptions.get(slot);
+    if (a === undefined || a.gen !== gen) return;
+    this.#adoptions.delete(slot);
+    if (this.#state !== 'running') {
+      a.reject(new NetClosedError()); // stopped before the connection was set up: its CLOSE follows
+      return;
+    }
+    const c = new Conn(this, slot, gen, undefined, undefined);
+    c._blocking = blocking;
+    this.#conns[slot] = c;
+    this.#online++;
+    this.#burst?.opened(this._now);
+    try {
+      if (a.open !== undefined) a.open(c);
+      else if (this.#upgrader !== undefined) this.#upgrader.accept(c);
+      else this.#onOpen(c);
+      if (a.bytes.length > 0 && c._state === ConnState.Open && this.#state === 'running') {
+        if (c._proto !== undefined) c._proto.onData(c, a.bytes);
+        else this.#onData(c, a.bytes);
+      }
+    } finally {
+      a.resolve(c);
+    }
   }
 
   #closed(slot: number, gen: number, reason: number, errno: number): void {

@@ -4,7 +4,9 @@ import { getSystemErrorMap } from 'node:util';
 
 /** Base class of every error netloop reports. */
 export class NetloopError extends Error {
+  /** A stable code for programs: 'NETLOOP_EOF', 'ECONNRESET', 'WS_ERR_INVALID_UTF8', ... */
   readonly code: string;
+  /** @param code the stable `code`; @param message the human-readable message. */
   constructor(code: string, message: string) {
     super(message);
     this.code = code;
@@ -14,6 +16,7 @@ export class NetloopError extends Error {
 
 /** The peer closed the TCP connection (FIN) without anything else to say. */
 export class EOFError extends NetloopError {
+  /** An EOF error ("EOF"). */
   constructor() {
     super('NETLOOP_EOF', 'EOF');
   }
@@ -31,8 +34,11 @@ export function describeErrno(errno: number): [string, string] {
 
 /** A socket error reported by the operating system. `code` is the errno name. */
 export class SysError extends NetloopError {
+  /** The positive errno value. */
   readonly errno: number;
+  /** The call that failed ('listen', 'dial', ...), when known. */
   readonly syscall: string | undefined;
+  /** @param errno a positive errno; @param syscall the call that failed; @param detail what it was called on (an address). */
   constructor(errno: number, syscall?: string, detail?: string) {
     const [name, message] = describeErrno(errno);
     const prefix = syscall !== undefined ? `${syscall}${detail !== undefined ? ' ' + detail : ''}: ` : '';
@@ -42,6 +48,10 @@ export class SysError extends NetloopError {
   }
 }
 
+/**
+ * Which deadline passed; 'io' is a blocking reader's own account of any of
+ * them (Go's "i/o timeout"); 'message' is the Upgrader's messageTimeout.
+ */
 export type TimeoutKind = 'read' | 'write' | 'dial' | 'io' | 'message';
 
 /**
@@ -50,7 +60,9 @@ export type TimeoutKind = 'read' | 'write' | 'dial' | 'io' | 'message';
  * did not finish within the Upgrader's messageTimeout).
  */
 export class TimeoutError extends NetloopError {
+  /** Which deadline passed. */
   readonly kind: TimeoutKind;
+  /** @param kind which deadline passed. */
   constructor(kind: TimeoutKind) {
     super('NETLOOP_TIMEOUT', `${kind === 'io' ? 'i/o' : kind} timeout`);
     this.kind = kind;
@@ -59,16 +71,24 @@ export class TimeoutError extends NetloopError {
 
 /** The connection (or the engine) is closed; Go's "use of closed network connection". */
 export class NetClosedError extends NetloopError {
+  /** A NetClosedError ("use of closed network connection"). */
   constructor() {
     super('NETLOOP_CLOSED', 'use of closed network connection');
   }
 }
 
-/** The write queue went past `maxWriteBufferSize`; the connection was closed and its queue dropped. */
+/**
+ * The write queue went past `maxWriteBufferSize`. Given to onClose: the
+ * connection was closed and its queue dropped. Thrown by a write (with its
+ * own message): that write could not be queued, nothing of it was, and the
+ * connection stays open.
+ */
 export class OverflowError extends NetloopError {
+  /** The connection's maxWriteBufferSize, bytes. */
   readonly limit: number;
-  constructor(limit: number) {
-    super('NETLOOP_OVERFLOW', `write buffer overflow: more than ${limit} bytes queued`);
+  /** @param limit the maxWriteBufferSize; @param message why, when a write is refused rather than a connection closed. */
+  constructor(limit: number, message = `write buffer overflow: more than ${limit} bytes queued`) {
+    super('NETLOOP_OVERFLOW', message);
     this.limit = limit;
   }
 }
@@ -111,7 +131,9 @@ export class HandlerError extends NetloopError {
  * violation (for example 'WS_ERR_EXPECTED_MASK').
  */
 export class ProtocolError extends NetloopError {
+  /** The close code sent to the peer (1002, 1007 or 1009). */
   readonly closeCode: number;
+  /** @param code the stable `code`; @param closeCode the close code sent; @param message what was wrong. */
   constructor(code: string, closeCode: number, message: string) {
     super(code, message);
     this.closeCode = closeCode;
@@ -125,7 +147,9 @@ export class ProtocolError extends NetloopError {
  * (for example 'HTTP_ERR_OBS_FOLD').
  */
 export class HttpError extends NetloopError {
+  /** The HTTP status answered (400, 404, 431, ...). */
   readonly status: number;
+  /** @param code the stable `code`; @param status the HTTP status; @param message what was wrong. */
   constructor(code: string, status: number, message: string) {
     super(code, message);
     this.status = status;
@@ -137,8 +161,11 @@ export class HttpError extends NetloopError {
  * 1001, 3000-4999, another valid code, or 1005 (an empty close frame).
  */
 export class CloseError extends NetloopError {
+  /** The close code the peer sent (1001, 1005 for an empty close frame, 3000-4999, ...). */
   readonly closeCode: number;
+  /** The reason in the peer's close frame ('' when none). */
   readonly reason: string;
+  /** @param closeCode the peer's close code; @param reason its reason. */
   constructor(closeCode: number, reason: string) {
     super('NETLOOP_WS_CLOSE', `websocket: close ${closeCode}${reason !== '' ? ' ' + reason : ''}`);
     this.closeCode = closeCode;

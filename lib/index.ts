@@ -1,17 +1,24 @@
-// Public exports only.
+// Public exports only, and the one piece of wiring: the process supervisor
+// (workers.ts) sits above the engine, which obtains it through cluster.ts.
+import { registerCluster } from './cluster.js';
+import { supervisor } from './workers.js';
+
+registerCluster(supervisor);
+
 export { Engine } from './engine.js';
-export type { EngineOptions, EngineStats, IoMode } from './engine.js';
-export type { SupervisorOptions, WorkerExit, WorkerExitReason, WorkerListening, WorkerStats } from './workers.js';
+export type { EngineDialOptions, EngineOptions, EngineUpgrader, IoMode } from './engine.js';
+export type { EngineStats, SupervisorOptions, WorkerExit, WorkerExitReason, WorkerListening, WorkerStats } from './cluster.js';
 export { Conn } from './conn.js';
-export type { Deadline } from './conn.js';
+export type { ConnEngine, Deadline } from './conn.js';
 export { Upgrader } from './websocket/upgrader.js';
-export type { UpgraderOptions, HttpAnswer } from './websocket/upgrader.js';
+export type { UpgraderOptions, HttpAnswer, OpenHandler, MessageHandler, DataFrameHandler, CloseHandler, CloseFrameHandler, PingHandler } from './websocket/upgrader.js';
 export { WebSocketConn } from './websocket/conn.js';
 export { dial, HandshakeError } from './websocket/client.js';
 export type { DialOptions } from './websocket/client.js';
-export type { CloseInfo, CloseInitiator } from './websocket/conn.js';
+export type { CloseInfo, CloseInitiator, ClosedWebSocketConn } from './websocket/conn.js';
 export type { MessageType } from './websocket/opcodes.js';
 export type { RequestHead } from './http/request-parser.js';
+export type { DeflateOptions } from './websocket/deflate.js';
 export {
   NetloopError,
   CloseError,

@@ -39,6 +39,8 @@ export interface EngineHandle {
   listenerAddress(id: number): NativeAddress | number;
   dial(host: string, port: number, timeoutMs: number): [slot: number, gen: number] | number;
   dialUnix(path: string, timeoutMs: number): [slot: number, gen: number] | number;
+  /** Duplicates a connected socket's fd into the loop (its OPEN record has listener ADOPTED_LISTENER). */
+  adopt(fd: number): [slot: number, gen: number] | number;
   start(): number;
   flush(count: number, refs?: Uint8Array[]): void;
   stop(onClosed?: () => void): boolean;
@@ -73,7 +75,7 @@ export const binding: Binding = require(`../build/${variant}/netloop.node`);
 // [type, slot, gen, a, b].
 export const RECORD_INTS = 5;
 
-export const REC_OPEN = 1; // a: listener id, -1 when dialed; b: 1 when a reader thread serves it (blocking)
+export const REC_OPEN = 1; // a: listener id, -1 when dialed, ADOPTED_LISTENER when adopted; b: 1 when a reader thread serves it (blocking)
 export const REC_DATA = 2; // a: slab offset, b: length
 export const REC_CLOSE = 3; // a: reason, b: errno
 export const REC_DRAIN = 4;
@@ -87,6 +89,9 @@ export const REASON_OVERFLOW = 5;
 export const REASON_LOCAL = 6;
 export const REASON_STOP = 7;
 export const REASON_BUDGET = 8;
+
+/** REC_OPEN's listener id of a connection taken over from Node (Engine.adopt). */
+export const ADOPTED_LISTENER = -2;
 
 export const CMD_WRITE = 1; // a: out offset, b: length
 export const CMD_WRITE_REF = 2; // a: refs index

@@ -19,87 +19,10 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { parseAddress } from './address.js';
 import { NetClosedError, SysError } from './errors.js';
-import type { Engine, EngineOptions, EngineStats } from './engine.js';
+import { checkKnownOptions, msOption, stringsOption } from './options.js';
+import type { ClusterFactory, ClusterHost, ClusterRequest, EngineCluster, EngineStats, SupervisorOptions, WorkerExit, WorkerExitReason, WorkerListening, WorkerStats } from './cluster.js';
 
-export interface SupervisorOptions {
-  /** The script the workers run. Default: process.argv[1] (the script that is running). */
-  script?: string;
-  /** Its arguments. Default: process.argv.slice(2). */
-  args?: string[];
-  /** Node options of the workers. Default: process.execArgv. */
-  execArgv?: string[];
-  /** Their environment. Default: process.env. */
-  env?: NodeJS.ProcessEnv;
-  /** A worker must be listening this many ms after it was forked, or it is killed. Default 30000. */
-  startTimeout?: number;
-  /**
-   * stop(): how long a worker has to stop its engine (closing handshakes
-   * included) and exit before it is killed with SIGKILL. Default 15000.
-   */
-  stopTimeout?: number;
-  /** The first restart of a worker that died waits this many ms; each quick death (< 10 s of life) doubles it. Default 100. */
-  restartDelay?: number;
-  /** The longest restart delay. Default 10000. */
-  maxRestartDelay?: number;
-  /** Workers send their stats() to the primary every this many ms (0: only when asked). Default 1000. */
-  statsInterval?: number;
-  /** A worker is listening (at start, and after every restart). */
-  onWorkerListening?: (info: WorkerListening) => void;
-  /** A worker process exited: why, and whether (and when) it is restarted. */
-  onWorkerExit?: (info: WorkerExit) => void;
-}
-
-export interface WorkerListening {
-  /** 1..N; a restarted worker keeps its id. */
-  id: number;
-  pid: number;
-  /** How many times this worker was restarted. */
-  restarts: number;
-  addrs: string[];
-}
-
-export type WorkerExitReason =
-  /** The process exited (or was killed) without being asked to: restarted while the engine runs. */
-  | 'crashed'
-  /** Its engine could not start (`error`). */
-  | 'start-failed'
-  /** It did not listen within startTimeout and was killed. */
-  | 'start-timeout'
-  /** It stopped as asked by stop(), or its engine was stopped by its own script: not restarted. */
-  | 'stopped';
-
-export interface WorkerExit {
-  id: number;
-  pid: number | undefined;
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  reason: WorkerExitReason;
-  /** Set with reason 'start-failed' (the worker's error, e.g. a SysError EADDRINUSE). */
-  error?: Error;
-  /** ms until the restart, or null when the worker is not restarted. */
-  restartIn: number | null;
-}
-
-export interface WorkerStats extends EngineStats {
-  id: number;
-  pid: number;
-  restarts: number;
-}
-
-/** @internal What the Engine delegates to when it has `workers`. */
-export interface EngineCluster {
-  readonly role: 'primary' | 'worker';
-  readonly workerId: number | undefined;
-  /** The primary's own running state (undefined in a worker: the engine's own). */
-  readonly running: boolean | undefined;
-  start(local: () => Promise<void>): Promise<void>;
-  stop(local: () => Promise<void>): Promise<void>;
-  /** The primary's addresses (undefined in a worker: the engine's own). */
-  addresses(): string[] | undefined;
-  /** The primary's aggregate (undefined in a worker: the engine's own). */
-  stats(): EngineStats | undefined;
-  workerStats(): Promise<WorkerStats[]>;
-}
+export type { SupervisorOptions, WorkerExit, WorkerExitReason, WorkerListening, WorkerStats } from './cluster.js';
 
 const ENV = 'NETLOOP_WORKER';
 const STABLE_MS = 10_000; // a worker that lived this long restarts after restartDelay again
@@ -134,19 +57,11 @@ function isOurs(m: unknown): m is Message {
   return m !== null && typeof m === 'object' && (m as { netloop?: unknown }).netloop === 1 && typeof (m as Message).type === 'string';
 }
 
-function checkMs(name: string, v: unknown, dflt: number, min = 0): number {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > 2 ** 31 - 1) {
-    throw new TypeError(`${name} must be an integer from ${min} to ${2 ** 31 - 1} (ms), got ${String(v)}`);
-  }
-  return v;
-}
-
-function checkStrings(name: string, v: unknown): string[] | undefined {
-  if (v === undefined) return undefined;
-  if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) throw new TypeError(`${name} must be an array of strings`);
-  return [...(v as string[])];
-}
+// Every option's name, checked against SupervisorOptions by the compiler.
+const SUPERVISOR_OPTIONS = {
+  script: true, args: true, execArgv: true, env: true, startTimeout: true, stopTimeout: true, restartDelay: true,
+  maxRestartDelay: true, statsInterval: true, onWorkerListening: true, onWorkerExit: true,
+} as const satisfies Record<keyof SupervisorOptions, true>;
 
 // Counters that only grow: what a worker that is gone counted stays in the
 // primary's sums. The others (online, queued bytes, ...) are gauges of the
@@ -182,19 +97,20 @@ function deserializeError(e: Record<string, unknown> | undefined, id: number): E
  * @internal The options a supervised engine really runs with: in a worker,
  * the primary's concrete addresses and reusePort on; elsewhere unchanged.
  */
-export function clusterOptions(options: EngineOptions): EngineOptions {
+function clusterOptions<T extends ClusterRequest>(options: T): T {
   if (workerEnv === undefined || workerClaimed || !options.workers) return options;
   return { ...options, addrs: workerEnv.addrs, reusePort: true };
 }
 
 /** @internal Validates `workers` and `supervisor`; returns the engine's side, or undefined for a plain engine. */
-export function createCluster(engine: Engine, options: EngineOptions): EngineCluster | undefined {
+function createCluster(engine: ClusterHost, options: ClusterRequest): EngineCluster | undefined {
   const n = options.workers;
   if (n !== undefined && (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 1024)) {
     throw new TypeError(`workers must be an integer from 0 to 1024, got ${String(n)}`);
   }
   const sup = options.supervisor;
   if (sup !== undefined && (sup === null || typeof sup !== 'object')) throw new TypeError('supervisor must be an object');
+  if (sup !== undefined) checkKnownOptions('supervisor', sup, SUPERVISOR_OPTIONS);
   if (!n) {
     if (sup !== undefined) throw new TypeError('supervisor options need workers >= 1');
     return undefined;
@@ -212,6 +128,9 @@ export function createCluster(engine: Engine, options: EngineOptions): EngineClu
   return new Supervisor(n, options.addrs ?? [], sup ?? {}, options.ref ?? true);
 }
 
+/** @internal The supervisor, as the engine obtains it (cluster.ts); index.ts registers it. */
+export const supervisor: ClusterFactory = { options: clusterOptions, create: createCluster };
+
 // ---------------------------------------------------------------------------
 // The worker side
 
@@ -219,7 +138,7 @@ class WorkerAgent implements EngineCluster {
   readonly role = 'worker';
   readonly running = undefined;
   readonly workerId: number;
-  readonly #engine: Engine;
+  readonly #engine: ClusterHost;
   readonly #statsInterval: number;
   #stopping: Promise<void> | undefined;
   #asked = false;
@@ -238,7 +157,7 @@ class WorkerAgent implements EngineCluster {
     void this.#engine.stop().finally(() => process.exit(0));
   };
 
-  constructor(engine: Engine, env: WorkerEnv) {
+  constructor(engine: ClusterHost, env: WorkerEnv) {
     this.#engine = engine;
     this.workerId = env.id;
     this.#statsInterval = env.statsInterval;
@@ -354,15 +273,15 @@ class Supervisor implements EngineCluster {
     const script = o.script ?? process.argv[1];
     if (script === undefined) throw new TypeError('workers: no script to run in the workers (set supervisor.script)');
     this.#script = script;
-    this.#args = checkStrings('supervisor.args', o.args) ?? process.argv.slice(2);
-    this.#execArgv = checkStrings('supervisor.execArgv', o.execArgv) ?? process.execArgv;
+    this.#args = stringsOption('supervisor.args', o.args) ?? process.argv.slice(2);
+    this.#execArgv = stringsOption('supervisor.execArgv', o.execArgv) ?? process.execArgv;
     if (o.env !== undefined && (o.env === null || typeof o.env !== 'object')) throw new TypeError('supervisor.env must be an object');
     this.#env = o.env ?? process.env;
-    this.#startTimeout = checkMs('supervisor.startTimeout', o.startTimeout, 30_000, 1);
-    this.#stopTimeout = checkMs('supervisor.stopTimeout', o.stopTimeout, 15_000);
-    this.#restartDelay = checkMs('supervisor.restartDelay', o.restartDelay, 100);
-    this.#maxRestartDelay = Math.max(this.#restartDelay, checkMs('supervisor.maxRestartDelay', o.maxRestartDelay, 10_000));
-    this.#statsInterval = checkMs('supervisor.statsInterval', o.statsInterval, 1000);
+    this.#startTimeout = msOption('supervisor.startTimeout', o.startTimeout, 30_000, 1);
+    this.#stopTimeout = msOption('supervisor.stopTimeout', o.stopTimeout, 15_000);
+    this.#restartDelay = msOption('supervisor.restartDelay', o.restartDelay, 100);
+    this.#maxRestartDelay = Math.max(this.#restartDelay, msOption('supervisor.maxRestartDelay', o.maxRestartDelay, 10_000));
+    this.#statsInterval = msOption('supervisor.statsInterval', o.statsInterval, 1000);
     for (const name of ['onWorkerListening', 'onWorkerExit'] as const) {
       if (o[name] !== undefined && typeof o[name] !== 'function') throw new TypeError(`supervisor.${name} must be a function`);
     }

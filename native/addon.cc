@@ -46,6 +46,7 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
   Napi::Value ListenerAddress(const Napi::CallbackInfo& info);
   Napi::Value Dial(const Napi::CallbackInfo& info);
   Napi::Value DialUnix(const Napi::CallbackInfo& info);
+  Napi::Value Adopt(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Flush(const Napi::CallbackInfo& info);
   Napi::Value Stop(const Napi::CallbackInfo& info);
@@ -152,6 +153,7 @@ Napi::Function EngineHandle::Define(Napi::Env env) {
                          InstanceMethod("listenerAddress", &EngineHandle::ListenerAddress),
                          InstanceMethod("dial", &EngineHandle::Dial),
                          InstanceMethod("dialUnix", &EngineHandle::DialUnix),
+                         InstanceMethod("adopt", &EngineHandle::Adopt),
                          InstanceMethod("start", &EngineHandle::Start),
                          InstanceMethod("flush", &EngineHandle::Flush),
                          InstanceMethod("stop", &EngineHandle::Stop),
@@ -326,6 +328,22 @@ Napi::Value EngineHandle::DialUnix(const Napi::CallbackInfo& info) {
   std::string path = info[0].As<Napi::String>().Utf8Value();
   uint32_t slot = 0, gen = 0;
   int r = loop_.DialUnix(path.c_str(), info[1].As<Napi::Number>().Int32Value(), &slot, &gen);
+  return DialResult(env, r, slot, gen);
+}
+
+// adopt(fd) -> [slot, gen] | -errno: takes over a connected socket that
+// Node's libuv holds (lib/adopt.ts); its OPEN record (listener -2) follows.
+// fd is duplicated: the caller closes its own descriptor afterwards.
+Napi::Value EngineHandle::Adopt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) return ThrowType(env, "adopt(fd)");
+  if (state_ != State::kRunning) return Napi::Number::New(env, -EBADF);
+  double d = info[0].As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 2147483647.0) || d != static_cast<double>(static_cast<int>(d))) {
+    return Napi::Number::New(env, -EBADF);
+  }
+  uint32_t slot = 0, gen = 0;
+  int r = loop_.Adopt(static_cast<int>(d), &slot, &gen);
   return DialResult(env, r, slot, gen);
 }
 
@@ -667,6 +685,7 @@ Napi::Object Constants(Napi::Env env) {
   c.Set("REASON_LOCAL", Napi::Number::New(env, kReasonLocal));
   c.Set("REASON_STOP", Napi::Number::New(env, kReasonStop));
   c.Set("REASON_BUDGET", Napi::Number::New(env, kReasonBudget));
+  c.Set("ADOPTED_LISTENER", Napi::Number::New(env, kAdoptedListener));
   c.Set("CMD_WRITE", Napi::Number::New(env, kCmdWrite));
   c.Set("CMD_WRITE_REF", Napi::Number::New(env, kCmdWriteRef));
   c.Set("CMD_CLOSE", Napi::Number::New(env, kCmdClose));

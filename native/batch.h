@@ -15,12 +15,15 @@ constexpr int kRecordInts = 5;
 
 // Record types.
 enum : int32_t {
-  kRecOpen = 1,      // a: listener id, or -1 for a dialed connection
+  kRecOpen = 1,      // a: listener id, -1 for a dialed connection, -2 for an adopted one
   kRecData = 2,      // a: offset in the receive slab, b: length
   kRecClose = 3,     // a: close reason, b: errno (0 if none)
   kRecDrain = 4,     // the write queue became empty
   kRecDialFail = 5,  // a: errno; the connection never opened
 };
+
+// kRecOpen's listener id of a connection taken over from another owner (Loop::Adopt).
+constexpr int32_t kAdoptedListener = -2;
 
 // Close reasons (kRecClose a).
 enum : int32_t {

@@ -405,42 +405,62 @@ void Loop::OnListenerReady(uint32_t lslot) {
       continue;
     }
     bool is_unix = (slots_[lslot].flags & kFlagUnix) != 0;
-    uint32_t slot = NewSlot();  // may reallocate slots_: no Slot& held across it
-    Slot& s = slots_[slot];
-    s.kind = kConn;
-    s.state = kOpen;
-    s.fd = fd;
-    s.flags = is_unix ? kFlagUnix : 0;
-    s.peer = peer;
-    if (!is_unix && config_.no_delay) SetNoDelay(fd);
-    if (poller_.Add(fd, TokenOf(slot), kInterestRead) < 0) {
-      ::close(fd);
-      s.fd = -1;
-      s.kind = kFree;
-      free_slots_.push_back(slot);
-      stats_.rejected++;
-      continue;
-    }
-    s.interest = kInterestRead;
-    bool blocking = false;
-    if (WantBlocking()) {
-      blocking = StartBlocking(slot);
-      if (!blocking && config_.io_mode == kIoBlocking) {
-        // Blocking mode promised a thread per connection: without one (out
-        // of threads or memory), the connection is refused, not degraded.
-        poller_.Remove(fd, slots_[slot].interest);
-        ::close(fd);
-        slots_[slot].fd = -1;
-        slots_[slot].kind = kFree;
-        free_slots_.push_back(slot);
-        stats_.rejected++;
-        continue;
-      }
-    }
-    stats_.online++;
-    stats_.accepted++;
-    Record(kRecOpen, slot, static_cast<int32_t>(lslot), blocking ? 1 : 0);
+    uint32_t slot;
+    if (OpenAccepted(fd, is_unix, peer, static_cast<int32_t>(lslot), &slot) < 0) stats_.rejected++;
   }
+}
+
+int Loop::OpenAccepted(int fd, bool is_unix, const InetAddr& peer, int32_t listener, uint32_t* out_slot) {
+  uint32_t slot = NewSlot();  // may reallocate slots_: no Slot& held across it
+  Slot& s = slots_[slot];
+  s.kind = kConn;
+  s.state = kOpen;
+  s.fd = fd;
+  s.flags = is_unix ? kFlagUnix : 0;
+  s.peer = peer;
+  if (!is_unix && config_.no_delay) SetNoDelay(fd);
+  int r = poller_.Add(fd, TokenOf(slot), kInterestRead);
+  if (r < 0) {
+    ::close(fd);
+    s.fd = -1;
+    s.kind = kFree;
+    free_slots_.push_back(slot);
+    return r;
+  }
+  s.interest = kInterestRead;
+  bool blocking = false;
+  if (WantBlocking()) {
+    blocking = StartBlocking(slot);
+    if (!blocking && config_.io_mode == kIoBlocking) {
+      // Blocking mode promised a thread per connection: without one (out
+      // of threads or memory), the connection is refused, not degraded.
+      poller_.Remove(fd, slots_[slot].interest);
+      ::close(fd);
+      slots_[slot].fd = -1;
+      slots_[slot].kind = kFree;
+      free_slots_.push_back(slot);
+      return -EAGAIN;
+    }
+  }
+  stats_.online++;
+  stats_.accepted++;
+  Record(kRecOpen, slot, listener, blocking ? 1 : 0);
+  *out_slot = slot;
+  return 0;
+}
+
+int Loop::Adopt(int fd, uint32_t* out_slot, uint32_t* out_gen) {
+  if (stats_.online >= config_.max_load) return -EMFILE;
+  InetAddr peer;
+  bool is_unix = false;
+  int nfd = AdoptStreamSocket(fd, &peer, &is_unix);
+  if (nfd < 0) return nfd;
+  uint32_t slot;
+  int r = OpenAccepted(nfd, is_unix, peer, kAdoptedListener, &slot);
+  if (r < 0) return r;
+  *out_slot = slot;
+  *out_gen = slots_[slot].gen;
+  return 0;
 }
 
 void Loop::PauseListener(uint32_t lslot, int ms) {

@@ -120,6 +120,12 @@ class Loop {
   // record with listener -1, or a DIAL_FAIL record; returns 0 or -errno.
   int DialInet(const char* host, int port, int timeout_ms, uint32_t* slot, uint32_t* gen);
   int DialUnix(const char* path, int timeout_ms, uint32_t* slot, uint32_t* gen);
+  // Takes over a connected socket from another owner (Node): the descriptor
+  // is duplicated and the duplicate enters the slot table exactly as an
+  // accepted one does (same OPEN record, listener kAdoptedListener, same I/O
+  // mode choice). The caller closes its own descriptor afterwards. Returns
+  // 0 or -errno (EMFILE past max_load).
+  int Adopt(int fd, uint32_t* slot, uint32_t* gen);
 
   // One bounded iteration: accept, read into the slab, drain write queues.
   // The host must have delivered every DATA record of the previous Poll().
@@ -201,6 +207,10 @@ class Loop {
                 uint32_t* gen);
 
   void OnListenerReady(uint32_t slot);
+  // A connected descriptor enters the slot table (OPEN record with
+  // `listener`): accepted, or adopted. Closes fd and returns -errno when it
+  // cannot be registered (or, in blocking mode, gets no thread).
+  int OpenAccepted(int fd, bool is_unix, const InetAddr& peer, int32_t listener, uint32_t* slot);
   void PauseListener(uint32_t slot, int ms);
   void OnConnectReady(uint32_t slot);
   void OnReadable(uint32_t slot);

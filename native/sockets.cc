@@ -127,6 +127,40 @@ int ListenUnix(const char* path, int backlog) {
   return fd;
 }
 
+int AdoptStreamSocket(int fd, InetAddr* peer, bool* is_unix) {
+  int type = 0;
+  socklen_t tlen = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0) return -errno;
+  if (type != SOCK_STREAM) return -EPROTOTYPE;
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return -errno;
+  std::memset(peer, 0, sizeof *peer);
+  if (ss.ss_family == AF_INET) {
+    std::memcpy(&peer->in4, &ss, sizeof(sockaddr_in));
+  } else if (ss.ss_family == AF_INET6) {
+    std::memcpy(&peer->in6, &ss, sizeof(sockaddr_in6));
+  } else if (ss.ss_family != AF_UNIX) {
+    return -EAFNOSUPPORT;
+  }
+  *is_unix = ss.ss_family == AF_UNIX;
+  int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (nfd < 0) return -errno;
+  // O_NONBLOCK is a property of the open file, shared with the original
+  // descriptor: libuv set it already, and keeps it until it closes its copy.
+  int fl = fcntl(nfd, F_GETFL);
+  if (fl < 0 || fcntl(nfd, F_SETFL, fl | O_NONBLOCK) < 0) {
+    int err = errno;
+    close(nfd);
+    return -err;
+  }
+#ifdef SO_NOSIGPIPE
+  int one = 1;
+  setsockopt(nfd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+  return nfd;
+}
+
 int AcceptNonBlocking(int listen_fd, InetAddr* peer) {
   sockaddr_storage ss;
   socklen_t len = sizeof ss;

@@ -31,6 +31,12 @@ int ListenInet(const InetAddr& addr, socklen_t len, int backlog, bool reuse_port
 int ListenUnix(const char* path, int backlog);
 // Accepts one connection as non-blocking and close-on-exec; peer may be null.
 int AcceptNonBlocking(int listen_fd, InetAddr* peer);
+// Takes over a connected stream socket that another owner (Node's libuv)
+// holds: duplicates it as non-blocking and close-on-exec, so that the owner
+// can close its own descriptor. Returns the new fd or -errno (ENOTSOCK,
+// ENOTCONN for a socket with no peer, EPROTOTYPE for a non-stream socket);
+// fills *peer for TCP and sets *is_unix.
+int AdoptStreamSocket(int fd, InetAddr* peer, bool* is_unix);
 // Starts a non-blocking connect. Returns 0 when connected at once, 1 when in
 // progress (wait for writable, then SocketError), or -errno. *fd is set
 // whenever the result is not negative.

@@ -19,9 +19,10 @@
 // and are left alone.
 //
 // Ports: a block may use fixed ports as a reader would (127.0.0.1:8080). Every
-// ":NNNN" in a block (4 or 5 digits, 1024-65535, right after a colon: an
-// address or URL, never "timeout: 3000") is rewritten to a free loopback port
-// the harness picks, the same number to the same port within a block, so the
+// ":NNNN" and "listen(NNNN" in a block (4 or 5 digits, 1024-65535, right after
+// a colon, as in an address or URL but never "timeout: 3000", or as the first
+// argument of Node's server.listen) is rewritten to a free loopback port the
+// harness picks, the same number to the same port within a block, so the
 // examples run beside each other and beside anything else on the machine.
 //
 // TypeScript blocks are compiled together by the repository's TypeScript,
@@ -104,11 +105,12 @@ function freePort() {
 
 async function rewritePorts(code) {
   const map = new Map();
-  for (const m of code.matchAll(/:(\d{4,5})\b/g)) {
-    const n = Number(m[1]);
-    if (n >= 1024 && n <= 65535 && !map.has(m[1])) map.set(m[1], await freePort());
+  const PORT = /(:|\blisten\()(\d{4,5})\b/g;
+  for (const m of code.matchAll(PORT)) {
+    const n = Number(m[2]);
+    if (n >= 1024 && n <= 65535 && !map.has(m[2])) map.set(m[2], await freePort());
   }
-  const rewritten = code.replace(/:(\d{4,5})\b/g, (all, n) => (map.has(n) ? `:${map.get(n)}` : all));
+  const rewritten = code.replace(PORT, (all, before, n) => (map.has(n) ? `${before}${map.get(n)}` : all));
   return { code: rewritten, ports: [...map.values()] };
 }
 
@@ -116,7 +118,7 @@ function start(file, args = []) {
   // As a user would run it: without the loaders tap puts in NODE_OPTIONS.
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
-  const p = spawn(process.execPath, [file, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(process.execPath, file === '-' ? args : [file, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const r = { p, out: '', err: '', code: undefined, signal: undefined };
   p.stdout.on('data', (d) => (r.out += d));
   p.stderr.on('data', (d) => (r.err += d));
@@ -196,9 +198,9 @@ t.test('the extractor finds fenced code and its marker', async (t) => {
   t.equal(got[0].code, 'const a = 1;\n');
   t.equal(got[1].marker, undefined, 'a block without a marker has none');
   t.throws(() => parseMarker('serve ws'), /unknown example directive/);
-  const { code, ports } = await rewritePorts("addrs: ['127.0.0.1:8080'], url: 'ws://h:8080/', timeout: 3000, b: ':9001'");
-  t.equal(ports.length, 2, 'two distinct ports');
-  t.notMatch(code, /8080|9001/, 'both rewritten');
+  const { code, ports } = await rewritePorts("addrs: ['127.0.0.1:8080'], url: 'ws://h:8080/', timeout: 3000, b: ':9001'; server.listen(9002)");
+  t.equal(ports.length, 3, 'three distinct ports');
+  t.notMatch(code, /8080|9001|9002/, 'all rewritten');
   t.match(code, /timeout: 3000/, 'a duration is left alone');
 });
 
@@ -299,6 +301,36 @@ t.test('every documentation code block compiles and runs', async (t) => {
     while (queue.length > 0) await runOne(queue.shift());
   };
   await Promise.all([worker(), worker()]);
+});
+
+t.test('the README\'s "Try it" works: npm start, then the client command it shows', async (t) => {
+  // The section's shell lines are not run by the harness above, so this runs
+  // them: the start script from package.json (what `npm start` runs) and the
+  // `node ... -e` client line, both with port 8080 rewritten to a free port.
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const section = readme.split(/^## Try it$/m)[1]?.split(/^## /m)[0] ?? '';
+  t.match(section, /^npm start\b/m, 'the section starts the demo with npm start');
+  const client = /^node --input-type=module -e "(.*)"$/m.exec(section);
+  if (!t.ok(client, 'the section shows a client command (node --input-type=module -e "...")')) return;
+  const { scripts } = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+  t.match(scripts.start, /--port 8080\b/, 'npm start listens on the port the README names');
+  t.match(section, /ws:\/\/127\.0\.0\.1:8080\//, 'the README names that address');
+  const port = await freePort();
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  const server = spawn('sh', ['-c', `exec ${scripts.start.replace(/--port 8080\b/, `--port ${port}`)}`], { cwd: ROOT, env, stdio: 'ignore' });
+  const serverExit = new Promise((resolve) => server.on('exit', resolve));
+  try {
+    await waitForPort(port);
+    const code = client[1].replaceAll(':8080/', `:${port}/`);
+    const r = start('-', ['--input-type=module', '-e', code]);
+    await r.exited;
+    t.equal(r.code, 0, `the client exits 0 (stderr: ${r.err.slice(-400)})`);
+    t.equal(r.out, 'hello\n', 'and prints the echo');
+  } finally {
+    server.kill('SIGINT');
+    t.equal(await serverExit, 0, 'the demo server stops cleanly on Ctrl-C');
+  }
 });
 
 // GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens.

@@ -6,7 +6,7 @@ import t from 'tap';
 import net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
-import { Engine, NetClosedError, SysError, NetloopError } from '../dist/index.js';
+import { Engine, Upgrader, dial, NetClosedError, SysError, NetloopError, OverflowError, TimeoutError } from '../dist/index.js';
 import { binding, RECORD_INTS, REC_OPEN } from '../dist/native.js';
 import { signal } from './helpers/engine.js';
 
@@ -83,6 +83,10 @@ const BAD_ADDRESSES = [
   [8080, 'address must be a string like "127.0.0.1:8080" or "unix:/path", got number'],
   [null, 'address must be a string like "127.0.0.1:8080" or "unix:/path", got object'],
   [undefined, 'address must be a string like "127.0.0.1:8080" or "unix:/path", got undefined'],
+  // A URL where an address belongs: the message says what an address is.
+  ['ws://127.0.0.1:9600/', `address "ws://127.0.0.1:9600/": addresses are host:port without a scheme (ws://) or path, e.g. "127.0.0.1:9600"; a ws:// URL is dialed with dial() from 'netloop'`],
+  ['http://localhost/x', 'address "http://localhost/x": addresses are host:port without a scheme (http://) or path, e.g. "localhost:PORT"'],
+  ['tcp://[::1]:80', 'address "tcp://[::1]:80": addresses are host:port without a scheme (tcp://) or path, e.g. "[::1]:80"'],
 ];
 
 t.test('bad addresses throw TypeError at new Engine and at dial', { timeout: 10_000 }, async (t) => {
@@ -137,6 +141,87 @@ t.test('wrong option types throw TypeError', async (t) => {
     t.throws(() => new Engine(opts), { name: 'TypeError', message }, JSON.stringify(opts) ?? String(opts));
   }
   t.throws(() => new Engine({ backlog: 'x' }), TypeError, 'a TypeError instance');
+});
+
+t.test('an unknown option throws TypeError naming it and the option probably meant', async (t) => {
+  const cases = [
+    [() => new Engine({ port: 9600 }), "Engine: unknown option 'port' (did you mean 'addrs'?)"],
+    [() => new Engine({ host: '127.0.0.1' }), "Engine: unknown option 'host' (did you mean 'addrs'?)"],
+    [() => new Engine({ addr: '127.0.0.1:0' }), "Engine: unknown option 'addr' (did you mean 'addrs'?)"],
+    [() => new Engine({ maxWriteBuffersize: 1 }), "Engine: unknown option 'maxWriteBuffersize' (did you mean 'maxWriteBufferSize'?)"],
+    [() => new Engine({ iomode: 'blocking' }), "Engine: unknown option 'iomode' (did you mean 'ioMode'?)"],
+    [() => new Engine({ highWaterMark: 1 }), "Engine: unknown option 'highWaterMark' (did you mean 'maxWriteBufferSize'?)"],
+    [() => new Engine({ timeout: 5 }), "Engine: unknown option 'timeout' (did you mean 'dialTimeout'?)"],
+    [() => new Engine({ zzz: 1 }), "Engine: unknown option 'zzz'"],
+    [() => new Upgrader({ maxPayload: 1024 }), "Upgrader: unknown option 'maxPayload' (did you mean 'messageLengthLimit'?)"],
+    [() => new Upgrader({ perMessageDeflate: true }), "Upgrader: unknown option 'perMessageDeflate' (did you mean 'compression'?)"],
+    [() => new Upgrader({ paths: ['/ws'] }), "Upgrader: unknown option 'paths' (did you mean 'path'?)"],
+    [() => new Upgrader({ protocols: ['chat'] }), "Upgrader: unknown option 'protocols' (did you mean 'subprotocols'?)"],
+    [() => new Upgrader({ verifyClient: () => true }), "Upgrader: unknown option 'verifyClient' (did you mean 'checkOrigin'?)"],
+    [() => new Upgrader({ keepAlive: 1000 }), "Upgrader: unknown option 'keepAlive' (did you mean 'keepaliveTime'?)"],
+    [() => new Upgrader({ compression: { levle: 3 } }), "Upgrader compression: unknown option 'levle' (did you mean 'level'?)"],
+    [() => new Upgrader({ compression: { serverMaxWindow: 10 } }), "Upgrader compression: unknown option 'serverMaxWindow' (did you mean 'serverMaxWindowBits'?)"],
+    [() => new Engine({ workers: 1, supervisor: { timeout: 1 } }), "supervisor: unknown option 'timeout' (did you mean 'startTimeout'?)"],
+    [() => new Engine({ workers: 1, supervisor: { scirpt: 'x.js' } }), "supervisor: unknown option 'scirpt' (did you mean 'script'?)"],
+  ];
+  for (const [fn, message] of cases) t.throws(fn, { name: 'TypeError', message }, message);
+
+  // dial (WebSocket) and Engine.dial check theirs before any connection is made.
+  const e1 = await errorOf(dial('ws://127.0.0.1:1/', { protocols: ['chat'] }));
+  t.equal(e1?.message, "dial: unknown option 'protocols' (did you mean 'subprotocols'?)");
+  t.type(e1, TypeError);
+  const e2 = await errorOf(dial('ws://127.0.0.1:1/', { perMessageDeflate: true }));
+  t.equal(e2?.message, "dial: unknown option 'perMessageDeflate' (did you mean 'compression'?)");
+  const e3 = await errorOf(dial('ws://127.0.0.1:1/', { compression: { memlevel: 8 } }));
+  t.equal(e3?.message, "dial compression: unknown option 'memlevel' (did you mean 'memLevel'?)");
+  const engine = new Engine({});
+  await engine.start();
+  t.teardown(() => engine.stop());
+  const e4 = await errorOf(engine.dial('127.0.0.1:1', { timout: 5 }));
+  t.equal(e4?.message, "Engine.dial: unknown option 'timout' (did you mean 'timeout'?)");
+  t.equal(engine.stats().dialed, 0, 'nothing was dialed');
+});
+
+t.test('Upgrader, dial and compression option types and ranges are checked at the call', async (t) => {
+  const upgrader = [
+    [{ closeTimeout: -1 }, 'closeTimeout must be an integer from 0 to 2147483647, got -1'],
+    [{ keepaliveTime: '1s' }, 'keepaliveTime must be an integer from 0 to 2147483647, got 1s'],
+    [{ handshakeTimeout: 2 ** 31 }, 'handshakeTimeout must be an integer from 0 to 2147483647, got 2147483648'],
+    [{ messageLengthLimit: 1.5 }, 'messageLengthLimit must be an integer >= 0, got 1.5'],
+    [{ maxLoad: 0 }, 'maxLoad must be an integer >= 1, got 0'],
+    [{ maxHeadSize: 10 }, 'maxHeadSize must be an integer >= 64, got 10'],
+    [{ subprotocols: 'chat' }, 'subprotocols must be an array of strings'],
+    [{ subprotocols: ['chat', 1] }, 'subprotocols must be an array of strings'],
+    [{ path: 5 }, 'Upgrader: path must be a string, an array of strings, a RegExp or a function (path, head) => boolean, got number'],
+    [{ path: ['/a', null] }, 'Upgrader: path must be a string, an array of strings, a RegExp or a function (path, head) => boolean, got an array with a non-string'],
+    [{ headers: 'X-A: 1' }, 'headers must be an object of header names to values'],
+    [{ checkOrigin: true }, 'checkOrigin(handler): handler must be a function'],
+    [{ compression: 'yes' }, 'Upgrader: compression must be a boolean or an options object'],
+    [{ compression: { level: 12 } }, 'compression.level must be an integer from -1 to 9, got 12'],
+    [{ compression: { memLevel: 0 } }, 'compression.memLevel must be an integer from 1 to 9, got 0'],
+    [{ compression: { threshold: -1 } }, 'compression.threshold must be an integer >= 0, got -1'],
+  ];
+  for (const [opts, message] of upgrader) t.throws(() => new Upgrader(opts), { name: 'TypeError', message }, JSON.stringify(opts));
+  // Header values that would split the 101 response used to throw only at the first request, inside the handshake.
+  t.throws(() => new Upgrader({ headers: { 'X-A': 'a\r\nSet-Cookie: x' } }), TypeError, 'a CRLF in a header value');
+  t.throws(() => new Upgrader({ headers: { 'Bad Name': 'x' } }), TypeError, 'a header name that is not a token');
+  t.doesNotThrow(() => new Upgrader({ headers: { 'X-Server': 'netloop' } }));
+  t.throws(() => new Upgrader({ compression: { serverMaxWindowBits: 20 } }), { name: 'RangeError', message: 'permessage-deflate: serverMaxWindowBits must be an integer from 8 to 15, got 20' });
+  for (const path of ['/ws', ['/a', '/b'], /^\/ws/, () => true]) t.doesNotThrow(() => new Upgrader({ path }), `path ${String(path)}`);
+
+  const dials = [
+    [{ handshakeTimeout: -1 }, 'handshakeTimeout must be an integer from 0 to 2147483647, got -1'],
+    [{ closeTimeout: 'x' }, 'closeTimeout must be an integer from 0 to 2147483647, got x'],
+    [{ messageLengthLimit: -1 }, 'messageLengthLimit must be an integer >= 0, got -1'],
+    [{ engine: {} }, 'dial: engine must be an Engine'],
+    [{ headers: null }, 'dial: headers must be an object of header names to values'],
+    [{ compression: { level: 'max' } }, 'compression.level must be an integer from -1 to 9, got max'],
+  ];
+  for (const [opts, message] of dials) {
+    const err = await errorOf(dial('ws://127.0.0.1:1/', opts));
+    t.type(err, TypeError, JSON.stringify(opts));
+    t.equal(err?.message, message);
+  }
 });
 
 t.test('write after close() and after onClose throws NetClosedError', { timeout: 10_000 }, async (t) => {
@@ -222,6 +307,121 @@ t.test('setReadDeadline / setWriteDeadline with a wrong type throw TypeError', {
   await sig.until(() => got().length >= 5);
   t.equal(got().toString(), 'still', 'the connection is unaffected');
   t.equal(ev.closes.length, 0);
+});
+
+t.test('a deadline given a duration throws; setReadTimeout / setWriteTimeout take durations', { timeout: 10_000 }, async (t) => {
+  const { ev, sig, client, conn, got } = await connected(t);
+  t.throws(() => conn.setReadDeadline(5000), {
+    name: 'TypeError',
+    message: 'setReadDeadline takes an absolute time (Date or Date.now() + ms); use setReadTimeout(ms) for a duration',
+  });
+  t.throws(() => conn.setWriteDeadline(30_000), {
+    name: 'TypeError',
+    message: 'setWriteDeadline takes an absolute time (Date or Date.now() + ms); use setWriteTimeout(ms) for a duration',
+  });
+  for (const v of [-1, 1.5, 'soon', 2 ** 31, undefined, null]) {
+    t.throws(() => conn.setReadTimeout(v), { name: 'TypeError', message: `setReadTimeout(ms) must be an integer from 0 to 2147483647, got ${String(v)}` });
+    t.throws(() => conn.setWriteTimeout(v), { name: 'TypeError', message: `setWriteTimeout(ms) must be an integer from 0 to 2147483647, got ${String(v)}` });
+  }
+  // 0 clears: a timeout set and cleared does not fire.
+  conn.setReadTimeout(50);
+  conn.setReadTimeout(0);
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  t.equal(conn.closed, false, 'cleared: still open after the timeout would have fired');
+  client.write('alive');
+  await sig.until(() => got().length >= 5);
+  t.equal(got().toString(), 'alive', 'and still echoing');
+  const started = Date.now();
+  conn.setReadTimeout(100);
+  await sig.until(() => ev.closes.length === 1);
+  const waited = Date.now() - started;
+  t.ok(waited >= 90 && waited < 2000, `closed after about 100 ms (${waited} ms)`);
+  t.type(ev.closes[0][1], TimeoutError);
+  t.equal(ev.closes[0][1].message, 'read timeout');
+});
+
+t.test('setWriteTimeout(ms): data the peer does not take within ms closes the connection with "write timeout"', { timeout: 10_000 }, async (t) => {
+  const { ev, sig, client, conn } = await connected(t);
+  client.pause();
+  conn.write(Buffer.alloc(16 * 1024 * 1024)); // more than loopback's socket buffers take
+  conn.setWriteTimeout(100);
+  await sig.until(() => ev.closes.length === 1);
+  t.type(ev.closes[0][1], TimeoutError);
+  t.equal(ev.closes[0][1].message, 'write timeout');
+});
+
+t.test('a write that cannot be queued throws OverflowError at the call and the connection stays open', { timeout: 10_000 }, async (t) => {
+  const LIMIT = 4 * 1024 * 1024;
+  const { ev, sig, client, conn, got } = await connected(t, { maxWriteBufferSize: LIMIT });
+  const over = Buffer.alloc(LIMIT + 1, 1);
+  const err = (() => {
+    try {
+      conn.write(over);
+    } catch (e) {
+      return e;
+    }
+    return null;
+  })();
+  t.type(err, OverflowError, 'larger than the limit alone');
+  t.equal(err?.code, 'NETLOOP_OVERFLOW');
+  t.equal(err?.limit, LIMIT);
+  t.equal(err?.message, `write: ${LIMIT + 1} bytes would exceed maxWriteBufferSize (${LIMIT}); nothing was queued and the connection is open`);
+  t.throws(() => conn.write('é'.repeat(LIMIT / 2 + 1)), { name: 'OverflowError', message: `write: ${LIMIT + 2} bytes would exceed maxWriteBufferSize (${LIMIT}); nothing was queued and the connection is open` }, 'a string is counted in UTF-8 bytes');
+  t.throws(() => conn.writev([Buffer.alloc(LIMIT / 2), Buffer.alloc(LIMIT / 2), 'x']), { message: `writev: ${LIMIT + 1} bytes would exceed maxWriteBufferSize (${LIMIT}); nothing was queued and the connection is open` });
+  t.equal(conn.closed, false);
+  // Fill the queue with small writes (not checked) while the peer does not
+  // read, then a large one that would take it past the limit.
+  client.pause();
+  let queued = 0;
+  while (conn.bufferedAmount < LIMIT / 2) {
+    conn.write(Buffer.alloc(256 * 1024, 2));
+    queued += 256 * 1024;
+  }
+  const before = conn.bufferedAmount;
+  const late = Buffer.alloc(LIMIT - before + 512 * 1024, 3); // fits alone (before >= LIMIT / 2), not on top of the queue, even if the kernel takes a little more
+  // The kernel may still take some of the queue between the two readings.
+  t.throws(() => conn.write(late), {
+    name: 'OverflowError',
+    code: 'NETLOOP_OVERFLOW',
+    message: new RegExp(`^write: ${late.length} bytes with \\d+ already queued would exceed maxWriteBufferSize \\(${LIMIT}\\); nothing was queued and the connection is open$`),
+  });
+  t.equal(conn.closed, false, 'still open');
+  conn.write('end');
+  client.resume();
+  await sig.until(() => got().length >= queued + 3);
+  const all = got();
+  t.equal(all.length, queued + 3, 'exactly what was queued arrived, nothing of the refused writes');
+  t.equal(all.subarray(queued).toString(), 'end');
+  t.equal(all.indexOf(1), -1, 'no byte of the first refused write');
+  t.equal(all.indexOf(3), -1, 'no byte of the late one');
+  t.equal(ev.closes.length, 0, 'no onClose');
+});
+
+t.test('WebSocket writeMessage larger than maxWriteBufferSize throws OverflowError; the connection keeps working', { timeout: 10_000 }, async (t) => {
+  const LIMIT = 1024 * 1024;
+  const up = new Upgrader({});
+  const errors = [];
+  up.onMessage((c, type, data) => {
+    try {
+      c.writeMessage('binary', Buffer.alloc(LIMIT));
+    } catch (e) {
+      errors.push(e);
+    }
+    c.writeMessage(type, data);
+  });
+  const engine = new Engine({ addrs: ['127.0.0.1:0'], upgrader: up, maxWriteBufferSize: LIMIT });
+  await engine.start();
+  t.teardown(() => engine.stop());
+  const got = [];
+  const ws = await dial(`ws://${engine.addresses()[0]}/`, { onMessage: (c, type, data) => got.push([type, data.toString()]) });
+  t.teardown(() => ws.closeAndClean());
+  ws.writeMessage('text', 'hello');
+  const end = Date.now() + 5000;
+  while (got.length === 0 && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 5));
+  t.same(got, [['text', 'hello']], 'the echo, and no frame of the refused message');
+  t.equal(errors.length, 1);
+  t.type(errors[0], OverflowError);
+  t.equal(errors[0].message, `writeMessage: ${LIMIT + 14} bytes would exceed maxWriteBufferSize (${LIMIT}); nothing was queued and the connection is open`);
 });
 
 t.test('start() twice rejects; stop() twice resolves', { timeout: 10_000 }, async (t) => {

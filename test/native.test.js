@@ -42,7 +42,8 @@ t.test('binding.constants equal the constants of dist/native.js', async (t) => {
   };
   t.same(ts, expected, 'the documented layout (batch.h)');
   const others = Object.keys(binding.constants).filter((k) => !LAYOUT.test(k));
-  t.same(others, ['MAX_EVENTS'], 'the only other constant is MAX_EVENTS');
+  t.same(others.sort(), ['ADOPTED_LISTENER', 'MAX_EVENTS'], 'the other constants are ADOPTED_LISTENER and MAX_EVENTS');
+    t.equal(binding.constants.ADOPTED_LISTENER, native.ADOPTED_LISTENER, 'ADOPTED_LISTENER (an OPEN record of an adopted connection)');
   t.equal(binding.constants.MAX_EVENTS, 1024, 'MAX_EVENTS (the cap of maxEventsPerIteration)');
 });
 

@@ -74,6 +74,33 @@ function parseResponse(buf) {
  * returns the parsed response and the peer. Checks the response is complete
  * (Content-Length) and ends with the server's FIN, not a reset.
  */
+t.test('path as a RegExp: matching paths upgrade, others get 404, and a /g RegExp does not alternate', async (t) => {
+  // A RegExp used to be accepted by new Upgrader and then crash the process
+  // on the first request (allowed.includes is not a function).
+  const s = await startServer(t, { path: /^\/ws(\/|$)/g });
+  for (const path of ['/ws', '/ws/room', '/ws?x=1']) {
+    await t.test(`${path} upgrades`, async (t) => {
+      const { peer, rec } = await upgradeWith(t, s, requestHead({ path }), expected101());
+      t.equal(rec.conn.path, path.replace(/\?.*/, ''));
+      await closeCleanly(t, peer, rec);
+    });
+  }
+  for (const path of ['/wsx', '/', '/other/ws']) {
+    await t.test(`${path} -> 404`, async (t) => {
+      await expectRejection(t, s, requestHead({ path }), 404);
+    });
+  }
+});
+
+t.test('path as a predicate gets the path and the head', async (t) => {
+  const seen = [];
+  const s = await startServer(t, { path: (path, head) => (seen.push([path, head.method]), path === '/p') });
+  const { peer, rec } = await upgradeWith(t, s, requestHead({ path: '/p?q' }), expected101());
+  await closeCleanly(t, peer, rec);
+  await expectRejection(t, s, requestHead({ path: '/np' }), 404);
+  t.same(seen, [['/p', 'GET'], ['/np', 'GET']]);
+});
+
 async function exchange(t, s, head, { slowly = false, bodiless = false } = {}) {
   const peer = await Peer.connect(t, s.addr);
   if (slowly) await peer.writeSlowly(head, 4, 1);

@@ -39,9 +39,10 @@ export interface ExtensionAgreement {
 export interface UpgradeOptions {
   /**
    * Paths served, compared with the path of the request-target (the query
-   * removed, no percent-decoding): one, a list, or a predicate. Default: any.
+   * removed, no percent-decoding): one, a list, a RegExp (tested against
+   * the path) or a predicate. Default: any.
    */
-  path?: string | readonly string[] | ((path: string, head: RequestHead) => boolean);
+  path?: string | readonly string[] | RegExp | ((path: string, head: RequestHead) => boolean);
   /** Subprotocols the server speaks, in order of preference. */
   subprotocols?: readonly string[];
   /** Decides whether a page from `origin` may connect (Origin is sent by browsers only). false: 403. */
@@ -122,6 +123,10 @@ function pathAllowed(allowed: UpgradeOptions['path'], path: string, head: Reques
   if (allowed === undefined) return true;
   if (typeof allowed === 'string') return path === allowed;
   if (typeof allowed === 'function') return allowed(path, head);
+  if (allowed instanceof RegExp) {
+    allowed.lastIndex = 0; // a /g or /y RegExp keeps its position between tests: every request starts afresh
+    return allowed.test(path);
+  }
   return allowed.includes(path);
 }
 

@@ -10,12 +10,14 @@ import { HttpError, NetClosedError, NetloopError, ProtocolError, TimeoutError, t
 import { ResponseParser, headerValue, type ResponseParser as Parser } from '../http/response-parser.js';
 import { computeAccept } from '../http/upgrade.js';
 import { listElements, listHasToken } from '../http/chars.js';
-import { WebSocketConn, type WebSocketOwner } from './conn.js';
+import { WebSocketConn, type ClosedWebSocketConn, type WebSocketOwner } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
-import { PerMessageDeflate, inflationLimit, acceptClientResponse, checkNegotiationOptions, offerClient, type DeflateOptions } from './deflate.js';
+import { PerMessageDeflate, inflationLimit, acceptClientResponse, offerClient, type DeflateOptions } from './deflate.js';
+import { checkKnownOptions, compressionOption, intOption, msOption } from '../options.js';
 
-export interface DialOptions {
+/** Options of dial(); `S` is the type of the connection's session (WebSocketConn.setSession). */
+export interface DialOptions<S = unknown> {
   /** The engine to dial from. Default: a shared client engine, started on first use. */
   engine?: Engine;
   /** Subprotocols to offer, in order of preference. */
@@ -30,33 +32,46 @@ export interface DialOptions {
   closeTimeout?: number;
   /** Bytes a received message may have; past it: close 1009. 0 = no limit. Default 16 MiB. */
   messageLengthLimit?: number;
-  onMessage?: (c: WebSocketConn, type: MessageType, data: Buffer) => void;
+  /** Called with each complete message; `data` is yours to keep. */
+  onMessage?: (c: WebSocketConn<S>, type: MessageType, data: Buffer) => void;
   /** Frame-level delivery instead of onMessage. */
-  onDataFrame?: (c: WebSocketConn, type: MessageType, fin: boolean, data: Buffer) => void;
-  /** Called exactly once, after the connection closed. */
-  onClose?: (c: WebSocketConn, err: Error | null) => void;
+  onDataFrame?: (c: WebSocketConn<S>, type: MessageType, fin: boolean, data: Buffer) => void;
+  /** Called exactly once, after the connection closed (its closeInfo set), with null or why (the close contract). */
+  onClose?: (c: ClosedWebSocketConn<S>, err: Error | null) => void;
   /** The server's close frame. */
-  closeHandler?: (c: WebSocketConn, code: number, reason: string) => void;
+  closeHandler?: (c: WebSocketConn<S>, code: number, reason: string) => void;
   /** Replaces the automatic pong. */
-  pingHandler?: (c: WebSocketConn, data: Buffer) => void;
-  pongHandler?: (c: WebSocketConn, data: Buffer) => void;
+  pingHandler?: (c: WebSocketConn<S>, data: Buffer) => void;
+  /** Called with each pong's payload. */
+  pongHandler?: (c: WebSocketConn<S>, data: Buffer) => void;
 }
 
 /** The handshake failed: the server answered something other than a valid 101. */
 export class HandshakeError extends NetloopError {
+  /** The HTTP status the server answered (101 when the 101 itself was wrong; 0 when unreadable). */
   readonly status: number;
+  /** @param code the stable `code`; @param status the server's status; @param message what was wrong. */
   constructor(code: string, status: number, message: string) {
     super(code, message);
     this.status = status;
   }
 }
 
+// Every option's name, checked against DialOptions by the compiler.
+const DIAL_OPTIONS = {
+  engine: true, subprotocols: true, compression: true, headers: true, handshakeTimeout: true, closeTimeout: true,
+  messageLengthLimit: true, onMessage: true, onDataFrame: true, onClose: true, closeHandler: true, pingHandler: true, pongHandler: true,
+} as const satisfies Record<keyof DialOptions, true>;
+
 let sharedEngine: Engine | undefined;
 let sharedStarting: Promise<Engine> | undefined;
 let sharedOpen = 0;
 
-// The shared engine keeps the process alive only while it has connections,
-// like a Node socket would.
+// The shared engine keeps the process alive only while it has a dial
+// pending or a connection open, like a Node socket would: counted from the
+// start of dial() (a script whose only work is `await dial(...)` must not
+// exit with its promise unsettled) to the connection's onClose, or to the
+// dial's failure.
 function sharedRef(delta: number): void {
   sharedOpen += delta;
   sharedEngine?._setRef(sharedOpen > 0);
@@ -68,6 +83,7 @@ async function defaultEngine(): Promise<Engine> {
     const e = new Engine({ ref: false });
     await e.start();
     sharedEngine = e;
+    e._setRef(sharedOpen > 0); // the dial that started it is counted already
     return e;
   })();
   return sharedStarting;
@@ -89,19 +105,19 @@ function parseUrl(url: string): { host: string; port: number; path: string; host
   return { host, port, path: (u.pathname || '/') + u.search, hostHeader: u.host };
 }
 
-class ClientSession implements ReceiverHandlers, WebSocketOwner {
+class ClientSession<S> implements ReceiverHandlers, WebSocketOwner<S> {
   readonly closeTimeout: number;
   readonly masked = true;
-  ws!: WebSocketConn;
-  constructor(readonly o: DialOptions) {
+  ws!: WebSocketConn<S>;
+  constructor(readonly o: DialOptions<S>) {
     this.closeTimeout = o.closeTimeout ?? 5000;
   }
-  get closeHandler(): DialOptions['closeHandler'] {
-    return this.o.closeHandler;
+  deliverCloseFrame(ws: WebSocketConn<S>, code: number, reason: string): void {
+    this.o.closeHandler?.(ws, code, reason);
   }
-  deliverClose(ws: WebSocketConn, err: Error | null): void {
+  deliverClose(ws: WebSocketConn<S>, err: Error | null): void {
     sharedRefIfShared(ws, -1);
-    this.o.onClose?.(ws, err);
+    this.o.onClose?.(ws as ClosedWebSocketConn<S>, err); // _closed() set closeInfo just before
   }
   onMessage(type: MessageType, data: Buffer): void {
     this.o.onMessage?.(this.ws, type, data);
@@ -121,24 +137,24 @@ class ClientSession implements ReceiverHandlers, WebSocketOwner {
   }
 }
 
-class FrameClientSession extends ClientSession {
+class FrameClientSession<S> extends ClientSession<S> {
   onDataFrame(type: MessageType, fin: boolean, data: Buffer): void {
     this.o.onDataFrame!(this.ws, type, fin, data);
   }
 }
 
-function sharedRefIfShared(ws: WebSocketConn, delta: number): void {
+function sharedRefIfShared(ws: WebSocketConn<unknown>, delta: number): void {
   if (ws._raw.engine === sharedEngine) sharedRef(delta);
 }
 
-interface Handshake {
+interface Handshake<S> {
   key: string;
   parser: Parser;
   path: string;
   offered: readonly string[];
   compression: DeflateOptions | null;
-  session: ClientSession;
-  resolve: (ws: WebSocketConn) => void;
+  session: ClientSession<S>;
+  resolve: (ws: WebSocketConn<S>) => void;
   reject: (err: Error) => void;
   timer: ReturnType<typeof setTimeout>;
 }
@@ -159,7 +175,7 @@ const websocketProto: ConnProtocol = {
 
 const handshakeProto: ConnProtocol = {
   onData(conn, data) {
-    const h = conn._protoState as Handshake;
+    const h = conn._protoState as Handshake<unknown>;
     const r = h.parser.push(data);
     if (r === 'need-more') return;
     if (r instanceof HttpError) {
@@ -209,18 +225,17 @@ const handshakeProto: ConnProtocol = {
     ws._pmd = pmd;
     conn._proto = websocketProto;
     conn._protoState = ws;
-    sharedRefIfShared(ws, +1);
     h.resolve(ws);
     if (r.consumed < data.length) websocketProto.onData(conn, data.subarray(r.consumed));
   },
   onClose(conn, err) {
-    const h = conn._protoState as Handshake;
+    const h = conn._protoState as Handshake<unknown>;
     fail(conn, h, err ?? new NetClosedError());
   },
   onDrain() {},
 };
 
-function fail(conn: Conn, h: Handshake, err: Error): void {
+function fail<S>(conn: Conn, h: Handshake<S>, err: Error): void {
   clearTimeout(h.timer);
   conn._protoState = undefined;
   conn._proto = undefined;
@@ -228,10 +243,14 @@ function fail(conn: Conn, h: Handshake, err: Error): void {
   h.reject(err);
 }
 
-/** Opens a WebSocket connection to a ws:// URL. */
-export async function dial(url: string, options: DialOptions = {}): Promise<WebSocketConn> {
+/**
+ * Opens a WebSocket connection to a ws:// URL: resolves once the server
+ * accepted the handshake. `S` is the type of the connection's session.
+ */
+export async function dial<S = unknown>(url: string, options: DialOptions<S> = {}): Promise<WebSocketConn<S>> {
   if (typeof url !== 'string') throw new TypeError('dial(url, options): url must be a string');
   if (options === null || typeof options !== 'object') throw new TypeError('dial(url, options): options must be an object');
+  checkKnownOptions('dial', options, DIAL_OPTIONS);
   const target = parseUrl(url);
   const offered = options.subprotocols ?? [];
   if (!Array.isArray(offered) || !offered.every((p) => typeof p === 'string' && /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(p))) {
@@ -240,11 +259,40 @@ export async function dial(url: string, options: DialOptions = {}): Promise<WebS
   for (const name of ['onMessage', 'onDataFrame', 'onClose', 'closeHandler', 'pingHandler', 'pongHandler'] as const) {
     if (options[name] !== undefined && typeof options[name] !== 'function') throw new TypeError(`dial: ${name} must be a function`);
   }
-  const timeout = options.handshakeTimeout ?? 10_000;
-  const engine = options.engine ?? (await defaultEngine());
+  const timeout = msOption('handshakeTimeout', options.handshakeTimeout, 10_000);
+  msOption('closeTimeout', options.closeTimeout, 5000);
+  intOption('messageLengthLimit', options.messageLengthLimit, 0, 0, Number.MAX_SAFE_INTEGER);
+  if (options.engine !== undefined && !(options.engine instanceof Engine)) throw new TypeError('dial: engine must be an Engine');
+  if (options.headers !== undefined && (options.headers === null || typeof options.headers !== 'object')) throw new TypeError('dial: headers must be an object of header names to values');
+  const compression = compressionOption('dial', options.compression);
+  const headers = Object.entries(options.headers ?? {});
+  for (const [name, value] of headers) {
+    // Checked before dialing: a connection must not be opened for a request that cannot be sent.
+    if (typeof value !== 'string') throw new TypeError(`dial: header ${name} must be a string`);
+    if (/[\r\n]/.test(name + value)) throw new TypeError('dial: header names and values must not contain CR or LF');
+  }
+  if (options.engine !== undefined) return handshake(options.engine, target, offered, compression, headers, timeout, options);
+  sharedRef(+1); // until the connection closes (ClientSession.deliverClose) or the dial fails (below)
+  try {
+    return await handshake(await defaultEngine(), target, offered, compression, headers, timeout, options);
+  } catch (err) {
+    sharedRef(-1);
+    throw err;
+  }
+}
+
+async function handshake<S>(
+  engine: Engine,
+  target: ReturnType<typeof parseUrl>,
+  offered: readonly string[],
+  compression: DeflateOptions | null,
+  headers: Array<[string, string]>,
+  timeout: number,
+  options: DialOptions<S>,
+): Promise<WebSocketConn<S>> {
   const addr = target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
   const started = Date.now();
-  const conn = await engine.dial(addr, { timeout, proto: handshakeProto });
+  const conn = await engine._dial(addr, { timeout }, handshakeProto);
   const key = randomBytes(16).toString('base64');
   const lines = [
     `GET ${target.path} HTTP/1.1`,
@@ -255,20 +303,14 @@ export async function dial(url: string, options: DialOptions = {}): Promise<WebS
     'Sec-WebSocket-Version: 13',
   ];
   if (offered.length > 0) lines.push(`Sec-WebSocket-Protocol: ${offered.join(', ')}`);
-  const comp = options.compression ?? false;
-  const compression: DeflateOptions | null = comp === false ? null : comp === true ? {} : { ...comp };
   if (compression !== null) {
-    checkNegotiationOptions(compression);
     lines.push(`Sec-WebSocket-Extensions: ${offerClient(compression)}`);
   }
-  for (const [name, value] of Object.entries(options.headers ?? {})) {
-    if (/[\r\n]/.test(name + value)) throw new TypeError('dial: header names and values must not contain CR or LF');
-    lines.push(`${name}: ${value}`);
-  }
-  return new Promise<WebSocketConn>((resolve, reject) => {
+  for (const [name, value] of headers) lines.push(`${name}: ${value}`);
+  return new Promise<WebSocketConn<S>>((resolve, reject) => {
     const session = options.onDataFrame !== undefined ? new FrameClientSession(options) : new ClientSession(options);
     const left = Math.max(1, timeout - (Date.now() - started));
-    const h: Handshake = {
+    const h: Handshake<S> = {
       key,
       parser: new ResponseParser(),
       path: target.path,

@@ -14,7 +14,7 @@
 // what the reader thread saw end its reading: NetClosedError when our close
 // came first, EOFError when the peer's FIN came with its close frame. That is
 // the one difference between the modes; closeInfo is the same in both.
-import type { Conn, Deadline } from '../conn.js';
+import { checkRoom, type Conn, type Deadline } from '../conn.js';
 import { CloseError, NetClosedError } from '../errors.js';
 import type { BudgetError, ProtocolError } from '../errors.js';
 import { CloseCode, MAX_CLOSE_REASON_BYTES, isValidCloseCode } from './close.js';
@@ -29,24 +29,39 @@ export type CloseInitiator = 'local' | 'peer' | 'network';
 export interface CloseInfo {
   /** The close code received from the peer; the code we sent for a protocol error; 1006 when no close frame was exchanged. */
   code: number;
+  /** The close reason ('' when none). */
   reason: string;
   /** True when both close frames were exchanged. */
   wasClean: boolean;
+  /** Who started the close. */
   initiator: CloseInitiator;
   /** What onClose received. */
   error: Error | null;
 }
 
+/**
+ * A WebSocketConn as onClose sees it: closed, its closeInfo always set. The
+ * same object as the open connection's; only the type knows more.
+ */
+export type ClosedWebSocketConn<S = unknown> = WebSocketConn<S> & {
+  /** The facts of the close, final. */
+  readonly closeInfo: CloseInfo;
+};
+
 /** @internal What a WebSocketConn needs of its owner (the Upgrader, or a client's handlers). */
-export interface WebSocketOwner {
+export interface WebSocketOwner<S = unknown> {
   /** Close handshake timeout, ms. */
   readonly closeTimeout: number;
   /** Client side: every frame we send is masked (RFC 6455 §5.3). */
   readonly masked: boolean;
   /** Calls the user's onClose. */
-  deliverClose(ws: WebSocketConn, err: Error | null): void;
-  /** The user's close handler (setCloseHandler), if any. */
-  readonly closeHandler: ((ws: WebSocketConn, code: number, reason: string) => void) | undefined;
+  deliverClose(ws: WebSocketConn<S>, err: Error | null): void;
+  /**
+   * Calls the user's close handler (setCloseHandler), if any. A method, not
+   * a property holding the handler: methods keep WebSocketConn<S>
+   * assignable to WebSocketConn<unknown>.
+   */
+  deliverCloseFrame(ws: WebSocketConn<S>, code: number, reason: string): void;
 }
 
 /** @internal Compression of outgoing messages (permessage-deflate), when negotiated. */
@@ -93,6 +108,16 @@ function checkPayload(data: unknown, what: string): asserts data is Uint8Array |
 }
 
 /**
+ * Conn.write's maxWriteBufferSize check for a whole frame, made before any
+ * of it is written: the frame's header (14 bytes at most) is counted, so
+ * that the raw writes that follow (header, then payload) pass their own
+ * check and a frame is never cut after its header.
+ */
+function checkFrameRoom(raw: Conn, what: string, data: Uint8Array | string): void {
+  checkRoom(raw, what, data.length + 14, () => (typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength) + 14);
+}
+
+/**
  * The fields an idle connection does not need, allocated on first use (see
  * ConnExtras in ../conn.ts: each field of a per-connection object is 8 bytes
  * per connection).
@@ -105,9 +130,13 @@ class WsExtras {
   session: unknown = undefined;
 }
 
-export class WebSocketConn {
+/**
+ * One WebSocket connection, server or client side. `S` is the type of the
+ * value attached with setSession() (Upgrader<S>, dial<S>).
+ */
+export class WebSocketConn<S = unknown> {
   /** @internal */ readonly _raw: Conn;
-  /** @internal */ readonly _owner: WebSocketOwner;
+  /** @internal */ readonly _owner: WebSocketOwner<S>;
   /** @internal */ _receiver: Receiver | null = null;
   /** @internal The rarely needed fields (WsExtras), once one was set. */
   _x: WsExtras | undefined = undefined;
@@ -124,7 +153,7 @@ export class WebSocketConn {
   #state = WsState.Open;
 
   /** @internal */
-  constructor(raw: Conn, owner: WebSocketOwner, subprotocol: string, path: string) {
+  constructor(raw: Conn, owner: WebSocketOwner<S>, subprotocol: string, path: string) {
     this._raw = raw;
     this._owner = owner;
     this.subprotocol = subprotocol;
@@ -138,6 +167,7 @@ export class WebSocketConn {
   get _pmd(): (MessageCompressor & MessageDecompressor) | null {
     return this._x?.pmd ?? null;
   }
+  /** @internal */
   set _pmd(pmd: (MessageCompressor & MessageDecompressor) | null) {
     if (pmd !== null || this._x !== undefined) (this._x ??= new WsExtras()).pmd = pmd;
   }
@@ -146,6 +176,7 @@ export class WebSocketConn {
   get closeInfo(): CloseInfo | null {
     return this._x?.closeInfo ?? null;
   }
+  /** @internal Set by the close paths; read-only to users. */
   set closeInfo(info: CloseInfo | null) {
     (this._x ??= new WsExtras()).closeInfo = info;
   }
@@ -179,13 +210,19 @@ export class WebSocketConn {
   /**
    * Sends a whole message. Text is sent as UTF-8 (give a string, or bytes you
    * know are valid UTF-8). Throws NetClosedError once the closing handshake
-   * has started.
+   * has started, and OverflowError (nothing sent, the connection stays
+   * open) when the message (its size before compression) alone, or with
+   * what is queued already, is more than the engine's maxWriteBufferSize:
+   * see Conn.write.
    */
   writeMessage(type: MessageType, data: Uint8Array | string): void {
     const opcode = opcodeOf(type, 'writeMessage');
     checkPayload(data, 'writeMessage');
     if (this.#state !== WsState.Open) throw new NetClosedError();
     if (this.#fragmentOpcode !== 0) throw new Error('writeMessage: a fragmented message is being sent with writeFrame(); finish it first');
+    // Before compressing: a compressor with context takeover that compressed
+    // a message it then could not send would leave the peer's inflater behind.
+    checkFrameRoom(this._raw, 'writeMessage', data);
     // permessage-deflate, when negotiated: messages under its threshold go
     // out as they are (RSV1 clear).
     const packed = this._pmd !== null ? this._pmd.compress(data) : null;
@@ -203,6 +240,7 @@ export class WebSocketConn {
     checkPayload(data, 'writeFrame');
     if (typeof fin !== 'boolean') throw new TypeError('writeFrame: fin must be a boolean');
     if (this.#state !== WsState.Open) throw new NetClosedError();
+    checkFrameRoom(this._raw, 'writeFrame', data);
     let sendOpcode = opcode;
     if (this.#fragmentOpcode !== 0) {
       if (this.#fragmentOpcode !== opcode) throw new Error(`writeFrame: a ${this.#fragmentOpcode === Opcode.Text ? 'text' : 'binary'} message is being sent`);
@@ -254,26 +292,47 @@ export class WebSocketConn {
     this._raw.closeAndClean(err);
   }
 
+  /**
+   * Closes the connection with TimeoutError("read timeout") if still open
+   * at `deadline` (a Date or Date.now() + ms); null or 0 clears it. With
+   * keepalive on (the Upgrader's keepaliveTime), the keepalive sweep moves
+   * this deadline. A small number throws TypeError: use setReadTimeout(ms).
+   */
   setReadDeadline(deadline: Deadline): void {
     this._raw.setReadDeadline(deadline);
   }
 
+  /** Closes the connection with TimeoutError("write timeout") if written data is still waiting at `deadline`; null or 0 clears it. */
   setWriteDeadline(deadline: Deadline): void {
     this._raw.setWriteDeadline(deadline);
   }
 
-  setSession(session: unknown): void {
+  /** setReadDeadline(Date.now() + ms); 0 clears. */
+  setReadTimeout(ms: number): void {
+    this._raw.setReadTimeout(ms);
+  }
+
+  /** setWriteDeadline(Date.now() + ms); 0 clears. */
+  setWriteTimeout(ms: number): void {
+    this._raw.setWriteTimeout(ms);
+  }
+
+  /** Attaches a value to the connection (read back with `session`). */
+  setSession(session: S): void {
     (this._x ??= new WsExtras()).session = session;
   }
 
-  get session(): unknown {
-    return this._x?.session;
+  /** The value given to setSession(); undefined before. */
+  get session(): S | undefined {
+    return this._x?.session as S | undefined;
   }
 
+  /** Bytes written but not yet taken by the kernel (see Conn.bufferedAmount). */
   get bufferedAmount(): number {
     return this._raw.bufferedAmount;
   }
 
+  /** The peer's address, "127.0.0.1:50000"; still readable in onClose. */
   get remoteAddr(): string {
     return this._raw.remoteAddr;
   }
@@ -283,6 +342,7 @@ export class WebSocketConn {
     return this._raw.ioMode;
   }
 
+  /** This side's address, "127.0.0.1:8080". */
   get localAddr(): string {
     return this._raw.localAddr;
   }
@@ -363,7 +423,7 @@ export class WebSocketConn {
     // frame and the peer's close frame has been read. The close timeout
     // bounds the wait for the peer's FIN.
     this._raw._closeWithin(this._owner.closeTimeout);
-    this._owner.closeHandler?.(this, code, reason);
+    this._owner.deliverCloseFrame(this, code, reason);
   }
 
   /** @internal A protocol violation by the peer, or its message over the memory budget: send its close code, deliver what was written, close. */

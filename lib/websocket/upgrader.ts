@@ -10,25 +10,33 @@
 import type { Conn, ConnProtocol } from '../conn.js';
 import type { Engine, EngineUpgrader } from '../engine.js';
 import { HttpError, TimeoutError, type BudgetError, type ProtocolError } from '../errors.js';
+import { checkKnownOptions, checkPathOption, compressionOption, intOption, msOption, stringsOption } from '../options.js';
 import { RequestParser, type RequestHead } from '../http/request-parser.js';
-import { httpResponse, type HeaderList } from '../http/response.js';
-import { checkUpgrade, isWebSocketUpgrade, rejectionResponse } from '../http/upgrade.js';
+import { httpResponse, responseHeadText, type HeaderList } from '../http/response.js';
+import { checkUpgrade, isWebSocketUpgrade, rejectionResponse, type UpgradeAccepted, type UpgradeOptions, type UpgradeResult } from '../http/upgrade.js';
+import { refuseOnNodeSocket, requestHeadOf } from '../adopt.js';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { CloseCode } from './close.js';
-import { WebSocketConn, clock32, type WebSocketOwner } from './conn.js';
+import { WebSocketConn, clock32, type ClosedWebSocketConn } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
-import { PerMessageDeflate, checkNegotiationOptions, deflateUpgradeHook, inflationLimit, type DeflateOptions, type ServerNegotiation } from './deflate.js';
+import { PerMessageDeflate, deflateUpgradeHook, inflationLimit, type DeflateOptions, type ServerNegotiation } from './deflate.js';
 
 /** A plain HTTP answer for a request that is not a WebSocket upgrade. */
 export interface HttpAnswer {
+  /** The HTTP status. */
   status: number;
+  /** Response headers, [name, value] pairs (Content-Length and Connection are set by netloop). */
   headers?: HeaderList;
+  /** The body; a string is sent as UTF-8. */
   body?: string | Uint8Array;
 }
 
+/** Options of new Upgrader(): the handshake, the limits, compression. */
 export interface UpgraderOptions {
-  /** Paths that upgrade: one, a list, or a predicate. Default: any path. */
-  path?: string | readonly string[] | ((path: string, head: RequestHead) => boolean);
+  /** Paths that upgrade (the query removed): one, a list, a RegExp or a predicate; others get 404. Default: any path. */
+  path?: UpgradeOptions['path'];
   /** Subprotocols spoken, in order of preference. */
   subprotocols?: readonly string[];
   /** Decides whether a page from `origin` may connect. false: 403. Default: every origin. */
@@ -49,8 +57,9 @@ export interface UpgraderOptions {
   handshakeTimeout?: number;
   /** After sending a close frame, the peer's answer is awaited this long (ms). Default 5000. */
   closeTimeout?: number;
-  /** Request head limits: bytes and header lines (431 past them). Defaults 8 KiB and 40. */
+  /** Bytes a request head may have (431 past them). Default 8 KiB. */
   maxHeadSize?: number;
+  /** Header lines a request head may have (431 past them). Default 40. */
   maxHeaders?: number;
   /** Online connections past which new ones get 503 before their handshake. Default 1,000,000. */
   maxLoad?: number;
@@ -67,30 +76,30 @@ export interface UpgraderOptions {
   httpHandler?: (head: RequestHead, conn: Conn) => HttpAnswer;
 }
 
-type OpenHandler = (c: WebSocketConn) => void;
-type MessageHandler = (c: WebSocketConn, type: MessageType, data: Buffer) => void;
-type DataFrameHandler = (c: WebSocketConn, type: MessageType, fin: boolean, data: Buffer) => void;
-type CloseHandler = (c: WebSocketConn, err: Error | null) => void;
-type CloseFrameHandler = (c: WebSocketConn, code: number, reason: string) => void;
-type PingHandler = (c: WebSocketConn, data: Buffer) => void;
+/** onOpen and onDrain handlers. */
+export type OpenHandler<S = unknown> = (c: WebSocketConn<S>) => void;
+/** onMessage handlers: a whole message, `data` is yours to keep. */
+export type MessageHandler<S = unknown> = (c: WebSocketConn<S>, type: MessageType, data: Buffer) => void;
+/** onDataFrame handlers: one frame of a message, `fin` on its last. */
+export type DataFrameHandler<S = unknown> = (c: WebSocketConn<S>, type: MessageType, fin: boolean, data: Buffer) => void;
+/** onClose handlers: the connection is closed and its closeInfo set. */
+export type CloseHandler<S = unknown> = (c: ClosedWebSocketConn<S>, err: Error | null) => void;
+/** setCloseHandler handlers: the peer's close frame. */
+export type CloseFrameHandler<S = unknown> = (c: WebSocketConn<S>, code: number, reason: string) => void;
+/** setPingHandler and setPongHandler handlers. */
+export type PingHandler<S = unknown> = (c: WebSocketConn<S>, data: Buffer) => void;
 
 // Spare receivers kept for reuse; connections in the middle of a frame hold
 // their own, so this only bounds the idle spares.
 const RECEIVER_POOL_SIZE = 64;
 
-function checkMs(name: string, v: unknown, dflt: number): number {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 2 ** 31 - 1) {
-    throw new TypeError(`${name} must be a number of milliseconds from 0 to 2^31-1, got ${String(v)}`);
-  }
-  return v;
-}
+// Every option's name, checked against UpgraderOptions by the compiler.
+const UPGRADER_OPTIONS = {
+  path: true, subprotocols: true, checkOrigin: true, messageLengthLimit: true, keepaliveTime: true, messageTimeout: true, handshakeTimeout: true,
+  closeTimeout: true, maxHeadSize: true, maxHeaders: true, maxLoad: true, compression: true, headers: true, httpHandler: true,
+} as const satisfies Record<keyof UpgraderOptions, true>;
 
-function checkCount(name: string, v: unknown, dflt: number, min: number): number {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new TypeError(`${name} must be an integer >= ${min}, got ${String(v)}`);
-  return v;
-}
+const checkCount = (name: string, v: unknown, dflt: number, min: number): number => intOption(name, v, dflt, min, Number.MAX_SAFE_INTEGER);
 
 function fn<T>(name: string, f: T): T {
   if (typeof f !== 'function') throw new TypeError(`${name}(handler): handler must be a function`);
@@ -102,9 +111,9 @@ function fn<T>(name: string, f: T): T {
  * being pushed. Two classes, because the receiver chooses frame-level or
  * message-level delivery by whether onDataFrame exists.
  */
-class MessageSink implements ReceiverHandlers {
-  ws!: WebSocketConn;
-  constructor(readonly owner: Upgrader) {}
+class MessageSink<S> implements ReceiverHandlers {
+  ws!: WebSocketConn<S>;
+  constructor(readonly owner: Upgrader<S>) {}
   onMessage(type: MessageType, data: Buffer): void {
     this.owner._onMessage(this.ws, type, data);
   }
@@ -122,30 +131,45 @@ class MessageSink implements ReceiverHandlers {
   }
 }
 
-class FrameSink extends MessageSink {
+class FrameSink<S> extends MessageSink<S> {
   onDataFrame(type: MessageType, fin: boolean, data: Buffer): void {
     this.owner._onDataFrame!(this.ws, type, fin, data);
   }
 }
 
-export class Upgrader implements EngineUpgrader, WebSocketOwner {
+// WebSocketOwner is internal, so it is not named in `implements` (the
+// published .d.ts would name a type it leaves out); WebSocketConn's
+// constructor checks it where `this` is passed.
+/**
+ * The WebSocket server: given to an Engine ({ upgrader }), it answers the
+ * HTTP upgrade and runs the connections. `S` is the type of each
+ * connection's session (WebSocketConn.setSession).
+ */
+export class Upgrader<S = unknown> implements EngineUpgrader {
+  /** The options given (a copy). */
   readonly options: Readonly<UpgraderOptions>;
+  /** The close handshake timeout in effect, ms. */
   readonly closeTimeout: number;
   /** @internal Server frames are not masked. */
   readonly masked = false;
+  /** The keepalive time in effect, ms (0: off). */
   readonly keepaliveTime: number;
+  /** The message timeout in effect, ms (0: off). */
   readonly messageTimeout: number;
+  /** The handshake timeout in effect, ms. */
   readonly handshakeTimeout: number;
+  /** The message length limit in effect, bytes (0: none). */
   readonly messageLengthLimit: number;
+  /** Online connections past which newcomers get 503. */
   readonly maxLoad: number;
-  #onOpen: OpenHandler | undefined;
-  /** @internal */ _onMessage: MessageHandler = () => {};
-  /** @internal */ _onDataFrame: DataFrameHandler | undefined;
-  #onClose: CloseHandler | undefined;
-  #closeHandler: CloseFrameHandler | undefined;
-  #pingHandler: PingHandler | undefined;
-  /** @internal */ _onPong: PingHandler | undefined;
-  #sink: MessageSink | undefined;
+  #onOpen: OpenHandler<S> | undefined;
+  /** @internal */ _onMessage: MessageHandler<S> = () => {};
+  /** @internal */ _onDataFrame: DataFrameHandler<S> | undefined;
+  #onClose: CloseHandler<S> | undefined;
+  #closeHandler: CloseFrameHandler<S> | undefined;
+  #pingHandler: PingHandler<S> | undefined;
+  /** @internal */ _onPong: PingHandler<S> | undefined;
+  #sink: MessageSink<S> | undefined;
   readonly #compression: DeflateOptions | null;
   readonly #receivers: Receiver[] = [];
   readonly #keepalive = new Map<Engine, ReturnType<typeof setInterval>>();
@@ -154,30 +178,36 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
    * Connections in the middle of a frame or message (they hold a receiver),
    * for the message timeout: only these are swept, not every connection.
    */
-  readonly #pending = new Set<WebSocketConn>();
+  readonly #pending = new Set<WebSocketConn<S>>();
+  /** The engine this upgrader serves (attach()): where handleUpgrade() puts its connections. */
+  #engine: Engine | undefined = undefined;
 
   // The protocol objects the engine calls for our connections.
   readonly #handshake: ConnProtocol;
   readonly #websocket: ConnProtocol;
 
+  /** Checks every option (TypeError naming a wrong or unknown one); set the handlers, then give it to an Engine. */
   constructor(options: UpgraderOptions = {}) {
     if (options === null || typeof options !== 'object') throw new TypeError('new Upgrader(options): options must be an object');
+    checkKnownOptions('Upgrader', options, UPGRADER_OPTIONS);
     this.options = { ...options };
-    this.closeTimeout = checkMs('closeTimeout', options.closeTimeout, 5000);
-    this.keepaliveTime = checkMs('keepaliveTime', options.keepaliveTime, 120_000);
-    this.messageTimeout = checkMs('messageTimeout', options.messageTimeout, 60_000);
-    this.handshakeTimeout = checkMs('handshakeTimeout', options.handshakeTimeout, 10_000);
+    this.closeTimeout = msOption('closeTimeout', options.closeTimeout, 5000);
+    this.keepaliveTime = msOption('keepaliveTime', options.keepaliveTime, 120_000);
+    this.messageTimeout = msOption('messageTimeout', options.messageTimeout, 60_000);
+    this.handshakeTimeout = msOption('handshakeTimeout', options.handshakeTimeout, 10_000);
     this.messageLengthLimit = checkCount('messageLengthLimit', options.messageLengthLimit, DEFAULT_MAX_MESSAGE_LENGTH, 0);
     this.maxLoad = checkCount('maxLoad', options.maxLoad, 1_000_000, 1);
     checkCount('maxHeadSize', options.maxHeadSize, 8192, 64);
     checkCount('maxHeaders', options.maxHeaders, 40, 1);
-    if (options.subprotocols !== undefined && !Array.isArray(options.subprotocols)) throw new TypeError('subprotocols must be an array of strings');
+    stringsOption('subprotocols', options.subprotocols);
+    checkPathOption('Upgrader', options.path);
     if (options.checkOrigin !== undefined) fn('checkOrigin', options.checkOrigin);
     if (options.httpHandler !== undefined) fn('httpHandler', options.httpHandler);
-    const comp = options.compression ?? false;
-    if (typeof comp !== 'boolean' && (comp === null || typeof comp !== 'object')) throw new TypeError('compression must be a boolean or an options object');
-    this.#compression = comp === false ? null : comp === true ? {} : { ...comp };
-    if (this.#compression !== null) checkNegotiationOptions(this.#compression);
+    if (options.headers !== undefined) {
+      if (options.headers === null || typeof options.headers !== 'object') throw new TypeError('headers must be an object of header names to values');
+      responseHeadText(101, options.headers); // the check every 101 makes (names, values, no framing headers): now, not at the first request
+    }
+    this.#compression = compressionOption('Upgrader', options.compression);
 
     const self = this;
     this.#handshake = {
@@ -187,7 +217,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     };
     this.#websocket = {
       onData(conn, data) {
-        const ws = conn._protoState as WebSocketConn;
+        const ws = conn._protoState as WebSocketConn<S>;
         const now32 = clock32(conn.engine._now);
         ws._lastRead = now32;
         let r = ws._receiver;
@@ -215,7 +245,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
         }
       },
       onClose(conn, err) {
-        const ws = conn._protoState as WebSocketConn;
+        const ws = conn._protoState as WebSocketConn<S>;
         self.#pending.delete(ws);
         ws._closed(err);
       },
@@ -223,78 +253,79 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
         // onOpen, onMessage, onDataFrame or a ping, pong or close handler
         // threw: the connection cannot be trusted to be in a state its
         // application expects. Close 1011 (internal error, RFC 6455 §7.4.1).
-        const ws = conn._protoState as WebSocketConn;
+        const ws = conn._protoState as WebSocketConn<S>;
         self.#pending.delete(ws);
         ws._fail(err, CloseCode.InternalError);
       },
       onDrain(conn) {
-        const ws = conn._protoState as WebSocketConn;
+        const ws = conn._protoState as WebSocketConn<S>;
         self.#onDrain?.(ws);
       },
     };
   }
 
-  #onDrain: OpenHandler | undefined;
+  #onDrain: OpenHandler<S> | undefined;
 
   /** Called when a connection has upgraded. */
-  onOpen(handler: OpenHandler): this {
+  onOpen(handler: OpenHandler<S>): this {
     this.#onOpen = fn('onOpen', handler);
     return this;
   }
 
   /** Called with each complete message. `data` is yours to keep. */
-  onMessage(handler: MessageHandler): this {
+  onMessage(handler: MessageHandler<S>): this {
     this._onMessage = fn('onMessage', handler);
     return this;
   }
 
   /** Frame-level delivery instead of onMessage (fragments are not buffered). Set it before connections arrive. */
-  onDataFrame(handler: DataFrameHandler): this {
+  onDataFrame(handler: DataFrameHandler<S>): this {
     this._onDataFrame = fn('onDataFrame', handler);
     return this;
   }
 
   /** Called exactly once per upgraded connection, with null or why it closed (see the close contract). */
-  onClose(handler: CloseHandler): this {
+  onClose(handler: CloseHandler<S>): this {
     this.#onClose = fn('onClose', handler);
     return this;
   }
 
   /** Called when a connection's write queue becomes empty. */
-  onDrain(handler: OpenHandler): this {
+  onDrain(handler: OpenHandler<S>): this {
     this.#onDrain = fn('onDrain', handler);
     return this;
   }
 
   /** Called with the peer's close frame (code, reason); 1005 and '' for an empty one. */
-  setCloseHandler(handler: CloseFrameHandler | null): this {
+  setCloseHandler(handler: CloseFrameHandler<S> | null): this {
     this.#closeHandler = handler === null ? undefined : fn('setCloseHandler', handler);
     return this;
   }
 
   /** Replaces the default ping handling (a pong with the same payload). */
-  setPingHandler(handler: PingHandler | null): this {
+  setPingHandler(handler: PingHandler<S> | null): this {
     this.#pingHandler = handler === null ? undefined : fn('setPingHandler', handler);
     return this;
   }
 
-  setPongHandler(handler: PingHandler | null): this {
+  /** Called with each pong's payload. */
+  setPongHandler(handler: PingHandler<S> | null): this {
     this._onPong = handler === null ? undefined : fn('setPongHandler', handler);
     return this;
   }
 
   /** @internal */
-  get closeHandler(): CloseFrameHandler | undefined {
-    return this.#closeHandler;
+  deliverCloseFrame(ws: WebSocketConn<S>, code: number, reason: string): void {
+    this.#closeHandler?.(ws, code, reason);
   }
 
   /** @internal */
-  deliverClose(ws: WebSocketConn, err: Error | null): void {
-    this.#onClose?.(ws, err);
+  deliverClose(ws: WebSocketConn<S>, err: Error | null): void {
+    this.#onClose?.(ws as ClosedWebSocketConn<S>, err); // _closed() set closeInfo just before
   }
 
   /** @internal */
-  _onPing(ws: WebSocketConn, data: Buffer): void {
+  _onPing(ws: WebSocketConn<S>, data: Buffer): void {
     if (this.#pingHandler !== undefined) this.#pingHandler(ws, data);
     else ws._autoPong(data);
   }
@@ -303,7 +334,11 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
   // EngineUpgrader
 
   /** @internal */
-  attach(_engine: Engine): void {}
+  attach(engine: Engine): void {
+    // handleUpgrade() hands its sockets to this engine; an upgrader serves one.
+    if (this.#engine !== undefined && this.#engine !== engine) throw new TypeError('an Upgrader belongs to one Engine: create one per engine');
+    this.#engine = engine;
+  }
 
   /** @internal */
   started(engine: Engine): void {
@@ -328,13 +363,13 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     const messageTimer = this.#messageTimers.get(engine);
     if (messageTimer !== undefined) clearInterval(messageTimer);
     this.#messageTimers.delete(engine);
-    const waiting: WebSocketConn[] = [];
+    const waiting: WebSocketConn<S>[] = [];
     engine._forEachConn((conn) => {
       if (conn._proto !== this.#websocket) {
         conn.close(); // still in its handshake
         return;
       }
-      const ws = conn._protoState as WebSocketConn;
+      const ws = conn._protoState as WebSocketConn<S>;
       ws._goingAway();
       waiting.push(ws);
     });
@@ -375,7 +410,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     const now32 = clock32(now);
     engine._forEachConn((conn) => {
       if (conn._proto !== this.#websocket) return;
-      const ws = conn._protoState as WebSocketConn;
+      const ws = conn._protoState as WebSocketConn<S>;
       if (ws.closed) return;
       // Ping anything silent for half a period, so that a peer answering
       // every ping keeps moving its deadline each sweep; the deadline is a
@@ -433,6 +468,19 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
       this.#refuse(conn, httpResponse(answer.status, answer.headers ?? [], answer.body ?? '', { omitBody: head.method === 'HEAD' }));
       return;
     }
+    const checked = this.#check(head);
+    if (!checked.result.accept) {
+      this.#refuse(conn, rejectionResponse(checked.result));
+      return;
+    }
+    const ws = this.#open(conn, checked.result, checked.agreed);
+    // Frames the client sent right behind its request head.
+    if (r.consumed < data.length && !ws.closed) this.#websocket.onData(conn, data.subarray(r.consumed));
+  }
+
+  // The upgrade checks of RFC 6455 §4.2.1 and the options, and the
+  // permessage-deflate parameters agreed on the way.
+  #check(head: RequestHead): { result: UpgradeResult; agreed: ServerNegotiation | null } {
     let agreed: ServerNegotiation | null = null;
     const compression = this.#compression;
     const result = checkUpgrade(head, {
@@ -442,23 +490,54 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
       ...(this.options.checkOrigin !== undefined ? { checkOrigin: this.options.checkOrigin } : {}),
       ...(this.options.headers !== undefined ? { headers: this.options.headers } : {}),
     });
-    if (!result.accept) {
-      this.#refuse(conn, rejectionResponse(result));
-      return;
-    }
+    return { result, agreed };
+  }
+
+  // An accepted upgrade: the 101 answer, the WebSocketConn, onOpen.
+  #open(conn: Conn, result: UpgradeAccepted, agreed: ServerNegotiation | null): WebSocketConn<S> {
+    const compression = this.#compression;
     conn.write(result.ascii ? result.responseText : result.responseHead);
-    const ws = new WebSocketConn(conn, this, result.protocol, result.path);
+    const ws = new WebSocketConn<S>(conn, this, result.protocol, result.path);
     ws._lastRead = clock32(Date.now());
     if (agreed !== null) {
-      const pmd = new PerMessageDeflate((agreed as ServerNegotiation).params, 'server', { ...compression, maxMessageLength: inflationLimit(this.messageLengthLimit, compression!) });
+      const pmd = new PerMessageDeflate(agreed.params, 'server', { ...compression, maxMessageLength: inflationLimit(this.messageLengthLimit, compression!) });
       ws._pmd = pmd;
     }
     conn._proto = this.#websocket;
     conn._protoState = ws;
     conn.setReadDeadline(this.keepaliveTime > 0 ? Date.now() + this.keepaliveTime + Math.floor(this.keepaliveTime / 2) : null);
     this.#onOpen?.(ws);
-    // Frames the client sent right behind its request head.
-    if (r.consumed < data.length && !ws.closed) this.#websocket.onData(conn, data.subarray(r.consumed));
+    return ws;
+  }
+
+  /**
+   * Takes a WebSocket upgrade over from Node's http server (its 'upgrade'
+   * event, so Express, Fastify, Koa and the rest): the request Node parsed
+   * is checked as the engine's own listener checks it; a refusal is answered
+   * on Node's socket (404, 400, 403, 426...) and resolves null; an accepted
+   * upgrade takes the socket's descriptor over from Node (duplicated, Node's
+   * copy closed), with `head` and anything Node had buffered handed in first,
+   * and resolves the WebSocketConn once onOpen has run. From then on the
+   * connection is served exactly like an accepted one, in the engine's I/O
+   * mode. The upgrader must belong to one running Engine (new Engine({
+   * upgrader }), with or without addresses of its own). Rejects (and
+   * destroys the socket) when the socket cannot be taken over: a TLS socket
+   * (https) is not supported yet.
+   */
+  async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer = Buffer.alloc(0)): Promise<WebSocketConn<S> | null> {
+    const engine = this.#engine;
+    if (engine === undefined) throw new Error('handleUpgrade: give this upgrader to an Engine first (new Engine({ upgrader }))');
+    if (!engine.running) throw new Error('handleUpgrade: the engine is not running (await engine.start())');
+    const request = requestHeadOf(req);
+    const { result, agreed } = this.#check(request);
+    if (!result.accept) {
+      refuseOnNodeSocket(socket, rejectionResponse(result));
+      return null;
+    }
+    const conn = await engine._adopt(socket, head, (c) => {
+      this.#open(c, result, agreed);
+    });
+    return conn._protoState as WebSocketConn<S>;
   }
 
   #refuse(conn: Conn, response: Buffer): void {
@@ -466,7 +545,7 @@ export class Upgrader implements EngineUpgrader, WebSocketOwner {
     conn.close();
   }
 
-  #sinkFor(): MessageSink {
+  #sinkFor(): MessageSink<S> {
     this.#sink ??= this._onDataFrame !== undefined ? new FrameSink(this) : new MessageSink(this);
     return this.#sink;
   }
