@@ -34,6 +34,8 @@ export function whyNotAdoptable(socket: unknown): string | undefined {
   if (!(socket instanceof Socket)) return 'not a net.Socket';
   if ((socket as { encrypted?: boolean }).encrypted === true) return 'a TLS socket (https) cannot be taken over yet';
   if (socket.destroyed) return 'the socket is destroyed';
+  // Node has read the peer's FIN already: the kernel will not say it again.
+  if ((socket as { _readableState?: { ended?: boolean } })._readableState?.ended === true) return 'the peer has closed its side already';
   const handle = (socket as unknown as { _handle?: NodeHandle | null })._handle;
   if (handle === null || handle === undefined || typeof handle.fd !== 'number' || handle.fd < 0) return 'the socket has no descriptor (not a TCP or Unix socket of this process)';
   return undefined;

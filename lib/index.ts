@@ -11,6 +11,7 @@ export type { EngineStats, SupervisorOptions, WorkerExit, WorkerExitReason, Work
 export { Conn } from './conn.js';
 export type { ConnEngine, Deadline } from './conn.js';
 export { Upgrader } from './websocket/upgrader.js';
+export type { UpgradeRequest, UpgradeAnswer, UpgradeHook } from './websocket/upgrade-hook.js';
 export type { UpgraderOptions, HttpAnswer, OpenHandler, MessageHandler, DataFrameHandler, CloseHandler, CloseFrameHandler, PingHandler } from './websocket/upgrader.js';
 export { WebSocketConn } from './websocket/conn.js';
 export { dial, HandshakeError } from './websocket/client.js';

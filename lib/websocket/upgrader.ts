@@ -15,6 +15,8 @@ import { RequestParser, type RequestHead } from '../http/request-parser.js';
 import { httpResponse, responseHeadText, type HeaderList } from '../http/response.js';
 import { checkUpgrade, isWebSocketUpgrade, rejectionResponse, type UpgradeAccepted, type UpgradeOptions, type UpgradeResult } from '../http/upgrade.js';
 import { refuseOnNodeSocket, requestHeadOf } from '../adopt.js';
+import { formatAddress } from '../address.js';
+import { checkAnswer, upgradeRequest, type UpgradeAnswer, type UpgradeHook, type UpgradeRequest } from './upgrade-hook.js';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CloseCode } from './close.js';
@@ -34,7 +36,7 @@ export interface HttpAnswer {
 }
 
 /** Options of new Upgrader(): the handshake, the limits, compression. */
-export interface UpgraderOptions {
+export interface UpgraderOptions<S = unknown> {
   /** Paths that upgrade (the query removed): one, a list, a RegExp or a predicate; others get 404. Default: any path. */
   path?: UpgradeOptions['path'];
   /** Subprotocols spoken, in order of preference. */
@@ -74,6 +76,17 @@ export interface UpgraderOptions {
   headers?: Readonly<Record<string, string>>;
   /** Answers requests that are not WebSocket upgrades; without it they get 404 (or 400 for a broken upgrade). */
   httpHandler?: (head: RequestHead, conn: Conn) => HttpAnswer;
+  /**
+   * The application's say on each upgrade that passed the protocol checks,
+   * with the whole request (path, query, headers, cookies, peer address):
+   * answer { accept: true, session } (the session is `c.session` from onOpen
+   * on) or { accept: false, status, headers, body } (401, 403, 429...). May
+   * be async: the connection waits, bounded by handshakeTimeout; a client
+   * that leaves meanwhile is forgotten. Applies to the engine's listener and
+   * to handleUpgrade() alike. A hook that throws gets the client a 500, and
+   * the error is rethrown to the process.
+   */
+  onUpgrade?: UpgradeHook<S>;
 }
 
 /** onOpen and onDrain handlers. */
@@ -89,6 +102,23 @@ export type CloseFrameHandler<S = unknown> = (c: WebSocketConn<S>, code: number,
 /** setPingHandler and setPongHandler handlers. */
 export type PingHandler<S = unknown> = (c: WebSocketConn<S>, data: Buffer) => void;
 
+/** A connection waiting for the upgrade hook's answer (the #waiting protocol). */
+interface HookWait {
+  early: Buffer[];
+  earlyBytes: number;
+  gone: boolean;
+}
+
+// Bytes a client may send while the hook decides, before its 101.
+const MAX_EARLY_BYTES = 64 * 1024;
+
+/** Reports an error of the application to the process, as an exception in an event handler would be. */
+function rethrow(err: unknown): void {
+  process.nextTick(() => {
+    throw err;
+  });
+}
+
 // Spare receivers kept for reuse; connections in the middle of a frame hold
 // their own, so this only bounds the idle spares.
 const RECEIVER_POOL_SIZE = 64;
@@ -97,6 +127,7 @@ const RECEIVER_POOL_SIZE = 64;
 const UPGRADER_OPTIONS = {
   path: true, subprotocols: true, checkOrigin: true, messageLengthLimit: true, keepaliveTime: true, messageTimeout: true, handshakeTimeout: true,
   closeTimeout: true, maxHeadSize: true, maxHeaders: true, maxLoad: true, compression: true, headers: true, httpHandler: true,
+  onUpgrade: true,
 } as const satisfies Record<keyof UpgraderOptions, true>;
 
 const checkCount = (name: string, v: unknown, dflt: number, min: number): number => intOption(name, v, dflt, min, Number.MAX_SAFE_INTEGER);
@@ -179,6 +210,10 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
    * for the message timeout: only these are swept, not every connection.
    */
   readonly #pending = new Set<WebSocketConn<S>>();
+  readonly #hook: UpgradeHook<S> | undefined;
+  // A connection whose upgrade the hook is deciding: bytes that arrive are
+  // kept for after the 101 (bounded), and a close makes the answer moot.
+  readonly #waiting: ConnProtocol;
   /** The engine this upgrader serves (attach()): where handleUpgrade() puts its connections. */
   #engine: Engine | undefined = undefined;
 
@@ -187,7 +222,7 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
   readonly #websocket: ConnProtocol;
 
   /** Checks every option (TypeError naming a wrong or unknown one); set the handlers, then give it to an Engine. */
-  constructor(options: UpgraderOptions = {}) {
+  constructor(options: UpgraderOptions<S> = {}) {
     if (options === null || typeof options !== 'object') throw new TypeError('new Upgrader(options): options must be an object');
     checkKnownOptions('Upgrader', options, UPGRADER_OPTIONS);
     this.options = { ...options };
@@ -214,6 +249,26 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
       onData: (conn, data) => self.#handshakeData(conn, data),
       onClose: () => {}, // never upgraded: the user never saw it
       onDrain: () => {},
+    };
+    if (options.onUpgrade !== undefined && typeof options.onUpgrade !== 'function') throw new TypeError('onUpgrade must be a function');
+    this.#hook = options.onUpgrade;
+    this.#waiting = {
+      onData(conn, data) {
+        const wait = conn._protoState as HookWait;
+        wait.earlyBytes += data.length;
+        // A client sends frames only after the 101; a few may be in flight
+        // (pipelined), a flood is not: it is dropped with the connection.
+        if (wait.earlyBytes > MAX_EARLY_BYTES) {
+          wait.gone = true;
+          conn.closeAndClean();
+          return;
+        }
+        wait.early.push(Buffer.from(data));
+      },
+      onClose(conn) {
+        (conn._protoState as HookWait).gone = true;
+      },
+      onDrain() {},
     };
     this.#websocket = {
       onData(conn, data) {
@@ -473,9 +528,63 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
       this.#refuse(conn, rejectionResponse(checked.result));
       return;
     }
+    if (this.#hook !== undefined) {
+      this.#askHook(conn, head, checked.result, checked.agreed, r.consumed < data.length ? Buffer.from(data.subarray(r.consumed)) : undefined);
+      return;
+    }
     const ws = this.#open(conn, checked.result, checked.agreed);
     // Frames the client sent right behind its request head.
     if (r.consumed < data.length && !ws.closed) this.#websocket.onData(conn, data.subarray(r.consumed));
+  }
+
+  // The engine's own listener: the connection waits in the #waiting protocol
+  // (its handshake deadline still runs) while the hook decides.
+  #askHook(conn: Conn, head: RequestHead, result: UpgradeAccepted, agreed: ServerNegotiation | null, early: Buffer | undefined): void {
+    const wait: HookWait = { early: early === undefined ? [] : [early], earlyBytes: early?.length ?? 0, gone: false };
+    conn._proto = this.#waiting;
+    conn._protoState = wait;
+    const req = upgradeRequest(head, conn.remoteAddr, result.protocol);
+    Promise.resolve()
+      .then(() => this.#hook!(req))
+      .then(
+        (answer) => {
+          if (wait.gone || conn.closed) return;
+          let a: UpgradeAnswer<S>;
+          let refusal: Buffer | undefined;
+          try {
+            a = checkAnswer<S>(answer);
+            if (!a.accept) refusal = httpResponse(a.status, a.headers ?? [], a.body ?? '');
+          } catch (err) {
+            this.#refuse(conn, httpResponse(500, [], 'Internal Server Error\n'));
+            throw err;
+          }
+          if (!a.accept) {
+            this.#refuse(conn, refusal!);
+            return;
+          }
+          this.#runHandlers(conn, () => {
+            const ws = this.#open(conn, result, agreed, a.session);
+            for (const b of wait.early) if (!ws.closed) this.#websocket.onData(conn, b);
+          });
+        },
+        (err: unknown) => {
+          if (!wait.gone && !conn.closed) this.#refuse(conn, httpResponse(500, [], 'Internal Server Error\n'));
+          rethrow(err);
+        },
+      )
+      .catch(rethrow);
+  }
+
+  // Handlers run outside the engine's batch (after an async hook): a throw
+  // fails the connection as it would inside a batch, then reaches the process.
+  #runHandlers(conn: Conn, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      if (conn._proto === this.#websocket && !conn.closed) this.#websocket.onHandlerError!(conn, err instanceof Error ? err : new Error(String(err)));
+      else conn.closeAndClean(err instanceof Error ? err : null);
+      rethrow(err);
+    }
   }
 
   // The upgrade checks of RFC 6455 §4.2.1 and the options, and the
@@ -494,10 +603,11 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
   }
 
   // An accepted upgrade: the 101 answer, the WebSocketConn, onOpen.
-  #open(conn: Conn, result: UpgradeAccepted, agreed: ServerNegotiation | null): WebSocketConn<S> {
+  #open(conn: Conn, result: UpgradeAccepted, agreed: ServerNegotiation | null, session?: S): WebSocketConn<S> {
     const compression = this.#compression;
     conn.write(result.ascii ? result.responseText : result.responseHead);
     const ws = new WebSocketConn<S>(conn, this, result.protocol, result.path);
+    if (session !== undefined) ws.setSession(session);
     ws._lastRead = clock32(Date.now());
     if (agreed !== null) {
       const pmd = new PerMessageDeflate(agreed.params, 'server', { ...compression, maxMessageLength: inflationLimit(this.messageLengthLimit, compression!) });
@@ -534,10 +644,79 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
       refuseOnNodeSocket(socket, rejectionResponse(result));
       return null;
     }
+    let session: S | undefined;
+    if (this.#hook !== undefined) {
+      const s = socket as Duplex & { remoteAddress?: string; remotePort?: number; remoteFamily?: string };
+      const remote = s.remoteAddress !== undefined ? formatAddress(s.remoteFamily ?? 'IPv4', s.remoteAddress, s.remotePort ?? 0) : '';
+      const early: Buffer[] = [];
+      const answer = await this.#hookWithin(upgradeRequest(request, remote, result.protocol), socket, early);
+      if (early.length > 0) head = Buffer.concat([head, ...early]);
+      if (answer === null) return null; // the client left, or the handshake timed out: the socket is gone
+      if (!answer.accept) {
+        let refusal: Buffer;
+        try {
+          refusal = httpResponse(answer.status, answer.headers ?? [], answer.body ?? '');
+        } catch (err) {
+          refuseOnNodeSocket(socket, httpResponse(500, [], 'Internal Server Error\n'));
+          throw err;
+        }
+        refuseOnNodeSocket(socket, refusal);
+        return null;
+      }
+      session = answer.session;
+    }
     const conn = await engine._adopt(socket, head, (c) => {
-      this.#open(c, result, agreed);
+      this.#open(c, result, agreed, session);
     });
     return conn._protoState as WebSocketConn<S>;
+  }
+
+  // handleUpgrade(): the hook, bounded by the handshake timeout and by the
+  // client's patience; null when the socket went away meanwhile.
+  // Node's socket is read meanwhile (into `early`, bounded), so that a
+  // client that leaves is noticed: an unread socket never learns of a FIN.
+  async #hookWithin(req: UpgradeRequest, socket: Duplex, early: Buffer[]): Promise<UpgradeAnswer<S> | null> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let onClose: (() => void) | undefined;
+    let earlyBytes = 0;
+    const onData = (d: Buffer): void => {
+      earlyBytes += d.length;
+      if (earlyBytes > MAX_EARLY_BYTES) socket.destroy();
+      else early.push(d);
+    };
+    const gone = new Promise<null>((resolve) => {
+      onClose = () => resolve(null);
+      // http.Server sockets allow half-open connections: a client that
+      // leaves shows as 'end' (its FIN), not 'close'.
+      socket.once('close', onClose);
+      socket.once('end', onClose);
+      socket.on('error', () => {});
+      socket.on('data', onData);
+      socket.resume(); // an upgrade socket may have been left paused by the http server
+      if (this.handshakeTimeout > 0) {
+        timer = setTimeout(() => {
+          socket.destroy();
+          resolve(null);
+        }, this.handshakeTimeout);
+      }
+    });
+    try {
+      const answer = await Promise.race([Promise.resolve().then(() => this.#hook!(req)), gone]);
+      if (answer === null || socket.destroyed || socket.readableEnded) {
+        socket.destroy();
+        return null;
+      }
+      return checkAnswer<S>(answer);
+    } catch (err) {
+      refuseOnNodeSocket(socket, httpResponse(500, [], 'Internal Server Error\n'));
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      socket.off('close', onClose!);
+      socket.off('end', onClose!);
+      socket.off('data', onData);
+      socket.pause(); // what arrives from now on waits for adopt() (detach() takes it)
+    }
   }
 
   #refuse(conn: Conn, response: Buffer): void {
