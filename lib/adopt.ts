@@ -32,13 +32,23 @@ interface NodeHandle {
  */
 export function whyNotAdoptable(socket: unknown): string | undefined {
   if (!(socket instanceof Socket)) return 'not a net.Socket';
-  if ((socket as { encrypted?: boolean }).encrypted === true) return 'a TLS socket (https) cannot be taken over yet';
+  if ((socket as { encrypted?: boolean }).encrypted === true) return 'a TLS socket (https): its descriptor carries ciphertext only Node can read';
   if (socket.destroyed) return 'the socket is destroyed';
   // Node has read the peer's FIN already: the kernel will not say it again.
   if ((socket as { _readableState?: { ended?: boolean } })._readableState?.ended === true) return 'the peer has closed its side already';
   const handle = (socket as unknown as { _handle?: NodeHandle | null })._handle;
   if (handle === null || handle === undefined || typeof handle.fd !== 'number' || handle.fd < 0) return 'the socket has no descriptor (not a TCP or Unix socket of this process)';
   return undefined;
+}
+
+/**
+ * Whether a socket that cannot be taken over can still be served through
+ * its Node stream (stream-transport.ts): a live net.Socket (TLS included).
+ */
+export function canServeAsStream(socket: unknown): boolean {
+  // Connected: it has a peer (a socket that never connected has none, yet says 'open').
+  if (!(socket instanceof Socket) || socket.destroyed || socket.readyState !== 'open' || socket.remoteAddress === undefined) return false;
+  return (socket as { _readableState?: { ended?: boolean } })._readableState?.ended !== true;
 }
 
 /** Stops Node reading `socket` and takes what it read; the socket stays Node's until release(). */

@@ -85,6 +85,8 @@ export interface ConnEngine {
   /** Stops the engine, closing every connection (see Engine.stop). */
   stop(): Promise<void>;
   /** @internal */ readonly _now: number;
+  /** @internal 'native': the engine's own descriptor; 'node-stream': a Node stream it could not take over (TLS). */
+  readonly _transport: 'native' | 'node-stream';
   /** @internal */ readonly _online: number;
   /** @internal */ _write(c: Conn, data: Uint8Array | string): void;
   /** @internal */ _writeBytes(c: Conn, src: Uint8Array, start: number, end: number): void;
@@ -194,6 +196,16 @@ export class Conn<S = unknown> {
    */
   get ioMode(): 'blocking' | 'nonblocking' {
     return this._blocking ? 'blocking' : 'nonblocking';
+  }
+
+  /**
+   * 'native': served on the engine's own descriptor (accepted, dialed or
+   * adopted from Node). 'node-stream': a socket whose descriptor could not be
+   * taken over (a TLS socket from `https`), served through Node's stream with
+   * the same API and close contract, at Node's speed.
+   */
+  get transport(): 'native' | 'node-stream' {
+    return this.engine._transport;
   }
 
   /** True once close(), closeWithError() or closeAndClean() was called, or the connection closed. */

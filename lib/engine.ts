@@ -7,7 +7,8 @@ import { Conn, ConnState, type ConnEngine, type ConnProtocol, type Deadline } fr
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { parseAddress, resolveHost, formatAddress, type ParsedAddress } from './address.js';
-import { detach, release, whyNotAdoptable } from './adopt.js';
+import { canServeAsStream, detach, release, whyNotAdoptable } from './adopt.js';
+import { StreamTransport, type StreamOwner } from './stream-transport.js';
 import { BurstWatcher, PEAK_THRESHOLD, PeakWatcher } from './memory.js';
 import { boolOption, callbackOption, checkInt, checkKnownOptions } from './options.js';
 import { clusterOptions, createCluster, type EngineCluster, type EngineStats, type SupervisorOptions, type WorkerStats } from './cluster.js';
@@ -259,7 +260,7 @@ function checkIoMode(mode: unknown): IoMode {
  * the batch dispatch between the native poller and JS. `S` is the type of
  * each connection's session (Conn.setSession).
  */
-export class Engine<S = unknown> implements ConnEngine {
+export class Engine<S = unknown> implements ConnEngine, StreamOwner {
   /** The options in effect, every default filled in. */
   readonly options: Readonly<Required<Omit<EngineOptions, 'onOpen' | 'onData' | 'onClose' | 'onDrain' | 'upgrader' | 'workers' | 'supervisor'>>>;
   readonly #upgrader: EngineUpgrader | undefined;
@@ -276,6 +277,8 @@ export class Engine<S = unknown> implements ConnEngine {
   #conns: (Conn | undefined)[] = [];
   #dials = new Map<number, PendingDial>();
   #adoptions = new Map<number, PendingAdoption>();
+  /** Connections served through Node streams (stream-transport.ts): sockets that cannot be adopted. */
+  readonly #streamConns = new Set<Conn>();
   #listeners = new Map<number, ParsedAddress & { bound: string }>();
   #records = new Int32Array(RECORD_CAPACITY * RECORD_INTS);
   #slab: Buffer = Buffer.alloc(0);
@@ -469,6 +472,9 @@ export class Engine<S = unknown> implements ConnEngine {
     this.#peak?.stop();
     const handle = this.#handle!;
     this.#flush();
+    // Connections on Node streams (not adoptable) close like the others:
+    // what was written goes out, then FIN; onClose(null).
+    for (const c of this.#streamConns) c.close();
     return new Promise<void>((resolve) => {
       handle.stop(() => {
         handle.stats(this.#statsArray); // stats() keeps answering with the final counts
@@ -507,14 +513,17 @@ export class Engine<S = unknown> implements ConnEngine {
    */
   async _adopt(socket: Socket | Duplex, head: Buffer, open: ((conn: Conn) => void) | undefined): Promise<Conn> {
     if (!(head instanceof Uint8Array)) throw new TypeError('adopt(socket, head): head must be a Buffer');
+    if (this.#cluster?.role === 'primary' || this.#state !== 'running') {
+      (socket as Duplex).destroy?.();
+      throw new NetClosedError();
+    }
     const why = whyNotAdoptable(socket);
     if (why !== undefined) {
-      (socket as Duplex).destroy?.();
-      throw new TypeError(`adopt(socket): ${why}`);
-    }
-    if (this.#cluster?.role === 'primary' || this.#state !== 'running') {
-      release(socket as Socket);
-      throw new NetClosedError();
+      if (!canServeAsStream(socket)) {
+        (socket as Duplex).destroy?.();
+        throw new TypeError(`adopt(socket): ${why}`);
+      }
+      return this.#serveStream(socket as Socket, Buffer.from(head.buffer, head.byteOffset, head.byteLength), open);
     }
     const { fd, bytes } = detach(socket as Socket, Buffer.from(head.buffer, head.byteOffset, head.byteLength));
     const r = this.#handle!.adopt(fd);
@@ -717,6 +726,26 @@ export class Engine<S = unknown> implements ConnEngine {
     else this.#onOpen(c);
   }
 
+  // A socket whose descriptor cannot be taken over (TLS): the same Conn and
+  // protocol code over Node's stream (stream-transport.ts).
+  #serveStream(socket: Socket, head: Buffer, open: ((conn: Conn) => void) | undefined): Conn {
+    const transport = new StreamTransport(this, socket, (c, d) => this.#onData(c, d), (c, err) => this.#onClose(c, err));
+    let conn: Conn | undefined;
+    try {
+      conn = transport.open((c) => {
+        this.#streamConns.add(c);
+        if (open !== undefined) open(c);
+        else if (this.#upgrader !== undefined) this.#upgrader.accept(c);
+        else this.#onOpen(c);
+      }, head);
+    } catch (err) {
+      if (conn !== undefined && conn._state !== ConnState.Closed) conn.closeAndClean(err instanceof Error ? err : null);
+      else socket.destroy();
+      throw err;
+    }
+    return conn;
+  }
+
   // An adopted connection's OPEN: set up like an accepted one, then its first
   // input, as if just read (a callback may have closed it meanwhile).
   #adopted(slot: number, gen: number, blocking: boolean): void {
@@ -887,6 +916,14 @@ export class Engine<S = unknown> implements ConnEngine {
    */
   _now = Date.now();
 
+  /** @internal Connections are the engine's own descriptors (a StreamTransport says 'node-stream'). */
+  readonly _transport = 'native' as const;
+
+  /** @internal A node-stream connection ended (stream-transport.ts). */
+  _streamClosed(conn: Conn): void {
+    this.#streamConns.delete(conn);
+  }
+
   /**
    * @internal Bytes a protocol holds for a peer (a WebSocket message still
    * arriving), counted with the write queues against memoryBudget. `delta`
@@ -916,6 +953,7 @@ export class Engine<S = unknown> implements ConnEngine {
   /** @internal Calls fn for every open connection. */
   _forEachConn(fn: (conn: Conn) => void): void {
     for (const c of this.#conns) if (c !== undefined && c._state !== ConnState.Closed) fn(c);
+    for (const c of this.#streamConns) if (c._state !== ConnState.Closed) fn(c);
   }
 
   /** @internal */

@@ -337,6 +337,11 @@ export class WebSocketConn<S = unknown> {
     return this._raw.remoteAddr;
   }
 
+  /** 'native' (the engine's own descriptor) or 'node-stream' (a TLS socket from Node served through its stream); see Conn.transport. */
+  get transport(): 'native' | 'node-stream' {
+    return this._raw.transport;
+  }
+
   /** 'blocking' (a reader thread of its own) or 'nonblocking' (the poller); see Engine's ioMode. */
   get ioMode(): 'blocking' | 'nonblocking' {
     return this._raw.ioMode;

@@ -36,7 +36,11 @@ export interface HttpAnswer {
 }
 
 /** Options of new Upgrader(): the handshake, the limits, compression. */
-export interface UpgraderOptions<S = unknown> {
+// S defaults to `any` so that options written without a session type (a
+// const annotated UpgraderOptions) still fit an Upgrader<Session>; give S to
+// have onUpgrade's session checked.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export interface UpgraderOptions<S = any> {
   /** Paths that upgrade (the query removed): one, a list, a RegExp or a predicate; others get 404. Default: any path. */
   path?: UpgradeOptions['path'];
   /** Subprotocols spoken, in order of preference. */
