@@ -118,7 +118,7 @@ function start(file, args = []) {
   // As a user would run it: without the loaders tap puts in NODE_OPTIONS.
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
-  const p = spawn(process.execPath, file === '-' ? args : [file, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(process.execPath, [file, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const r = { p, out: '', err: '', code: undefined, signal: undefined };
   p.stdout.on('data', (d) => (r.out += d));
   p.stderr.on('data', (d) => (r.err += d));
@@ -303,18 +303,21 @@ t.test('every documentation code block compiles and runs', async (t) => {
   await Promise.all([worker(), worker()]);
 });
 
-t.test('the README\'s "Try it" works: npm start, then the client command it shows', async (t) => {
+t.test('the README\'s "Try it" works: npm start, then the client commands it shows', async (t) => {
   // The section's shell lines are not run by the harness above, so this runs
-  // them: the start script from package.json (what `npm start` runs) and the
-  // `node ... -e` client line, both with port 8080 rewritten to a free port.
+  // them: the start script from package.json (what `npm start` runs), then
+  // every other shell line that connects to ws://127.0.0.1:8080/ (netloop's
+  // dial() in a node -e one-liner, or a `netloop client` command), each with
+  // "hello" on its standard input, which must print "hello" and exit 0. Port
+  // 8080 is rewritten to a free port in both.
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
   const section = readme.split(/^## Try it$/m)[1]?.split(/^## /m)[0] ?? '';
   t.match(section, /^npm start\b/m, 'the section starts the demo with npm start');
-  const client = /^node --input-type=module -e "(.*)"$/m.exec(section);
-  if (!t.ok(client, 'the section shows a client command (node --input-type=module -e "...")')) return;
+  const shell = [...section.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].flatMap((m) => m[1].split('\n'));
+  const clients = shell.filter((l) => l.includes('ws://127.0.0.1:8080/') && !l.startsWith('npm start'));
+  if (!t.ok(clients.length > 0, 'the section shows a command that connects to the demo')) return;
   const { scripts } = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
   t.match(scripts.start, /--port 8080\b/, 'npm start listens on the port the README names');
-  t.match(section, /ws:\/\/127\.0\.0\.1:8080\//, 'the README names that address');
   const port = await freePort();
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
@@ -322,11 +325,19 @@ t.test('the README\'s "Try it" works: npm start, then the client command it show
   const serverExit = new Promise((resolve) => server.on('exit', resolve));
   try {
     await waitForPort(port);
-    const code = client[1].replaceAll(':8080/', `:${port}/`);
-    const r = start('-', ['--input-type=module', '-e', code]);
-    await r.exited;
-    t.equal(r.code, 0, `the client exits 0 (stderr: ${r.err.slice(-400)})`);
-    t.equal(r.out, 'hello\n', 'and prints the echo');
+    for (const line of clients) {
+      const p = spawn('sh', ['-c', line.replaceAll(':8080/', `:${port}/`)], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (d) => (out += d));
+      p.stderr.on('data', (d) => (err += d));
+      const timer = setTimeout(() => p.kill('SIGKILL'), TIMEOUT_MS);
+      p.stdin.end('hello\n');
+      const code = await new Promise((resolve) => p.on('exit', resolve));
+      clearTimeout(timer);
+      t.equal(code, 0, `${line.slice(0, 60)}...: exits 0 (stderr: ${err.slice(-400)})`);
+      t.ok(out.split('\n').includes('hello'), `${line.slice(0, 60)}...: prints the echo (stdout: ${out.slice(-200)})`);
+    }
   } finally {
     server.kill('SIGINT');
     t.equal(await serverExit, 0, 'the demo server stops cleanly on Ctrl-C');
