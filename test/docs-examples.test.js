@@ -15,7 +15,7 @@
 //                                                        own bin) on the port the block dials
 //
 // Each block must exit with code 0 within TIMEOUT_MS and print a stdout line
-// containing LINE. Blocks in other languages (sh, text, json) are not code
+// that starts with LINE (with several `expect`, a line for each). Blocks in other languages (sh, text, json) are not code
 // and are left alone.
 //
 // Ports: a block may use fixed ports as a reader would (127.0.0.1:8080). Every
@@ -52,12 +52,12 @@ function docFiles() {
 }
 
 function parseMarker(text) {
-  const m = { mode: 'run', kind: '', urlPath: '/', expect: undefined };
+  const m = { mode: 'run', kind: '', urlPath: '/', expect: [] };
   for (const part of text.split(';').map((s) => s.trim()).filter(Boolean)) {
     const expect = /^expect\s+"(.*)"$/.exec(part);
     const server = /^server\s+(ws|tcp)(?:\s+(\/\S*))?$/.exec(part);
     const against = /^against\s+(ws|tcp)-echo$/.exec(part);
-    if (expect) m.expect = expect[1];
+    if (expect) m.expect.push(expect[1]);
     else if (server) Object.assign(m, { mode: 'server', kind: server[1], urlPath: server[2] ?? '/' });
     else if (against) Object.assign(m, { mode: 'against', kind: against[1] });
     else if (part !== 'run') throw new Error(`unknown example directive "${part}"`);
@@ -194,7 +194,8 @@ t.test('the extractor finds fenced code and its marker', async (t) => {
   ].join('\n');
   const got = extractBlocks('m.md', md);
   t.equal(got.length, 2, 'ts and js, not sh');
-  t.same(got[0].marker, { mode: 'server', kind: 'ws', urlPath: '/x', expect: 'a b' });
+  t.same(got[0].marker, { mode: 'server', kind: 'ws', urlPath: '/x', expect: ['a b'] });
+  t.same(parseMarker('expect "x"; expect "y"').expect, ['x', 'y'], 'several lines to expect');
   t.equal(got[0].code, 'const a = 1;\n');
   t.equal(got[1].marker, undefined, 'a block without a marker has none');
   t.throws(() => parseMarker('serve ws'), /unknown example directive/);
@@ -208,12 +209,12 @@ t.test('every documentation code block is marked with how it runs and what it pr
   t.ok(blocks.length >= 6, `found ${blocks.length} code blocks in ${docFiles().join(', ')}`);
   for (const b of blocks) {
     t.equal(b.markerError, undefined, `${b.file}:${b.line}: marker parses`);
-    t.ok(b.marker?.expect, `${b.file}:${b.line}: has <!-- example: ...; expect "LINE" --> before its fence`);
+    t.ok(b.marker?.expect.length > 0, `${b.file}:${b.line}: has <!-- example: ...; expect "LINE" --> before its fence`);
   }
 });
 
 t.test('every documentation code block compiles and runs', async (t) => {
-  const runnable = blocks.filter((b) => b.marker?.expect !== undefined);
+  const runnable = blocks.filter((b) => b.marker?.expect.length > 0);
   fs.mkdirSync(path.join(ROOT, '.scratch'), { recursive: true });
   const dir = fs.mkdtempSync(path.join(ROOT, '.scratch', 'docs-examples-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -294,7 +295,7 @@ t.test('every documentation code block compiles and runs', async (t) => {
     }
     const why = `(stdout: ${r.out.slice(-400)}; stderr: ${r.err.slice(-600)})`;
     t.equal(r.code, 0, `${name}: exit code 0 ${r.signal ? `(killed by ${r.signal} after ${TIMEOUT_MS} ms)` : ''} ${why}`);
-    t.ok(r.out.split('\n').some((l) => l.includes(m.expect)), `${name}: prints a line with "${m.expect}" ${why}`);
+    for (const line of m.expect) t.ok(r.out.split('\n').some((l) => l.startsWith(line)), `${name}: prints a line starting "${line}" ${why}`);
     if (m.mode === 'server') t.equal(echoed, 'hello', `${name}: echoes what the harness sent to ${m.kind}://127.0.0.1:${ports[0]}${m.urlPath}`);
   };
   const worker = async () => {
