@@ -3,7 +3,7 @@
 // response.js.
 import t from 'tap';
 import { RequestParser } from '../dist/http/request-parser.js';
-import { checkUpgrade, computeAccept, rejectionResponse, isWebSocketUpgrade, targetPath, WEBSOCKET_GUID } from '../dist/http/upgrade.js';
+import { checkUpgrade, computeAccept, rejectionResponse, isWebSocketUpgrade, isUpgradeAttempt, targetPath, WEBSOCKET_GUID } from '../dist/http/upgrade.js';
 import { httpResponse, responseHead } from '../dist/http/response.js';
 
 const SAMPLE_HEADERS = [
@@ -223,4 +223,44 @@ t.test('from bytes to 101: parser and checks together', async (t) => {
   const u = checkUpgrade(r.head, { path: '/ws' });
   t.equal(u.accept, true);
   t.match(u.responseHead.toString(), /Sec-WebSocket-Accept: HSmrc0sMlYUkAGmm5OPpG2HaGWk=\r\n/, 'the widely quoted example pair (x3JJHMbDL1EzLkh9GBhXDw==)');
+});
+
+t.test('plain HTTP is 404, a broken upgrade attempt 400 (or its own status)', async (t) => {
+  const plain = [
+    ['Host', 'example.com'],
+    ['Accept', 'text/html'],
+    ['Connection', 'keep-alive'],
+  ];
+  for (const line of ['GET /chat HTTP/1.1', 'HEAD / HTTP/1.1', 'POST /chat HTTP/1.1', 'GET /chat HTTP/1.0']) {
+    const h = head({ line, headers: plain });
+    t.equal(isUpgradeAttempt(h), false, line);
+    t.same(rejected(checkUpgrade(h)), { status: 404, code: 'WS_ERR_NOT_UPGRADE', headers: [] }, `${line} without upgrade headers`);
+  }
+  t.equal(
+    rejectionResponse(checkUpgrade(head({ headers: plain }))).toString('latin1'),
+    'HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\nConnection: close\r\n\r\nNot Found\n',
+  );
+  t.equal(
+    rejectionResponse(checkUpgrade(head({ line: 'HEAD / HTTP/1.1', headers: plain })), { omitBody: true }).toString('latin1'),
+    'HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\nConnection: close\r\n\r\n',
+    'HEAD: the head only',
+  );
+  // Any one sign of a handshake makes it an attempt, judged by the usual checks.
+  const attempts = [
+    [[['Upgrade', 'websocket']], 400, 'WS_ERR_INVALID_CONNECTION'],
+    [[['Upgrade', 'h2c']], 400, 'WS_ERR_INVALID_UPGRADE'],
+    [[['Upgrade', '']], 400, 'WS_ERR_INVALID_UPGRADE'],
+    [[['Connection', 'keep-alive, Upgrade']], 400, 'WS_ERR_INVALID_UPGRADE'],
+    [[['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ==']], 400, 'WS_ERR_INVALID_UPGRADE'],
+    [[['Sec-WebSocket-Version', '13']], 400, 'WS_ERR_INVALID_UPGRADE'],
+    [[['Sec-WebSocket-Protocol', 'chat']], 400, 'WS_ERR_INVALID_UPGRADE'],
+  ];
+  for (const [add, status, code] of attempts) {
+    const h = head({ headers: plain.filter(([n]) => n !== 'Connection'), add });
+    t.equal(isUpgradeAttempt(h), true, JSON.stringify(add));
+    t.same(rejected(checkUpgrade(h)), { status, code, headers: [] }, JSON.stringify(add));
+  }
+  t.same(rejected(checkUpgrade(head({ set: { 'Sec-WebSocket-Key': 'short' } }))), { status: 400, code: 'WS_ERR_INVALID_KEY', headers: [] }, 'a wrong key: 400');
+  t.equal(checkUpgrade(head({ set: { 'Sec-WebSocket-Version': '8' } })).status, 426, 'a wrong version: 426 with the version we speak');
+  t.equal(checkUpgrade(head({ line: 'POST /chat HTTP/1.1' })).status, 405, 'an upgrade attempt with POST: 405');
 });

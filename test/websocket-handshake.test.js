@@ -338,6 +338,39 @@ t.test('handshake timeout: half a head is closed after handshakeTimeout', async 
   await closeCleanly(t, ok, rec);
 });
 
+t.test('without httpHandler: plain HTTP gets 404, a broken upgrade attempt 400', async (t) => {
+  const s = await startServer(t);
+  const plain = (method) => Buffer.from(`${method} /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n`, 'latin1');
+  await t.test('GET without Upgrade -> 404 "Not Found"', async (t) => {
+    const r = await expectRejection(t, s, plain('GET'), 404);
+    t.equal(r.reason, 'Not Found');
+    t.equal(r.body.toString(), 'Not Found\n');
+  });
+  await t.test('POST without Upgrade -> 404', async (t) => {
+    await expectRejection(t, s, plain('POST'), 404);
+  });
+  await t.test('HEAD without Upgrade -> 404, head only', async (t) => {
+    const { r } = await exchange(t, s, plain('HEAD'), { bodiless: true });
+    t.equal(r.status, 404);
+    t.equal(r.get('content-length'), '10');
+    t.equal(r.body.length, 0, 'no body after the head of a HEAD answer');
+  });
+  await t.test('Upgrade: websocket with a key that is not 16 bytes -> 400', async (t) => {
+    const r = await expectRejection(t, s, requestHead({ set: { 'Sec-WebSocket-Key': 'c2hvcnQ=' } }), 400);
+    t.equal(r.body.toString(), 'Sec-WebSocket-Key must be 16 bytes in base64\n');
+  });
+  await t.test('Upgrade: websocket without Connection: upgrade -> 400', async (t) => {
+    await expectRejection(t, s, requestHead({ set: { Connection: null } }), 400);
+  });
+  await t.test('Upgrade: websocket with version 8 -> 426', async (t) => {
+    await expectRejection(t, s, requestHead({ set: { 'Sec-WebSocket-Version': '8' } }), 426, { 'Sec-WebSocket-Version': '13' });
+  });
+  await t.test('and a valid upgrade still opens', async (t) => {
+    const { peer, rec } = await upgradeWith(t, s, requestHead(), expected101());
+    await closeCleanly(t, peer, rec);
+  });
+});
+
 t.test('httpHandler: plain requests get its status, headers and body; upgrades still work', async (t) => {
   const seen = [];
   const s = await startServer(t, {

@@ -41,19 +41,41 @@ export function isValidFieldValue(s: string): boolean {
   return true;
 }
 
+const SP = 0x20;
+const HTAB = 0x09;
+
+/**
+ * `s` without the optional whitespace (SP, HTAB; RFC 9110 §5.6.3) at either
+ * end. An index loop, not a pattern: every string this sees came from a
+ * peer, and a backtracking pattern such as /[ \t]+$/ costs time quadratic
+ * in a run of spaces that does not end the string ("a", 8,000 spaces, "b"
+ * took 50 ms a header).
+ */
+export function trimOws(s: string): string {
+  let start = 0;
+  let end = s.length;
+  while (start < end && (s.charCodeAt(start) === SP || s.charCodeAt(start) === HTAB)) start++;
+  while (end > start && (s.charCodeAt(end - 1) === SP || s.charCodeAt(end - 1) === HTAB)) end--;
+  return start === 0 && end === s.length ? s : s.slice(start, end);
+}
+
 /**
  * The elements of a comma-separated list (#element, RFC 9110 §5.6.1):
  * split at commas, optional whitespace around each element removed, empty
  * elements ignored as the RFC requires of recipients. "keep-alive, Upgrade"
- * gives [ 'keep-alive', 'Upgrade' ].
+ * gives [ 'keep-alive', 'Upgrade' ]. Linear in the length of `value`: each
+ * character is looked at once by indexOf and at most once by trimOws.
  */
 export function listElements(value: string): string[] {
   const out: string[] = [];
-  for (const part of value.split(',')) {
-    const element = part.replace(/^[ \t]+|[ \t]+$/g, '');
+  let start = 0;
+  for (;;) {
+    const comma = value.indexOf(',', start);
+    const element = trimOws(value.slice(start, comma === -1 ? value.length : comma));
     if (element !== '') out.push(element);
+    if (comma === -1) return out;
+    start = comma + 1;
   }
-  return out;
 }
 
 /** Whether the list `value` has an element equal to `token`, ignoring ASCII case. */

@@ -26,7 +26,7 @@
 // first WebSocket frames of an eager client) is not the parser's. push()
 // reports how many bytes of the chunk were head; the caller hands the rest on.
 import { HttpError } from '../errors.js';
-import { TARGET_CHAR, TOKEN_CHAR, VALUE_CHAR } from './chars.js';
+import { TARGET_CHAR, TOKEN_CHAR, VALUE_CHAR, trimOws } from './chars.js';
 
 export const DEFAULT_MAX_HEAD_SIZE = 8 * 1024;
 export const DEFAULT_MAX_HEADERS = 40;
@@ -119,6 +119,13 @@ function checkLimit(name: string, value: number | undefined, dflt: number): numb
     throw new TypeError(`${name} must be an integer from 1 to 2^30, got ${String(value)}`);
   }
   return value;
+}
+
+const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
+
+/** "HTTP/" DIGIT "." DIGIT (RFC 9112 §2.3), checked by index: no pattern runs on bytes from the network. */
+function isHttpVersion(v: string): boolean {
+  return v.length === 8 && v.startsWith('HTTP/') && isDigit(v.charCodeAt(5)) && v.charCodeAt(6) === 0x2e && isDigit(v.charCodeAt(7));
 }
 
 function bad(code: string, message: string): HttpError {
@@ -243,7 +250,7 @@ export class RequestParser {
           const version = text(i);
           if (version === 'HTTP/1.1') this.#version = '1.1';
           else if (version === 'HTTP/1.0') this.#version = '1.0';
-          else if (/^HTTP\/[0-9]\.[0-9]$/.test(version)) return new HttpError('HTTP_ERR_VERSION_NOT_SUPPORTED', 505, `${version} is not supported`);
+          else if (isHttpVersion(version)) return new HttpError('HTTP_ERR_VERSION_NOT_SUPPORTED', 505, `${version} is not supported`);
           else return bad('HTTP_ERR_INVALID_VERSION', 'invalid HTTP version');
           state = State.RequestLineLf;
           i++;
@@ -308,7 +315,7 @@ export class RequestParser {
           if (c === LF) return bad('HTTP_ERR_BARE_LF', 'line ends with LF without CR');
           if (c !== CR) return bad('HTTP_ERR_INVALID_HEADER_VALUE', 'control character in a header value');
           // Leading whitespace was skipped; trailing whitespace is not part of the value either.
-          this.#headers.push([this.#name, text(i).replace(/[ \t]+$/, '')]);
+          this.#headers.push([this.#name, trimOws(text(i))]);
           state = State.HeaderLf;
           i++;
           break;

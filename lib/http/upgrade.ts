@@ -3,7 +3,7 @@
 // options in, the bytes of the 101 response or the rejection to send out.
 import * as crypto from 'node:crypto';
 import { isToken, listElements, listHasToken } from './chars.js';
-import { httpResponse, responseHeadText } from './response.js';
+import { httpResponse, responseHeadText, type ResponseOptions } from './response.js';
 import type { RequestHead } from './request-parser.js';
 
 /** §1.3: the GUID appended to the client's key before hashing. */
@@ -23,10 +23,33 @@ export function computeAccept(key: string): string {
 
 const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: 'base64') => string }).hash;
 
-// A key is 16 random bytes in base64 (§4.1): always 22 characters and "==".
-// Non-zero pad bits in the 22nd character are tolerated, as base64 decoders
-// usually do; the value still decodes to 16 bytes.
-const KEY_PATTERN = /^[A-Za-z0-9+/]{22}==$/;
+const isAlpha = (c: number): boolean => (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
+const isBase64Char = (c: number): boolean => isAlpha(c) || isDigit(c) || c === 0x2b || c === 0x2f; // + /
+const isSchemeChar = (c: number): boolean => isAlpha(c) || isDigit(c) || c === 0x2b || c === 0x2d || c === 0x2e; // + - .
+
+// The checks below read values from the network by index, never with a
+// pattern: a backtracking pattern can cost time quadratic in a value's length.
+
+/**
+ * A key is 16 random bytes in base64 (§4.1): always 22 characters and "==".
+ * Non-zero pad bits in the 22nd character are tolerated, as base64 decoders
+ * usually do; the value still decodes to 16 bytes.
+ */
+function isWebSocketKey(key: string): boolean {
+  if (key.length !== 24 || !key.endsWith('==')) return false;
+  for (let i = 0; i < 22; i++) if (!isBase64Char(key.charCodeAt(i))) return false;
+  return true;
+}
+
+/** Index of the first "?" or "#" in `s`, -1 if none. */
+function queryOrFragment(s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x3f || c === 0x23) return i;
+  }
+  return -1;
+}
 
 /** What a negotiateExtensions hook agreed to. */
 export interface ExtensionAgreement {
@@ -106,12 +129,37 @@ export function targetPath(target: string): string | undefined {
   if (target.startsWith('/')) {
     path = target;
   } else {
-    const m = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*(.*)$/.exec(target);
-    if (m === null) return undefined;
-    path = m[1] === '' || m[1]!.startsWith('?') ? '/' + m[1]! : m[1]!;
+    // absolute-form: scheme "://" authority, then the path (RFC 3986 §3).
+    if (target.length === 0 || !isAlpha(target.charCodeAt(0))) return undefined;
+    let i = 1;
+    while (i < target.length && isSchemeChar(target.charCodeAt(i))) i++;
+    if (!target.startsWith('://', i)) return undefined;
+    i += 3;
+    while (i < target.length) {
+      const c = target.charCodeAt(i);
+      if (c === 0x2f || c === 0x3f || c === 0x23) break; // / ? #
+      i++;
+    }
+    const rest = target.slice(i);
+    path = rest === '' || rest.startsWith('?') ? '/' + rest : rest;
   }
-  const q = path.search(/[?#]/);
+  const q = queryOrFragment(path);
   return q === -1 ? path : path.slice(0, q);
+}
+
+/**
+ * True if the request tries a WebSocket handshake at all, even a broken one:
+ * it has an Upgrade header, a Connection header listing "upgrade", or a
+ * Sec-WebSocket-* header. A request with none of them is plain HTTP, which a
+ * WebSocket server without an HTTP handler answers 404, not 400: nothing in
+ * it is wrong, there is only nothing to serve.
+ */
+export function isUpgradeAttempt(head: RequestHead): boolean {
+  for (const [name, value] of head.headers) {
+    if (name === 'upgrade' || name.startsWith('sec-websocket-')) return true;
+    if (name === 'connection' && listHasToken(value, 'upgrade')) return true;
+  }
+  return false;
 }
 
 /** True if the request asks for a WebSocket (Upgrade lists "websocket"): route it to checkUpgrade(). */
@@ -132,7 +180,8 @@ function pathAllowed(allowed: UpgradeOptions['path'], path: string, head: Reques
 
 /**
  * Checks a request head against RFC 6455 §4.2.1 and the server's options,
- * in this order: method GET (405, with Allow: GET), HTTP/1.1 (400), a
+ * in this order: an upgrade attempt at all (404 for plain HTTP, see
+ * isUpgradeAttempt), method GET (405, with Allow: GET), HTTP/1.1 (400), a
  * request-target with a path (400) the server serves (404), exactly one
  * Host (400), Upgrade listing "websocket" (400), Connection listing
  * "upgrade" (400), exactly one Sec-WebSocket-Key of 16 base64 bytes (400),
@@ -141,6 +190,7 @@ function pathAllowed(allowed: UpgradeOptions['path'], path: string, head: Reques
  * (400 if the hook throws). Exceptions from checkOrigin propagate.
  */
 export function checkUpgrade(head: RequestHead, options: UpgradeOptions = {}): UpgradeResult {
+  if (!isUpgradeAttempt(head)) return reject(404, 'WS_ERR_NOT_UPGRADE', 'Not Found\n');
   if (head.method !== 'GET') {
     return reject(405, 'WS_ERR_METHOD_NOT_ALLOWED', 'A WebSocket handshake is a GET request\n', [['Allow', 'GET']]);
   }
@@ -155,7 +205,7 @@ export function checkUpgrade(head: RequestHead, options: UpgradeOptions = {}): U
   }
   const keys = head.getAll('sec-websocket-key');
   const key = keys[0];
-  if (keys.length !== 1 || key === undefined || !KEY_PATTERN.test(key)) {
+  if (keys.length !== 1 || key === undefined || !isWebSocketKey(key)) {
     return reject(400, 'WS_ERR_INVALID_KEY', 'Sec-WebSocket-Key must be 16 bytes in base64\n');
   }
   if (head.get('sec-websocket-version') !== WEBSOCKET_VERSION) {
@@ -220,7 +270,11 @@ export function checkUpgrade(head: RequestHead, options: UpgradeOptions = {}): U
   };
 }
 
-/** The bytes of a rejection (status, its required headers, the body, Connection: close). */
-export function rejectionResponse(r: UpgradeRejected): Buffer {
-  return httpResponse(r.status, r.headers, r.body);
+/**
+ * The bytes of a rejection (status, its required headers, the body,
+ * Connection: close). The answer to a HEAD request omits the body
+ * (`omitBody`, RFC 9110 §9.3.2).
+ */
+export function rejectionResponse(r: UpgradeRejected, options: ResponseOptions = {}): Buffer {
+  return httpResponse(r.status, r.headers, r.body, options);
 }

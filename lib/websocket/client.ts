@@ -9,7 +9,7 @@ import { Engine } from '../engine.js';
 import { HttpError, NetClosedError, NetloopError, ProtocolError, TimeoutError, type BudgetError } from '../errors.js';
 import { ResponseParser, headerValue, type ResponseParser as Parser } from '../http/response-parser.js';
 import { computeAccept } from '../http/upgrade.js';
-import { listElements, listHasToken } from '../http/chars.js';
+import { listElements, listHasToken, trimOws } from '../http/chars.js';
 import { WebSocketConn, type ClosedWebSocketConn, type WebSocketOwner } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
@@ -184,7 +184,9 @@ const handshakeProto: ConnProtocol = {
     }
     const head = r.head;
     if (head.status !== 101) {
-      fail(conn, h, new HandshakeError('WS_ERR_HANDSHAKE_STATUS', head.status, `the server answered ${head.status} ${head.reason}`.trimEnd()));
+      // The reason is the server's text: trimmed by index like every value from it.
+      const reason = trimOws(head.reason);
+      fail(conn, h, new HandshakeError('WS_ERR_HANDSHAKE_STATUS', head.status, `the server answered ${head.status}${reason === '' ? '' : ` ${reason}`}`));
       return;
     }
     if (!listHasToken(headerValue(head, 'upgrade'), 'websocket') || !listHasToken(headerValue(head, 'connection'), 'upgrade')) {

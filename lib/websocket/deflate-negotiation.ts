@@ -15,7 +15,7 @@
 // are case-insensitive elsewhere in HTTP; browsers send lower case anyway).
 // Responses are written in the canonical lower case.
 import { NetloopError } from '../errors.js';
-import { isToken } from '../http/chars.js';
+import { TOKEN_CHAR } from '../http/chars.js';
 
 export const PERMESSAGE_DEFLATE = 'permessage-deflate';
 
@@ -105,8 +105,14 @@ export class ExtensionNegotiationError extends NetloopError {}
 const MIN_WINDOW_BITS = 8;
 const MAX_WINDOW_BITS = 15;
 
-// §7.1.2.1: "a decimal integer value without leading zeroes between 8 to 15, inclusive".
-const WINDOW_BITS_VALUE = /^(?:8|9|1[0-5])$/;
+/**
+ * §7.1.2.1: "a decimal integer value without leading zeroes between 8 to 15,
+ * inclusive". Compared by index, as every value read from the network is.
+ */
+function isWindowBitsValue(v: string): boolean {
+  if (v.length === 1) return v === '8' || v === '9';
+  return v.length === 2 && v.charCodeAt(0) === 0x31 && v.charCodeAt(1) >= 0x30 && v.charCodeAt(1) <= 0x35;
+}
 
 // ---------------------------------------------------------------------------
 // The header grammar (RFC 6455 §9.1 with RFC 9110 list rules):
@@ -127,7 +133,7 @@ const DQUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
 function isTchar(c: number): boolean {
-  return c <= 0x7e && isToken(String.fromCharCode(c));
+  return c <= 0xff && TOKEN_CHAR[c] === 1;
 }
 
 /** qdtext: HTAB, SP, 0x21, 0x23-0x5B, 0x5D-0x7E, obs-text 0x80-0xFF. */
@@ -280,7 +286,7 @@ function readParams(params: ReadonlyArray<readonly [string, string | true]>, sid
         else out.clientNoContextTakeover = true;
         break;
       case 'server_max_window_bits':
-        if (value === true || !WINDOW_BITS_VALUE.test(value)) return `${name} needs a value from 8 to 15, got ${describe(value)}`;
+        if (value === true || !isWindowBitsValue(value)) return `${name} needs a value from 8 to 15, got ${describe(value)}`;
         out.serverMaxWindowBits = Number(value);
         break;
       case 'client_max_window_bits':
@@ -288,7 +294,7 @@ function readParams(params: ReadonlyArray<readonly [string, string | true]>, sid
         if (value === true) {
           if (side === 'response') return `${name} in a response needs a value from 8 to 15`;
           out.clientMaxWindowBits = true;
-        } else if (!WINDOW_BITS_VALUE.test(value)) {
+        } else if (!isWindowBitsValue(value)) {
           return `${name} needs a value from 8 to 15, got ${describe(value)}`;
         } else {
           out.clientMaxWindowBits = Number(value);

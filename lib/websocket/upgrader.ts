@@ -529,7 +529,7 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
     }
     const checked = this.#check(head);
     if (!checked.result.accept) {
-      this.#refuse(conn, rejectionResponse(checked.result));
+      this.#refuse(conn, rejectionResponse(checked.result, { omitBody: head.method === 'HEAD' }));
       return;
     }
     if (this.#hook !== undefined) {
@@ -645,7 +645,7 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
     const request = requestHeadOf(req);
     const { result, agreed } = this.#check(request);
     if (!result.accept) {
-      refuseOnNodeSocket(socket, rejectionResponse(result));
+      refuseOnNodeSocket(socket, rejectionResponse(result, { omitBody: request.method === 'HEAD' }));
       return null;
     }
     let session: S | undefined;
