@@ -1,5 +1,6 @@
 {
-  # The addon (native/) and the benchmark's native programs (bench/native/).
+  # The addon (native/) only: this file ships in the package for the source build
+  # (where no prebuild fits), so the bench's programs are built by bench/native/build.js.
   # Poller backend: epoll on Linux, kqueue on macOS and FreeBSD. The loop code
   # only sees poller.h; the backend file is the one thing that changes.
   "targets": [
@@ -37,22 +38,6 @@
           }
         }]
       ]
-    },
-    {
-      "target_name": "netloop-loadgen",
-      "type": "executable",
-      "sources": ["bench/native/loadgen.cc"],
-      "cflags_cc!": ["-fno-rtti", "-std=gnu++17"],
-      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"],
-      "libraries": ["-lpthread"],
-      "conditions": [["OS!='linux'", { "type": "none", "sources!": ["bench/native/loadgen.cc"] }]]
-    },
-    {
-      "target_name": "netloop-echo-c",
-      "type": "executable",
-      "sources": ["bench/native/echo_server.c"],
-      "cflags": ["-O2", "-Wall", "-Wextra"],
-      "conditions": [["OS!='linux'", { "type": "none", "sources!": ["bench/native/echo_server.c"] }]]
     }
   ]
 }

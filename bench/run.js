@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { figuresOf, kindOf, summarizeCase } from './harness/kinds.js';
 import { crossRunNotes, isScaled, runMatrix, serves } from './harness/matrix.js';
 import { machineInfo } from './harness/machine.js';
-import { buildHint, binDir, loadgenPath, repoRoot, resultsDir } from './harness/paths.js';
+import { buildHint, binDir, loadgenPath, prepareNativePrograms, repoRoot, resultsDir } from './harness/paths.js';
 import { liveChildren, planPinning } from './harness/proc.js';
 import { chartOfRecord } from './harness/svg.js';
 import { casesOf, scenarios } from './scenarios/index.js';
@@ -45,8 +45,8 @@ function usage(scenario) {
   lines.push(
     '',
     'environment:',
-    '  NETLOOP_BENCH_BIN_DIR      directory of netloop-loadgen and netloop-echo-c (default build/Release)',
-    '  NETLOOP_BENCH_NETLOOP_CLI  script started as the netloop server instead of dist/cli.js',
+    '  NETLOOP_BENCH_BIN_DIR      directory of prebuilt netloop-loadgen and netloop-echo-c (default: built into bench/native/bin)',
+    '  NETLOOP_BENCH_NETLOOP_CLI  script started as the netloop server instead of dist/cli/main.js',
     '',
     'List flags take comma-separated values (--size 64,1024): one case per combination.',
     'Prints a progress line per run on stderr, markdown tables on stdout, and writes every run to',
@@ -183,6 +183,12 @@ async function main() {
 
   // Without the load generator nothing can run. A server that cannot start is reported as failed
   // with the reason (in every run, in the table), and the others are still measured.
+  try {
+    prepareNativePrograms((line) => process.stderr.write(`${line}\n`));
+  } catch (err) {
+    process.stderr.write(`bench: cannot start: ${err.message}\n\nThe native programs: ${buildHint}\n`);
+    process.exit(2);
+  }
   if (!existsSync(loadgenPath)) {
     process.stderr.write(`bench: cannot start: load generator ${loadgenPath} not found (NETLOOP_BENCH_BIN_DIR=${binDir})\n\n` +
       `The native programs: ${buildHint}\n`);

@@ -7,7 +7,7 @@
 //
 // The same as `npx netloop compare`; this is how to do it from code, e.g. to
 // check a deployment's kernel and Node version before relying on the table.
-import { compareModes, formatComparison, type ComparisonRow } from 'netloop';
+import { compareModes, formatComparison, type ComparisonRow } from 'netloop/compare';
 
 const started = Date.now();
 const rows: ComparisonRow[] = await compareModes((row) => {

@@ -1,5 +1,7 @@
 // Public exports only, and the one piece of wiring: the process supervisor
 // (workers.ts) sits above the engine, which obtains it through cluster.ts.
+// The tools (the command line, `compare`) are in cli/; their public part is the
+// `netloop/compare` subpath (cli/index.ts), and nothing here imports them.
 import { registerCluster } from './cluster.js';
 import { supervisor } from './workers.js';
 
@@ -37,8 +39,4 @@ export {
   describeErrno,
 } from './errors.js';
 export type { TimeoutKind } from './errors.js';
-export { compareModes, formatComparison, MODE_COLUMNS } from './compare.js';
-export type { ComparisonRow, Cell, ModeColumn } from './compare.js';
-export { describeError, formatError, reportClose } from './close-report.js';
-export type { CloseReport, ErrorReport } from './close-report.js';
 export { releaseMemory } from './memory.js';

@@ -1,6 +1,7 @@
 // Loads the addon and describes it: the typed binding and the batch layout
 // (the numbers of native/batch.h; test/native.test.js checks they agree).
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 
 export interface NativeArrays {
   records: Int32Array;
@@ -67,9 +68,15 @@ interface Binding {
 }
 
 const require = createRequire(import.meta.url);
-// NETLOOP_BUILD=Debug loads the AddressSanitizer build (npm run test:asan).
-const variant = process.env.NETLOOP_BUILD === 'Debug' ? 'Debug' : 'Release';
-export const binding: Binding = require(`../build/${variant}/netloop.node`);
+// NETLOOP_BUILD=Debug loads the AddressSanitizer build (npm run test:asan) and nothing else.
+// Otherwise node-gyp-build picks, from the package root: build/Release (built from source: a
+// checkout, or an install where no prebuild fits), then the prebuild for this platform, arch
+// and libc that the package ships (prebuilds/, written at pack time by .ci/prebuild.js).
+const packageRoot = fileURLToPath(new URL('..', import.meta.url));
+export const binding: Binding =
+  process.env.NETLOOP_BUILD === 'Debug'
+    ? require('../build/Debug/netloop.node')
+    : (require('node-gyp-build') as (dir: string) => Binding)(packageRoot);
 
 // Batch layout: records and commands are runs of RECORD_INTS int32 values,
 // [type, slot, gen, a, b].

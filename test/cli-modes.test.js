@@ -9,7 +9,7 @@ import WebSocket from 'ws';
 import { until } from './helpers/engine.js';
 
 t.setTimeout(60000);
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 
 function run(args) {
   const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

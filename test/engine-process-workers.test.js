@@ -16,7 +16,7 @@ import { Engine, SysError } from '../dist/index.js';
 import { fdCount, sleep, until } from './helpers/engine.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/pid-echo.js', import.meta.url));
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 
 /** Whether a process exists and is not a zombie. */
 function alive(pid) {

@@ -26,7 +26,7 @@
 //   Conn           the closed loop over one socket: in-flight window, verification, timestamps
 //   Worker         one thread: one epoll, its connections, paced connects, its own stats
 //
-// Built with -fno-exceptions by binding.gyp: nothing here throws or catches.
+// Built with -fno-exceptions by bench/native/build.js: nothing here throws or catches.
 
 #include <arpa/inet.h>
 #include <errno.h>

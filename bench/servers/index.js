@@ -45,8 +45,8 @@ function netloopServer(mode) {
   ];
   return {
     describe: mode
-      ? `netloop in ${mode} mode: node dist/cli.js echo --mode ${mode} (broadcast: bench/servers/netloop-broadcast.js --mode ${mode})`
-      : 'netloop engine: node dist/cli.js echo --proto tcp|ws (broadcast: bench/servers/netloop-broadcast.js)',
+      ? `netloop in ${mode} mode: node dist/cli/main.js echo --mode ${mode} (broadcast: bench/servers/netloop-broadcast.js --mode ${mode})`
+      : 'netloop engine: node dist/cli/main.js echo --proto tcp|ws (broadcast: bench/servers/netloop-broadcast.js)',
     protocols: ['tcp', 'ws'],
     roles: ['echo', 'broadcast'],
     // Past one process (a hold of more connections than 20,000 open files allow): the CLI's
@@ -99,7 +99,7 @@ export const servers = {
     },
   },
   c: {
-    describe: 'C epoll echo server (the ceiling): build/Release/netloop-echo-c [--proto ws]',
+    describe: 'C epoll echo server (the ceiling): bench/native/bin/netloop-echo-c [--proto ws]',
     protocols: ['tcp', 'ws'],
     command: ({ proto, host, port }) => ({ file: echoCPath, args: ['--host', host, '--port', String(port), '--proto', proto] }),
     missing: () => (existsSync(echoCPath) ? null : `${echoCPath} not found`),

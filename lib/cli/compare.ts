@@ -9,12 +9,12 @@
 // The observations are made fresh on every run; the contract is only used to
 // mark the cells that differ from it.
 import net from 'node:net';
-import { Engine, type IoMode } from './engine.js';
+import { Engine, type IoMode } from '../engine.js';
 import { formatError } from './close-report.js';
-import { frame } from './websocket/sender.js';
-import { Opcode } from './websocket/opcodes.js';
-import { Upgrader } from './websocket/upgrader.js';
-import type { WebSocketConn } from './websocket/conn.js';
+import { frame } from '../websocket/sender.js';
+import { Opcode } from '../websocket/opcodes.js';
+import { Upgrader } from '../websocket/upgrader.js';
+import type { WebSocketConn } from '../websocket/conn.js';
 
 /** A column of the table: an I/O mode, and for 'mixed' which side of maxBlockingOnline. */
 export interface ModeColumn {

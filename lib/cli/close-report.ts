@@ -1,8 +1,8 @@
 // What a close looked like, as plain data and as one line of text: the error
 // onClose received (class, code, message), the close handler's call, and
 // closeInfo. Used by `netloop echo --log-close` and `netloop compare`.
-import { CloseError, NetloopError, ProtocolError, SysError } from './errors.js';
-import type { CloseInfo, WebSocketConn } from './websocket/conn.js';
+import { CloseError, NetloopError, ProtocolError, SysError } from '../errors.js';
+import type { CloseInfo, WebSocketConn } from '../websocket/conn.js';
 
 export interface ErrorReport {
   /** The error's class name: EOFError, NetClosedError, CloseError, ... */

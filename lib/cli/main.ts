@@ -1,17 +1,22 @@
 #!/usr/bin/env node
 // The netloop command: `netloop echo` runs an echo server until SIGINT/SIGTERM.
 import { parseArgs } from 'node:util';
-import { Engine, type IoMode } from './index.js'; // index: Engine with its supervisor registered (--workers)
-import { Upgrader } from './websocket/upgrader.js';
-import type { SupervisorOptions } from './workers.js';
-import type { Conn } from './conn.js';
-import type { WebSocketConn } from './websocket/conn.js';
+import { Engine, type IoMode } from '../index.js'; // index: Engine with its supervisor registered (--workers)
+import { Upgrader } from '../websocket/upgrader.js';
+import type { SupervisorOptions } from '../workers.js';
+import type { Conn } from '../conn.js';
+import type { WebSocketConn } from '../websocket/conn.js';
 import { reportClose } from './close-report.js';
+import { client } from './client.js';
+import { tryIt, welcomeHandler } from './welcome.js';
 
 const HELP = `Usage: netloop <command> [options]
 
 Commands:
   echo                Run an echo server until SIGINT or SIGTERM, then stop cleanly.
+  client <ws-url>     Connect to a WebSocket server, send each line of standard
+                      input as a text message and print every message received;
+                      at the end of input close (1000) and exit.
   compare             Play every row of the close-reporting contract against each
                       I/O mode with a real client, print the table observed, and
                       mark (✗) every cell that differs from the contract. Exits 1
@@ -38,8 +43,10 @@ Options for echo:
   --max-load <n>      Online connections; more are closed at accept
                       (ws: answered 503).                                 [default: 1000000]
   --path <path>       ws: the path that upgrades (others get 404).        [default: any]
+                      A plain HTTP GET (no upgrade) gets a page saying how to
+                      connect.
   --compression       ws: offer permessage-deflate (RFC 7692).
-  --quiet             Print nothing but errors.
+  --quiet             Print nothing but errors (client: only the replies).
   -h, --help          Show this help.
 
 Examples:
@@ -47,6 +54,7 @@ Examples:
   netloop echo --proto ws --port 9001
   netloop echo --proto ws --port 9001 --workers 2
   netloop echo --proto ws --port 9001 --mode blocking --log-close
+  netloop client ws://127.0.0.1:9001/
   netloop compare
   netloop echo --unix /tmp/echo.sock
 `;
@@ -102,11 +110,15 @@ async function echo(values: Record<string, string | boolean | undefined>): Promi
     ...(workers > 0 ? { workers, supervisor: supervisorReports() } : {}),
   };
   let engine: Engine;
+  // The path a client should use: the one that upgrades (any path does without --path).
+  const wsPath = values.path !== undefined ? (values.path as string) : '/';
   if (proto === 'ws') {
     const upgrader = new Upgrader({
       maxLoad: Number(maxLoadText),
       ...(values.path !== undefined ? { path: values.path as string } : {}),
       ...(values.compression === true ? { compression: true } : {}),
+      // A plain request (a browser pointed at the port) learns how to connect, instead of a 400.
+      httpHandler: welcomeHandler(() => engine.addresses()[0] ?? addr, wsPath),
     });
     // After our close frame (engine.stop() says 1001 to everyone) messages may
     // still arrive until the peer's close frame; they are not echoed.
@@ -141,6 +153,8 @@ async function echo(values: Record<string, string | boolean | undefined>): Promi
     const pids = engine.role === 'primary' ? (await engine.workerStats()).map((w) => w.pid) : [];
     const note = pids.length > 0 ? ` (${pids.length} worker processes, pids ${pids.join(', ')})` : '';
     process.stdout.write(`netloop echo (${proto}) listening on ${engine.addresses().join(', ')}${note}\n`);
+    const first = engine.addresses()[0];
+    if (proto === 'ws' && unix === undefined && first !== undefined) process.stdout.write(tryIt(`ws://${first}${wsPath}`));
   }
 
   const shutdown = (signal: string): void => {
@@ -168,7 +182,7 @@ async function bench(args: string[]): Promise<void> {
   const { spawn } = await import('node:child_process');
   const { existsSync } = await import('node:fs');
   const { fileURLToPath } = await import('node:url');
-  const runner = fileURLToPath(new URL('../bench/run.js', import.meta.url));
+  const runner = fileURLToPath(new URL('../../bench/run.js', import.meta.url));
   if (!existsSync(runner)) {
     process.stderr.write(`netloop: bench: ${runner} not found; the harness comes with the source repository, not the npm package\n`);
     process.exit(2);
@@ -228,6 +242,11 @@ async function main(argv: string[]): Promise<void> {
   const command = positionals[0];
   if (command === undefined) fail('missing command');
   if (command === 'echo') return echo(values);
+  if (command === 'client') {
+    const url = positionals[1];
+    if (url === undefined) fail('client: missing the URL (ws://host:port/path)');
+    return client(url, { quiet: values.quiet === true });
+  }
   if (command === 'compare') return compare();
   fail(`unknown command "${command}"`);
 }
