@@ -72,6 +72,15 @@ export const servers = {
   'netloop-nonblocking': netloopServer('nonblocking'),
   'netloop-blocking': netloopServer('blocking'),
   'netloop-mixed': netloopServer('mixed'),
+  'netloop-http': {
+    describe: 'netloop mounted on an http.Server: every upgrade taken over with handleUpgrade (bench/servers/netloop-http-echo.js)',
+    protocols: ['ws'],
+    command: ({ host, port, nodeFlags }) => ({
+      file: node,
+      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'netloop-http-echo.js'), '--host', host, '--port', String(port)],
+    }),
+    missing: cliMissing, // the same build (dist/) as the CLI
+  },
   net: {
     describe: "Node's net module: bench/servers/net-echo.js",
     protocols: ['tcp'],
