@@ -4,6 +4,7 @@
 // (default out: the same path with .svg). The figures come from the file alone.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { chartOfRecord } from './harness/svg.js';
+import { scenarios } from './scenarios/index.js';
 
 const [input, output] = process.argv.slice(2);
 if (!input) {
@@ -11,5 +12,8 @@ if (!input) {
   process.exit(2);
 }
 const out = output ?? input.replace(/\.json$/, '.svg');
-writeFileSync(out, chartOfRecord(JSON.parse(readFileSync(input, 'utf8'))));
+const rec = JSON.parse(readFileSync(input, 'utf8'));
+// A scenario that reports its own way (soak) draws its own chart from its record.
+const own = scenarios[rec.scenario]?.chart;
+writeFileSync(out, own ? own(rec.title, rec, { machine: rec.machine, command: rec.command, startedAt: new Date(rec.started_at) }) : chartOfRecord(rec));
 process.stderr.write(`chart: ${out}\n`);

@@ -176,10 +176,64 @@ function markdown({ scenario, title, cases, byCase, serverNames, machine, pinnin
   return lines.join('\n');
 }
 
+// Writes a run's record (bench/results/<scenario>-<stamp>.json) and its chart beside it (and to
+// --chart), names them on stderr, and exits: 0 if the run was clean, 1 if not.
+function writeResults({ scenario, opts, startedAt, record, svg, log }) {
+  const stamp = startedAt.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z');
+  const file = path.join(resultsDir, `${scenario.name}-${stamp}.json`);
+  const svgFile = path.join(resultsDir, `${scenario.name}-${stamp}.svg`);
+  mkdirSync(resultsDir, { recursive: true });
+  const charts = [path.relative(repoRoot, svgFile)];
+  if (opts.chart) charts.push(path.relative(repoRoot, path.resolve(opts.chart)));
+  writeFileSync(file, `${JSON.stringify({ ...record, charts }, null, 2)}\n`);
+  writeFileSync(svgFile, svg);
+  if (opts.chart) {
+    mkdirSync(path.dirname(path.resolve(opts.chart)), { recursive: true });
+    writeFileSync(path.resolve(opts.chart), svg);
+  }
+  log(`results: ${path.relative(process.cwd(), file)}; chart: ${charts.join(', ')}`);
+  process.exit(record.ok ? 0 : 1);
+}
+
+// What every results record starts with: which scenario, how it was asked for, when and where.
+function recordHead({ scenario, title, command, startedAt, machine }) {
+  return {
+    scenario: scenario.name,
+    title,
+    command,
+    argv: process.argv.slice(2),
+    started_at: startedAt.toISOString(),
+    finished_at: new Date().toISOString(),
+    machine,
+  };
+}
+
+// A scenario that drives its servers itself (soak: JS generators, samples over time) instead of
+// the load generator's run matrix: its run() measures, its markdown() and chart() report.
+async function runOwn({ scenario, opts, host }) {
+  const machine = machineInfo();
+  const command = commandLine();
+  const startedAt = new Date();
+  const log = (line) => process.stderr.write(`${line}\n`);
+  const title = scenario.title(opts);
+  const result = await scenario.run({ opts, host, log });
+  const report = scenario.markdown(title, result, { machine, command });
+  process.stdout.write(`${report}\n`);
+  const options = Object.fromEntries(Object.keys(scenario.options).map((k) => [k, opts[k]]));
+  const record = {
+    ...recordHead({ scenario, title, command, startedAt, machine }),
+    options: { ...options, host },
+    ...result,
+    report,
+  };
+  writeResults({ scenario, opts, startedAt, record, svg: scenario.chart(title, result, { machine, command, startedAt }), log });
+}
+
 async function main() {
   const { scenario, opts, host, serverNames, cases } = parse(process.argv.slice(2));
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  if (scenario.run) return runOwn({ scenario, opts, host });
 
   // Without the load generator nothing can run. A server that cannot start is reported as failed
   // with the reason (in every run, in the table), and the others are still measured.
@@ -220,20 +274,8 @@ async function main() {
   const report = markdown({ scenario, title, cases, byCase, serverNames, machine, pinning, command, options: shownOptions, ok, problems, notes });
   process.stdout.write(`${report}\n`);
 
-  const stamp = startedAt.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z');
-  const file = path.join(resultsDir, `${scenario.name}-${stamp}.json`);
-  const svgFile = path.join(resultsDir, `${scenario.name}-${stamp}.svg`);
-  mkdirSync(resultsDir, { recursive: true });
-  const charts = [path.relative(repoRoot, svgFile)];
-  if (opts.chart) charts.push(path.relative(repoRoot, path.resolve(opts.chart)));
   const record = {
-    scenario: scenario.name,
-    title,
-    command,
-    argv: process.argv.slice(2),
-    started_at: startedAt.toISOString(),
-    finished_at: new Date().toISOString(),
-    machine,
+    ...recordHead({ scenario, title, command, startedAt, machine }),
     pinning,
     options: { ...scenarioOptions, runs: opts.runs, host, 'server-cpu': opts['server-cpu'], 'loadgen-cpu': opts['loadgen-cpu'], ...(opts['node-flags'] ? { 'node-flags': opts['node-flags'] } : {}) },
     servers: serverNames,
@@ -259,18 +301,9 @@ async function main() {
     problems,
     notes,
     report,
-    charts,
   };
-  writeFileSync(file, `${JSON.stringify(record, null, 2)}\n`);
   // The chart is drawn from the record alone, so bench/chart.js can draw it again from the file.
-  const svg = chartOfRecord(record);
-  writeFileSync(svgFile, svg);
-  if (opts.chart) {
-    mkdirSync(path.dirname(path.resolve(opts.chart)), { recursive: true });
-    writeFileSync(path.resolve(opts.chart), svg);
-  }
-  log(`results: ${path.relative(process.cwd(), file)}; chart: ${charts.join(', ')}`);
-  process.exit(ok ? 0 : 1);
+  writeResults({ scenario, opts, startedAt, record, svg: chartOfRecord(record), log });
 }
 
 main().catch((e) => {

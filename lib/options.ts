@@ -137,7 +137,7 @@ export function checkOptionsObject(what: string, options: unknown): void {
 // against DeflateOptions by the compiler.
 const DEFLATE_OPTIONS = {
   serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: true, clientMaxWindowBits: true,
-  offerClientMaxWindowBits: true, threshold: true, level: true, memLevel: true, maxMessageLength: true,
+  offerClientMaxWindowBits: true, threshold: true, level: true, memLevel: true, maxMessageLength: true, maxCompressedConnections: true,
 } as const satisfies Record<keyof DeflateOptions, true>;
 
 /**

@@ -89,6 +89,30 @@ async function scenario(t, name, args, dir, env) {
   }
 }
 
+// The soak at a tiny size: 60 connections for 3 s, mixed, every close path completed at
+// least once (a short keepalive, so that the silent clients are closed within the run), every
+// echo checked, the record and chart complete. Too short to judge flatness (the report says so).
+async function soak(t, dir, mode) {
+  const r = await runBench(['soak', '--mode', mode, ...(mode === 'mixed' ? ['--max-blocking', '20'] : []), '--duration', '3', '--conns', '60', '--sample', '0.5', '--messages', '2', '--interval', '100', '--keepalive', '1000'], dir);
+  t.equal(r.code, 0, `soak ${mode} exits 0`, { stderr: r.stderr.slice(-3000) });
+  const m = /results: (\S+\.json); chart: (\S+\.svg)/.exec(r.stderr);
+  t.ok(m, 'soak names its results file');
+  if (!m) return;
+  const rec = JSON.parse(readFileSync(path.resolve(m[1]), 'utf8'));
+  t.equal(rec.scenario, 'soak');
+  t.equal(rec.ok, true, 'soak: no problems', { problems: rec.problems });
+  const s = rec.summary;
+  t.equal(s.errors, 0, 'soak: no connection error');
+  t.equal(s.mode, mode, 'soak: the mode asked for');
+  for (const [p, n] of Object.entries(s.cycles_by_path)) t.ok(positive(n), `soak: close path ${p} completed (${n})`);
+  t.equal(Object.keys(s.cycles_by_path).length, 8, 'soak: eight close paths');
+  for (const f of ['messages_echoed', 'cycles', 'rss_peak_bytes', 'fds_peak', 'threads_peak', 'online_peak']) t.ok(positive(s[f]), `soak: ${f} = ${s[f]}`);
+  t.ok(rec.samples.length >= 4, `soak: samples (${rec.samples.length})`);
+  for (const k of ['rss', 'fds_excess', 'threads_excess']) t.ok(k in s.trends, `soak: trend of ${k}`);
+  t.match(r.stdout, '| server RSS MiB', 'soak: the markdown report');
+  t.match(readFileSync(path.resolve(m[2]), 'utf8'), /^<svg [^]*server RSS/, 'soak: the chart');
+}
+
 t.test('bench harness smoke', async (t) => {
   // The bench builds its own native programs (bench/native/build.js), here as in bench/run.js:
   // a fresh clone's test run needs no build step of its own for them.
@@ -134,4 +158,7 @@ t.test('bench harness smoke', async (t) => {
   await t.test('modes', async (t) => {
     await scenario(t, 'modes', ['--conns', '1,10', '--hold-conns', '50', '--hold-settle', '0.2', '--hold-duration', '0.4'], dir);
   });
+  // One run, in mixed mode with 20 blocking places so that both kinds of reader churn: the file
+  // has one timeout for every scenario, and a loaded machine took it past it with three.
+  await t.test('soak mixed', (t) => soak(t, dir, 'mixed'));
 });

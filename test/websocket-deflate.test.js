@@ -26,6 +26,8 @@ import { Opcode } from '../dist/websocket/opcodes.js';
 import { ProtocolError } from '../dist/errors.js';
 import { RequestParser } from '../dist/http/request-parser.js';
 import { checkUpgrade } from '../dist/http/upgrade.js';
+import { sleep, until } from './helpers/interop-server.js';
+import { zlibWork } from '../dist/websocket/deflate-work.js';
 
 const hex = (s) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const TAIL = hex('0000ffff');
@@ -83,19 +85,24 @@ function protocolError(t, fn, code, closeCode, what) {
 // figure and a growth of the peak would show.
 t.test('a 256 MiB deflate bomb through the Receiver: 1009, RSS bounded by the limit', async (t) => {
   const maker = pair({}, { threshold: 0, level: 9 }).client;
-  const zeros = Buffer.alloc(1 << 20);
+  const packed16 = Buffer.alloc(1 << 20);
   const parts = [];
-  for (let i = 0; i < 256; i++) parts.push(maker.compress(zeros, false));
+  for (let i = 0; i < 256; i++) parts.push(maker.compress(packed16, false));
   parts.push(maker.compress('', true));
   maker.close();
   const bomb = Buffer.concat(parts);
-  t.ok(bomb.length < 512 * 1024, `256 MiB of zeros in ${bomb.length} bytes`);
+  t.ok(bomb.length < 512 * 1024, `256 MiB of packed16 in ${bomb.length} bytes`);
   const wire = Buffer.concat(frame(Opcode.Binary, bomb, { rsv1: true, mask: true }));
   const errors = [];
   const r = new Receiver({ onError: (e) => errors.push(e), onMessage: () => t.fail('delivered') }, { role: 'server', decompressor: pair().server });
   const rssBefore = process.memoryUsage().rss;
   const peakBefore = process.resourceUsage().maxRSS * 1024;
   r.push(wire);
+  // 16 MiB of inflation is more than one loop turn's budget of zlib work
+  // (deflate-work.ts): the rest goes on in later turns, and the error comes then.
+  t.equal(errors.length, 0, 'no error yet: inflating in later loop turns');
+  t.ok(r.inflating, 'the receiver is inflating');
+  await until(() => errors.length > 0, 10000, 'the 1009');
   const growth = process.memoryUsage().rss - rssBefore;
   const peakGrowth = process.resourceUsage().maxRSS * 1024 - peakBefore;
   t.equal(errors.length, 1);
@@ -532,9 +539,9 @@ t.test('window bits: every size round-trips; 8 bits compressed with zlib 9 stays
 // Bounded inflation and errors
 
 t.test('a 10 MiB bomb against a 1 MiB limit, and the limits exactly', async (t) => {
-  // 10 MiB of zeros, about 10 KiB compressed, against a 1 MiB limit.
+  // 10 MiB of packed16, about 10 KiB compressed, against a 1 MiB limit.
   const small = pair({}, { threshold: 0, level: 9 }).client.compress(Buffer.alloc(10 << 20));
-  t.ok(small.length < 16 * 1024, `10 MiB of zeros in ${small.length} bytes`);
+  t.ok(small.length < 16 * 1024, `10 MiB of packed16 in ${small.length} bytes`);
   protocolError(t, () => pair({}, { maxMessageLength: 1 << 20 }).server.decompress(small), 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009, '10 MiB against 1 MiB');
   protocolError(t, () => pair().server.decompress(small, 1 << 20), 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009, 'the maxLength argument');
   t.equal(pair().server.decompress(small).length, 10 << 20, 'within the default limit it inflates');
@@ -560,6 +567,9 @@ t.test('invalid compressed data: 1007; the context is lost with takeover, not wi
 // The Receiver hook
 
 t.test('Receiver: compressed messages through setDecompressor()', async (t) => {
+  // Messages are inflated at once while the loop turn's budget of zlib work
+  // lasts, in later turns past it (deflate-work.ts): wait for them.
+  const delivered = (events, n) => until(() => events.length >= n, 5000, `${n} events`);
   const { server, client } = pair({}, { threshold: 0 });
   const events = [];
   const r = new Receiver(
@@ -571,6 +581,7 @@ t.test('Receiver: compressed messages through setDecompressor()', async (t) => {
   const text = 'compressed κόσμε '.repeat(40);
   r.push(Buffer.concat(frame(Opcode.Text, client.compress(text), { rsv1: true, mask: true })));
   r.push(Buffer.concat(frame(Opcode.Text, client.compress(text), { rsv1: true, mask: true })));
+  await delivered(events, 2);
   t.same(events, [['text', text], ['text', text]], 'masked frames with RSV1, context taken over');
 
   // Fragmented: RSV1 on the first frame only; an uncompressed message in between is fine.
@@ -583,12 +594,14 @@ t.test('Receiver: compressed messages through setDecompressor()', async (t) => {
   frames.push(...frame(Opcode.Binary, Buffer.from('plain'), { mask: true }));
   events.length = 0;
   r.push(Buffer.concat(frames));
+  await delivered(events, 2);
   t.same(events, [['text', 'fragmented ' + text], ['binary', 'plain']]);
 
   // Fragments compressed one by one (compress(..., false)) arrive as one message too.
   const parts = [client.compress('one ', false), client.compress('two ', false), client.compress('three', true)];
   events.length = 0;
   r.push(Buffer.concat(parts.flatMap((p, i) => frame(i === 0 ? Opcode.Text : Opcode.Continuation, p, { rsv1: i === 0, fin: i === 2, mask: true }))));
+  await delivered(events, 1);
   t.same(events, [['text', 'one two three']]);
 
   // RSV1 on a continuation: 1002.
@@ -596,22 +609,26 @@ t.test('Receiver: compressed messages through setDecompressor()', async (t) => {
   const w = pair({}, { threshold: 0 }).client.compress(text);
   events.length = 0;
   bad.push(Buffer.concat([...frame(Opcode.Text, w.subarray(0, 5), { rsv1: true, fin: false, mask: true }), ...frame(Opcode.Continuation, w.subarray(5), { rsv1: true, mask: true })]));
+  await delivered(events, 1);
   t.same(events, [['error', 'WS_ERR_UNEXPECTED_RSV_1', 1002]]);
 
   // Invalid UTF-8 after inflating: 1007. Corrupt data: 1007.
   const u = new Receiver({ onError: (e) => events.push(['error', e.code, e.closeCode]) }, { role: 'server', decompressor: pair().server });
   events.length = 0;
   u.push(Buffer.concat(frame(Opcode.Text, pair({}, { threshold: 0 }).client.compress(hex('41ff')), { rsv1: true, mask: true })));
+  await delivered(events, 1);
   t.same(events, [['error', 'WS_ERR_INVALID_UTF8', 1007]]);
   const c = new Receiver({ onError: (e) => events.push(['error', e.code, e.closeCode]) }, { role: 'server', decompressor: pair().server });
   events.length = 0;
   c.push(Buffer.concat(frame(Opcode.Binary, hex('ffffffff'), { rsv1: true, mask: true })));
+  await delivered(events, 1);
   t.same(events, [['error', 'WS_ERR_DECOMPRESS', 1007]]);
 
   // The Receiver's own limit reaches the codec.
   const l = new Receiver({ onError: (e) => events.push(['error', e.code, e.closeCode]) }, { role: 'server', decompressor: pair().server, maxMessageLength: 1000 });
   events.length = 0;
   l.push(Buffer.concat(frame(Opcode.Binary, pair({}, { threshold: 0 }).client.compress(Buffer.alloc(1001)), { rsv1: true, mask: true })));
+  await delivered(events, 1);
   t.same(events, [['error', 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009]]);
 
   // A client receiver: unmasked frames from the server.
@@ -619,6 +636,7 @@ t.test('Receiver: compressed messages through setDecompressor()', async (t) => {
   events.length = 0;
   cr.push(Buffer.concat(frame(Opcode.Text, server.compress(text), { rsv1: true })));
   cr.push(Buffer.concat(frame(Opcode.Text, server.compress(text), { rsv1: true })));
+  await delivered(events, 2);
   t.same(events, [['text', text], ['text', text]]);
 });
 
@@ -711,6 +729,123 @@ t.test('zlib state is created lazily, pooled without context takeover, released 
   nc.client.close();
   drainZlibPool();
   t.same(zlibStats(), { live: base, pooled: 0 }, 'drainZlibPool() frees them');
+});
+
+t.test('compressLater/decompressLater: small messages at once, large ones over several loop turns, the same bytes', async (t) => {
+  drainZlibPool();
+  const base = zlibStats().live;
+  const { server, client } = pair({}, { threshold: 0 });
+  // Small: finished in the caller's stack, like compress()/decompress(), when
+  // the turn's budget has not been used up (a fresh turn: the first slice
+  // always runs).
+  await new Promise((resolve) => setImmediate(resolve));
+  const small = Buffer.from('{"hello":"world"}'.repeat(50));
+  const z = server.compressLater(small, () => t.fail('no callback for a message finished at once'));
+  t.ok(Buffer.isBuffer(z), 'a small message is compressed at once');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.ok(client.decompressLater(z, 0, () => t.fail('no callback')).equals(small), 'and inflated at once');
+
+  // Large: 8 MiB of a pattern is more than a loop turn's budget of zlib work.
+  const big = Buffer.alloc(8 << 20);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 31 + (i >>> 12)) & 0xff;
+  let compressed = null;
+  t.equal(
+    server.compressLater(big, (err, payload) => {
+      t.equal(err, null);
+      compressed = payload;
+    }),
+    undefined,
+    'an 8 MiB message goes on in later turns',
+  );
+  t.ok(server.compressing, 'compressing');
+  t.throws(() => server.compress('x'), /in progress/, 'one compression at a time');
+  t.ok(zlibWork().running >= 1, 'a job is running');
+  await until(() => compressed !== null, 20000, 'the compression');
+  t.notOk(server.compressing);
+  t.ok(zlib.inflateRawSync(Buffer.concat([compressed, TAIL]), { finishFlush: Z_SYNC_FLUSH }).equals(big), 'the slices make one DEFLATE stream (public zlib inflates it)');
+  let inflated = null;
+  t.equal(
+    client.decompressLater(compressed, 0, (err, message) => {
+      t.equal(err, null);
+      inflated = message;
+    }),
+    undefined,
+    'inflated in later turns',
+  );
+  t.throws(() => client.decompress(z), /in progress/, 'one inflation at a time');
+  await until(() => inflated !== null, 20000, 'the inflation');
+  t.ok(inflated.equals(big), 'the same 8 MiB back');
+  // The context is kept across the slices: the next message refers to it.
+  const again = server.compress(small);
+  t.ok(client.decompress(again).equals(small), 'context takeover continues after a message in slices');
+  server.close();
+  client.close();
+  drainZlibPool();
+  t.same(zlibWork(), { running: 0, queued: 0 });
+  t.equal(zlibStats().live, base);
+});
+
+t.test('decompressLater: 1009 and 1007 come through done(); close() cancels a job and frees its stream', async (t) => {
+  drainZlibPool();
+  const base = zlibStats().live;
+  // 16 MiB of JSON-like text: packed16 would inflate too fast to need a second turn.
+  let text = '';
+  for (let i = 0; text.length < 16 << 20; i++) text += `{"id":${i},"name":"item-${i % 977}","v":${(i * 7) % 1000}},`;
+  const packed16 = zlib.deflateRawSync(Buffer.from(text.slice(0, 16 << 20)), { finishFlush: Z_SYNC_FLUSH, level: 1 }).subarray(0, -4);
+  const codec = () => new PerMessageDeflate(params(), 'server', {});
+  const outcome = async (maxLength, data) => {
+    const c = codec();
+    let result = null;
+    const now = c.decompressLater(data, maxLength, (err, m) => (result = { err, m }));
+    t.equal(now, undefined, 'in later turns');
+    await until(() => result !== null, 20000, 'done()');
+    c.close();
+    return result;
+  };
+  const over = await outcome(16 << 20 >> 1, packed16);
+  t.ok(over.err instanceof ProtocolError && over.err.closeCode === 1009 && over.err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', '1009 past the limit');
+  // 16 MiB of valid data, then a stored block whose LEN and NLEN disagree.
+  const corrupt = Buffer.concat([packed16, Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff])]);
+  const bad = await outcome(0, corrupt);
+  t.ok(bad.err instanceof ProtocolError && bad.err.closeCode === 1007 && bad.err.code === 'WS_ERR_DECOMPRESS', `1007 for corrupt data (${bad.err?.message})`);
+
+  const c = codec();
+  t.equal(c.decompressLater(packed16, 0, () => t.fail('no done() after close()')), undefined);
+  t.equal(zlibWork().running, 1);
+  c.close();
+  t.same(zlibWork(), { running: 0, queued: 0 }, 'cancelled');
+  await sleep(50);
+  drainZlibPool();
+  t.equal(zlibStats().live, base, 'its zlib stream freed');
+});
+
+t.test('Receiver: what arrives while a message inflates waits, bounded (1013 past a largest message + 64 KiB)', async (t) => {
+  let text = '';
+  for (let i = 0; text.length < 8 << 20; i++) text += `{"id":${i},"name":"item-${i % 977}","v":${(i * 7) % 1000}},`;
+  const { server, client } = pair({}, { threshold: 0 });
+  const packed = client.compress(text.slice(0, 8 << 20));
+  const events = [];
+  const r = new Receiver(
+    { onMessage: (type, data) => events.push([type, data.length]), onPing: (d) => events.push(['ping', d.toString()]), onError: (e) => events.push(['error', e.code, e.closeCode]) },
+    { role: 'server', decompressor: server, maxMessageLength: 16 << 20 },
+  );
+  await new Promise((resolve) => setImmediate(resolve)); // a fresh turn's budget
+  r.push(Buffer.concat([...frame(Opcode.Binary, packed, { rsv1: true, mask: true }), ...frame(Opcode.Ping, Buffer.from('behind'), { mask: true })]));
+  t.ok(r.inflating, 'inflating over several turns');
+  t.same(events, [], 'the ping waits behind the message');
+  // 16 MiB of a message that arrives meanwhile: kept, unparsed.
+  const next = Buffer.concat(frame(Opcode.Binary, Buffer.alloc(16 << 20), { mask: true }));
+  r.push(next.subarray(0, 8 << 20));
+  r.push(next.subarray(8 << 20, 16 << 20));
+  t.same(events, [], 'kept while the backlog holds a largest message and its frames');
+  r.push(next.subarray(16 << 20));
+  r.push(Buffer.alloc(64 << 10));
+  t.same(events, [['error', 'WS_ERR_BACKLOG_OVERFLOW', 1013]], 'past it: 1013, at once');
+  t.notOk(r.active);
+  await sleep(200);
+  t.equal(events.length, 1, 'the inflated message is not delivered after the error');
+  server.close();
+  client.close();
 });
 
 t.test('argument checks', async (t) => {

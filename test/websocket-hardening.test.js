@@ -185,3 +185,33 @@ for (const [mode, engine] of Object.entries(MODES)) {
     await until(() => honest.got.length === 1, 3000, 'the honest client is echoed');
   });
 }
+
+t.test('messages waiting behind one being compressed count as queued and against memoryBudget', async (t) => {
+  const big = Buffer.alloc(12 * MiB);
+  for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i); // compresses, slowly
+  const seen = {};
+  const s = await startServer(
+    t,
+    { compression: { threshold: 0 } },
+    {
+      engine: { memoryBudget: 32 * MiB },
+      onOpen(c) {
+        c.writeMessage('binary', big); // compressed over several loop turns
+        const before = c.bufferedAmount;
+        for (let i = 0; i < 3; i++) c.writeMessage('binary', Buffer.alloc(MiB, i)); // wait behind it
+        seen.waiting = c.bufferedAmount - before;
+        seen.held = s.engine.stats().heldBytes;
+        // More than the budget can hold: the connection is failed, not the process.
+        for (let i = 0; i < 40; i++) if (!c.closed) c.writeMessage('binary', Buffer.alloc(MiB, i));
+      },
+    },
+  );
+  const ws = new WebSocket(`ws://${s.addr}/`, { perMessageDeflate: true });
+  ws.on('error', () => {});
+  await until(() => s.recs[0]?.closes.length === 1, 10_000, 'onClose');
+  t.equal(seen.waiting, 3 * MiB, 'bufferedAmount counts the messages waiting behind the compression');
+  t.ok(seen.held >= 3 * MiB, `and they are held against the budget (${seen.held} bytes)`);
+  t.type(s.recs[0].closes[0].err, BudgetError, 'past the budget: BudgetError');
+  await until(() => s.engine.stats().heldBytes === 0, 3000, 'everything released');
+  ws.terminate();
+});

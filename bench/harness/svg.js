@@ -5,6 +5,29 @@
 
 const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#b07aa1', '#edc948', '#9c755f', '#bab0ac'];
 
+// The classes both charts use: title, panel title, labels and values, notes, failures, whiskers
+// (and fitted lines), axes, grid.
+const STYLE =
+  '<style>.t{font-size:15px;font-weight:bold}.p{font-size:13px;font-weight:bold}.l,.v{font-size:12px}.n{font-size:10px;fill:#555}' +
+  '.f{font-size:11px;fill:#c00}.w{stroke:#222;stroke-width:1.2;fill:none}.a{stroke:#444;stroke-width:1}.g{stroke:#ccc;stroke-dasharray:3 3}</style>';
+
+// The drawn lines as a document of width W: the subtitle's lines (notes) below y, then the
+// height that holds them all.
+function svgDocument(W, y, lines, subtitle) {
+  let bottom = y + 4;
+  const notes = subtitle.map((s) => `<text x="12" y="${(bottom += 14)}" class="n">${esc(s)}</text>`);
+  const H = bottom + 12;
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif">`,
+    STYLE,
+    `<rect width="${W}" height="${H}" fill="#fff"/>`,
+    ...lines,
+    ...notes,
+    '</svg>',
+    '',
+  ].join('\n');
+}
+
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 // 1234 -> "1,234"; 1234567 -> "1.23 M"; 0.5 -> "0.50"
@@ -78,21 +101,7 @@ export function chartSvg({ title, subtitle = [], panels, servers }) {
     lines.push(`<path d="M${barX + barW} ${y0}V${y}" class="g"/>`);
     y += 16;
   }
-  y += 4;
-  for (const s of subtitle) {
-    y += 14;
-    lines.push(`<text x="12" y="${y}" class="n">${esc(s)}</text>`);
-  }
-  const H = y + 12;
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif">`,
-    '<style>.t{font-size:15px;font-weight:bold}.p{font-size:13px;font-weight:bold}.l,.v{font-size:12px}.n{font-size:10px;fill:#555}' +
-      '.f{font-size:11px;fill:#c00}.w{stroke:#222;stroke-width:1.2;fill:none}.a{stroke:#444;stroke-width:1}.g{stroke:#ccc;stroke-dasharray:3 3}</style>',
-    `<rect width="${W}" height="${H}" fill="#fff"/>`,
-    ...lines,
-    '</svg>',
-    '',
-  ].join('\n');
+  return svgDocument(W, y, lines, subtitle);
 }
 
 // The chart of one harness run, from its results record (bench/results/*.json): one panel per
@@ -125,4 +134,49 @@ export function chartOfRecord(rec) {
       `made by: ${rec.command}`,
     ],
   });
+}
+
+/**
+ * Time series as a standalone SVG (the soak): one panel per series, time on the x axis, each
+ * panel with its own y scale from zero; `fit` ({ from, slope, intercept }) draws the fitted
+ * line over the part of the run it was fitted on (dashed).
+ * panels: [{ title, unit, points: [[tSeconds, value]], fit? }]
+ */
+export function seriesChartSvg({ title, subtitle = [], panels }) {
+  const W = 860;
+  const plotX = 70;
+  const plotW = W - plotX - 30;
+  const plotH = 110;
+  const lines = [`<text x="12" y="22" class="t">${esc(title)}</text>`];
+  let y = 34;
+  const tMax = Math.max(1, ...panels.flatMap((p) => p.points.map(([t]) => t)));
+  const xOf = (t) => plotX + (t / tMax) * plotW;
+  panels.forEach((p, i) => {
+    y += 16;
+    lines.push(`<text x="12" y="${y}" class="p">${esc(p.title)}</text>`);
+    if (p.unit) lines.push(`<text x="${W - 12}" y="${y}" class="n" text-anchor="end">${esc(p.unit)}</text>`);
+    y += 6;
+    const top = niceCeil(Math.max(0, ...p.points.map(([, v]) => (Number.isFinite(v) ? v : 0))));
+    const yOf = (v) => y + plotH - (Math.max(0, v) / top) * plotH;
+    lines.push(`<path d="M${plotX} ${y}V${y + plotH}H${plotX + plotW}" class="a"/>`);
+    lines.push(`<path d="M${plotX} ${y}H${plotX + plotW}" class="g"/>`);
+    lines.push(`<text x="${plotX - 4}" y="${y + 4}" class="n" text-anchor="end">${esc(compact(top))}</text>`);
+    lines.push(`<text x="${plotX - 4}" y="${y + plotH + 3}" class="n" text-anchor="end">0</text>`);
+    const pts = p.points.filter(([, v]) => Number.isFinite(v));
+    if (pts.length > 0) {
+      const d = pts.map(([t, v], k) => `${k ? 'L' : 'M'}${xOf(t).toFixed(1)} ${yOf(v).toFixed(1)}`).join('');
+      lines.push(`<path d="${d}" fill="none" stroke="${PALETTE[i % PALETTE.length]}" stroke-width="1.5"/>`);
+    }
+    if (p.fit && Number.isFinite(p.fit.slope)) {
+      const a = p.fit.from;
+      const v0 = p.fit.intercept + p.fit.slope * a;
+      const v1 = p.fit.intercept + p.fit.slope * tMax;
+      lines.push(`<path d="M${xOf(a).toFixed(1)} ${yOf(v0).toFixed(1)}L${xOf(tMax).toFixed(1)} ${yOf(v1).toFixed(1)}" class="w" stroke-dasharray="5 3"/>`);
+    }
+    y += plotH;
+    lines.push(`<text x="${plotX}" y="${y + 12}" class="n" text-anchor="middle">0 s</text>`);
+    lines.push(`<text x="${plotX + plotW}" y="${y + 12}" class="n" text-anchor="middle">${esc(`${compact(tMax)} s`)}</text>`);
+    y += 14;
+  });
+  return svgDocument(W, y, lines, subtitle);
 }

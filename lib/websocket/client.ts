@@ -10,7 +10,7 @@ import { HttpError, NetClosedError, NetloopError, ProtocolError, TimeoutError, t
 import { ResponseParser, headerValue, type ResponseParser as Parser } from '../http/response-parser.js';
 import { computeAccept } from '../http/upgrade.js';
 import { listElements, listHasToken, trimOws } from '../http/chars.js';
-import { WebSocketConn, type ClosedWebSocketConn, type WebSocketOwner } from './conn.js';
+import { WebSocketConn, failForHandler, type ClosedWebSocketConn, type WebSocketOwner } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
 import { PerMessageDeflate, inflationLimit, acceptClientResponse, offerClient, type DeflateOptions } from './deflate.js';
@@ -134,6 +134,9 @@ class ClientSession<S> implements ReceiverHandlers, WebSocketOwner<S> {
   }
   onError(err: ProtocolError | BudgetError): void {
     this.ws._protocolError(err);
+  }
+  onResumeError(_owner: unknown, err: unknown): void {
+    failForHandler(this.ws._raw, err);
   }
 }
 

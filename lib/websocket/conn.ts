@@ -15,8 +15,8 @@
 // came first, EOFError when the peer's FIN came with its close frame. That is
 // the one difference between the modes; closeInfo is the same in both.
 import { checkRoom, type Conn, type Deadline } from '../conn.js';
-import { CloseError, NetClosedError } from '../errors.js';
-import type { BudgetError, ProtocolError } from '../errors.js';
+import { BudgetError, CloseError, NetClosedError } from '../errors.js';
+import type { ProtocolError } from '../errors.js';
 import { CloseCode, MAX_CLOSE_REASON_BYTES, isValidCloseCode } from './close.js';
 import { MAX_CONTROL_PAYLOAD, Opcode, type MessageType } from './opcodes.js';
 import type { MessageDecompressor, Receiver } from './receiver.js';
@@ -68,7 +68,24 @@ export interface WebSocketOwner<S = unknown> {
 export interface MessageCompressor {
   /** The compressed payload (RFC 7692 tail removed), or null to send this message uncompressed. */
   compress(data: Uint8Array | string): Buffer | null;
+  /**
+   * Optional: compress() that may finish in a later loop turn: returns what
+   * compress() returns when it finished now, undefined otherwise, and then
+   * calls done() once, unless close() came first. One at a time.
+   */
+  compressLater?(data: Uint8Array | string, done: (err: Error | null, payload: Buffer | null) => void): Buffer | null | undefined;
+  /** True while a compressLater() goes on in later loop turns. */
+  readonly compressing?: boolean;
   close(): void;
+}
+
+/**
+ * @internal A handler threw outside the engine's onData (a message delivered once it
+ * finished inflating in a later turn): fail the connection as the engine
+ * does for one that throws inside it (the protocol's onHandlerError, 1011).
+ */
+export function failForHandler(conn: Conn, err: unknown): void {
+  if (!conn.closed) conn._proto?.onHandlerError?.(conn, err instanceof Error ? err : new Error(String(err)));
 }
 
 const enum WsState {
@@ -113,8 +130,8 @@ function checkPayload(data: unknown, what: string): asserts data is Uint8Array |
  * that the raw writes that follow (header, then payload) pass their own
  * check and a frame is never cut after its header.
  */
-function checkFrameRoom(raw: Conn, what: string, data: Uint8Array | string): void {
-  checkRoom(raw, what, data.length + 14, () => (typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength) + 14);
+function checkFrameRoom(raw: Conn, what: string, data: Uint8Array | string, waiting = 0): void {
+  checkRoom(raw, what, data.length + 14 + waiting, () => (typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength) + 14 + waiting);
 }
 
 /**
@@ -128,6 +145,22 @@ class WsExtras {
   fragmentOpcode = 0;
   err: Error | null | typeof CLEAN | undefined = undefined;
   session: unknown = undefined;
+  // While a message is being compressed in later loop turns: everything sent
+  // after it (frames, and closing the TCP connection), in order.
+  sendQueue: QueuedSend[] | null = null;
+  // Payload bytes waiting in sendQueue: part of bufferedAmount, and counted
+  // against the engine's memory budget until they are handed to the engine.
+  queuedBytes = 0;
+}
+
+/** A send waiting behind a message being compressed, and the payload bytes it holds. */
+interface QueuedSend {
+  run: () => void;
+  bytes: number;
+}
+
+function lengthOf(data: Uint8Array | string): number {
+  return typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
 }
 
 /**
@@ -197,6 +230,47 @@ export class WebSocketConn<S = unknown> {
     (this._x ??= new WsExtras()).err = err;
   }
 
+  /** Sends waiting behind a message being compressed; null when none is. */
+  get #sendQueue(): QueuedSend[] | null {
+    return this._x?.sendQueue ?? null;
+  }
+  set #sendQueue(q: QueuedSend[] | null) {
+    if (q === null && this._x !== undefined && this._x.queuedBytes > 0) {
+      // Dropped (a close, a failure): what it held is released.
+      this._raw.engine._receiveBudget.hold(-this._x.queuedBytes);
+      this._x.queuedBytes = 0;
+    }
+    if (q !== null || this._x !== undefined) (this._x ??= new WsExtras()).sendQueue = q;
+  }
+
+  /**
+   * Puts a send behind the message being compressed. Its payload counts as
+   * queued (bufferedAmount) and against the engine's memory budget: a
+   * connection whose waiting sends would take the server past the budget is
+   * failed with BudgetError, as a write the engine could not queue would be.
+   */
+  #enqueue(queue: QueuedSend[], run: () => void, bytes: number): void {
+    if (bytes > 0) {
+      const budget = this._raw.engine._receiveBudget;
+      if (!budget.hold(bytes)) {
+        this.closeAndClean(new BudgetError(budget.budget));
+        return;
+      }
+      this._x!.queuedBytes += bytes;
+    }
+    queue.push({ run, bytes });
+  }
+
+  /** Runs the next waiting send, its bytes handed over to the engine. */
+  #runQueued(queue: QueuedSend[]): void {
+    const q = queue.shift()!;
+    if (q.bytes > 0) {
+      this._x!.queuedBytes -= q.bytes;
+      this._raw.engine._receiveBudget.hold(-q.bytes);
+    }
+    q.run();
+  }
+
   /** @internal True once onClose has been delivered. */
   get _done(): boolean {
     return this.#state === WsState.Closed;
@@ -213,7 +287,11 @@ export class WebSocketConn<S = unknown> {
    * has started, and OverflowError (nothing sent, the connection stays
    * open) when the message (its size before compression) alone, or with
    * what is queued already, is more than the engine's maxWriteBufferSize:
-   * see Conn.write.
+   * see Conn.write. With permessage-deflate a large message may be
+   * compressed over several loop turns (bounded work per turn,
+   * deflate-work.ts): whatever is sent after it waits for it, so the peer
+   * receives everything in the order it was written. As with every write,
+   * `data` must not change until it has been sent.
    */
   writeMessage(type: MessageType, data: Uint8Array | string): void {
     const opcode = opcodeOf(type, 'writeMessage');
@@ -222,12 +300,57 @@ export class WebSocketConn<S = unknown> {
     if (this.#fragmentOpcode !== 0) throw new Error('writeMessage: a fragmented message is being sent with writeFrame(); finish it first');
     // Before compressing: a compressor with context takeover that compressed
     // a message it then could not send would leave the peer's inflater behind.
-    checkFrameRoom(this._raw, 'writeMessage', data);
+    checkFrameRoom(this._raw, 'writeMessage', data, this._x?.queuedBytes ?? 0);
+    const queue = this.#sendQueue;
+    if (queue !== null) this.#enqueue(queue, () => this.#writeMessageNow(opcode, data), lengthOf(data));
+    else this.#writeMessageNow(opcode, data);
+  }
+
+  #writeMessageNow(opcode: number, data: Uint8Array | string): void {
+    const pmd = this._pmd;
+    if (pmd === null) {
+      this.#sendNow(opcode, data, true, false);
+      return;
+    }
     // permessage-deflate, when negotiated: messages under its threshold go
     // out as they are (RSV1 clear).
-    const packed = this._pmd !== null ? this._pmd.compress(data) : null;
-    if (packed !== null) this.#send(opcode, packed, true, true);
-    else this.#send(opcode, data, true, false);
+    const packed =
+      pmd.compressLater !== undefined ? pmd.compressLater(data, (err, payload) => this.#compressed(opcode, err, payload)) : pmd.compress(data);
+    if (packed === undefined) this.#sendQueue ??= [];
+    else if (packed !== null) this.#sendNow(opcode, packed, true, true);
+    else this.#sendNow(opcode, data, true, false);
+  }
+
+  /** A message compressed in later loop turns: send it, then what waited behind it. */
+  #compressed(opcode: number, err: Error | null, payload: Buffer | null): void {
+    if (err !== null) {
+      // zlib failed to compress (out of memory): nothing queued can follow in order.
+      this.#sendQueue = null;
+      this.closeAndClean(err);
+      return;
+    }
+    try {
+      this.#sendNow(opcode, payload!, true, true);
+      const queue = this.#sendQueue;
+      if (queue === null) return;
+      while (queue.length > 0) {
+        this.#runQueued(queue);
+        // That was a message that compresses in later turns too: the rest waits for it.
+        if (this.#sendQueue === null || this._pmd?.compressing === true) return;
+      }
+      this.#sendQueue = null;
+    } catch (e) {
+      // The engine refused the write (it is stopping): what waited cannot go out in order.
+      this.#sendQueue = null;
+      if (!this._raw.closed) this.closeAndClean(e as Error);
+    }
+  }
+
+  /** Runs `action` (a frame, closing the TCP connection) now, or after what waits behind a message being compressed. */
+  #inOrder(action: () => void): void {
+    const queue = this.#sendQueue;
+    if (queue !== null) this.#enqueue(queue, action, 0);
+    else action();
   }
 
   /**
@@ -281,7 +404,8 @@ export class WebSocketConn<S = unknown> {
     if (err !== null && !(err instanceof Error)) throw new TypeError('closeWithError(err): err must be an Error or null');
     if (this.#state === WsState.Closed) return;
     this.#localClose(err);
-    this._raw.closeWithError(err);
+    // What was written is flushed first, a message still being compressed included.
+    this.#inOrder(() => this._raw.closeWithError(err));
   }
 
   /** Closes now and releases everything: queued data dropped, RST sent; onClose receives `err`. */
@@ -289,6 +413,9 @@ export class WebSocketConn<S = unknown> {
     if (err !== null && !(err instanceof Error)) throw new TypeError('closeAndClean(err): err must be an Error or null');
     if (this.#state === WsState.Closed) return;
     this.#localClose(err);
+    // Nothing waits: a message being compressed is dropped with its zlib state.
+    this.#sendQueue = null;
+    this._pmd?.close();
     this._raw.closeAndClean(err);
   }
 
@@ -328,8 +455,9 @@ export class WebSocketConn<S = unknown> {
   }
 
   /** Bytes written but not yet taken by the kernel (see Conn.bufferedAmount). */
+  /** Bytes written but not yet taken by the kernel, including messages waiting behind one being compressed. */
   get bufferedAmount(): number {
-    return this._raw.bufferedAmount;
+    return this._raw.bufferedAmount + (this._x?.queuedBytes ?? 0);
   }
 
   /** The peer's address, "127.0.0.1:50000"; still readable in onClose. */
@@ -356,7 +484,15 @@ export class WebSocketConn<S = unknown> {
   // Writing frames
 
   #send(opcode: number, data: Uint8Array | string, fin: boolean, rsv1: boolean): void {
+    const queue = this.#sendQueue;
+    if (queue !== null) this.#enqueue(queue, () => this.#sendNow(opcode, data, fin, rsv1), lengthOf(data));
+    else this.#sendNow(opcode, data, fin, rsv1);
+  }
+
+  #sendNow(opcode: number, data: Uint8Array | string, fin: boolean, rsv1: boolean): void {
     const raw = this._raw;
+    // Run from the queue after the connection closed: nothing more goes out.
+    if (raw.closed) return;
     if (this._owner.masked) {
       raw.writev(frame(opcode, data, { fin, rsv1, mask: true }));
       return;
@@ -427,7 +563,7 @@ export class WebSocketConn<S = unknown> {
     // wait for it, but waiting gains nothing here: our FIN follows our close
     // frame and the peer's close frame has been read. The close timeout
     // bounds the wait for the peer's FIN.
-    this._raw._closeWithin(this._owner.closeTimeout);
+    this.#inOrder(() => this._raw._closeWithin(this._owner.closeTimeout));
     this._owner.deliverCloseFrame(this, code, reason);
   }
 
@@ -450,7 +586,7 @@ export class WebSocketConn<S = unknown> {
     if (this.closeInfo === null) this.closeInfo = { code: closeCode, reason: '', wasClean: false, initiator: 'local', error: err };
     this._receiver?.stop();
     if (this.#state === WsState.Open) this.#sendClose(closeCode, '');
-    this._raw._closeWithin(this._owner.closeTimeout);
+    this.#inOrder(() => this._raw._closeWithin(this._owner.closeTimeout));
   }
 
   /** @internal The raw connection closed: report once. */
@@ -468,7 +604,8 @@ export class WebSocketConn<S = unknown> {
     }
     this._receiver?.stop();
     this._receiver = null;
-    this._pmd?.close();
+    this.#sendQueue = null;
+    this._pmd?.close(); // cancels a compression or inflation still going on
     this._pmd = null;
     this._owner.deliverClose(this, err);
   }

@@ -2,17 +2,22 @@
 // deflate-negotiation.ts and re-exported here, so the WebSocket layer imports
 // one module.
 //
-// Synchronous, and why. The engine handles a batch of reads in one call and
-// flushes the writes made during it once, at the end (DESIGN.md). A codec
-// that answers in the same call keeps that: a message is compressed inside
-// writeMessage() and its frame corked with the others, a received message is
-// inflated inside Receiver.push() and delivered in wire order, and the
-// sender needs no queue to keep messages in order behind a pending deflate.
-// Async zlib (what ws does) costs a thread-pool round trip per message:
-// measured on this machine with Node 20, a 2.8 KB JSON message compressed
-// and inflated with context takeover took 3.7 us synchronously against
-// 115 us through zlib streams, and every message written after a compressed
-// one would have to wait for it.
+// On the JS thread, in bounded slices, and why. The engine handles a batch
+// of reads in one call and flushes the writes made during it once, at the
+// end (DESIGN.md). A codec that answers in the same call keeps that: a
+// message is compressed inside writeMessage() and its frame corked with the
+// others, a received message is inflated inside Receiver.push() and
+// delivered in wire order. Async zlib (what ws does) costs a thread-pool
+// round trip per message: measured on this machine with Node 20, a 2.8 KB
+// JSON message compressed and inflated with context takeover took 3.7 us
+// synchronously against 115 us through zlib streams. But a message that
+// inflates to 16 MiB takes 15-25 ms, and 30 of them arriving together
+// stalled every other connection for 3 s: so each operation runs in slices
+// that share a budget per loop turn (deflate-work.ts, which also has the
+// measurements against async zlib). What fits in the budget still finishes
+// in the caller's stack, as above; the rest goes on in later turns, and the
+// Receiver and the connection keep each direction in order around it
+// (compressLater, decompressLater).
 //
 // Node's public zlib has no synchronous call that keeps a context between
 // messages: deflateRawSync() and friends create a stream, run it once
@@ -41,16 +46,16 @@
 // the defaults w=15, memLevel=8; inflate about 2^w + 7 KiB); with
 // no_context_takeover it is taken from a small per-thread pool for one
 // message and returned reset (at most POOL_PER_CONFIG per configuration).
-// close() gives everything back. There is no limit on concurrent zlib work
-// to enforce because there is none: each call runs to completion on the JS
-// thread, so at any moment a thread has at most one zlib operation running,
-// no work queued in the libuv pool and one scratch buffer in use. Inflation
-// is bounded by the message length limit: zlib is never given room for more
+// close() gives everything back, and cancels an operation still going on.
+// Work in flight is bounded per thread by the budget, not by a count: at
+// most TURN_BUDGET_MS of slices per loop turn, and one operation per
+// connection and direction. An operation that yields between slices moves
+// its output out of the per-thread scratch buffer first. Inflation is
+// bounded by the message length limit: zlib is never given room for more
 // than limit + 1 bytes in all, and the first byte past the limit ends it with
 // 1009, so a bomb costs at most the limit in memory, never its inflated size.
-// The cost of this choice is CPU on the JS thread: a large message blocks the
-// loop while it is (de)compressed, where async zlib would use other cores;
-// scale with one engine per worker thread instead.
+// The cost of this choice is CPU on the JS thread (async zlib would use other
+// cores): scale with one engine per worker thread instead.
 //
 // Wire format (§7.2.1, §7.2.2): a message is compressed with Z_SYNC_FLUSH,
 // which ends the output with an empty stored block, and its last 4 bytes
@@ -61,6 +66,7 @@ import zlib from 'node:zlib';
 import { ProtocolError } from '../errors.js';
 import { CloseCode } from './close.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, type MessageDecompressor } from './receiver.js';
+import { STEP_BYTES, cancel, submit, type ZlibJob } from './deflate-work.js';
 import type { DeflateNegotiationOptions, DeflateParams } from './deflate-negotiation.js';
 
 export * from './deflate-negotiation.js';
@@ -87,7 +93,30 @@ export interface DeflateCodecOptions {
 }
 
 /** Everything permessage-deflate takes, negotiation and codec. */
-export interface DeflateOptions extends DeflateNegotiationOptions, DeflateCodecOptions {}
+export interface DeflateOptions extends DeflateNegotiationOptions, DeflateCodecOptions {
+  /**
+   * Server only (the Upgrader): connections of this server that may have
+   * compression at once. Each may hold zlib state (created on its first
+   * compressed message, freed when it closes): about 256 KiB to compress
+   * at the defaults (windowBits 15, memLevel 8; less with a smaller
+   * serverMaxWindowBits or memLevel) and 40 KiB to inflate. Past the cap a
+   * new connection is upgraded without compression (the extension is
+   * declined in the handshake), not refused. Default
+   * DEFAULT_MAX_COMPRESSED_CONNECTIONS (4,096: at most about 1.2 GiB of zlib
+   * state at the defaults).
+   */
+  maxCompressedConnections?: number;
+}
+
+export const DEFAULT_MAX_COMPRESSED_CONNECTIONS = 4096;
+
+/** options.maxCompressedConnections, checked, or its default. */
+export function maxCompressedConnections(options: DeflateOptions): number {
+  const v = options.maxCompressedConnections;
+  if (v === undefined) return DEFAULT_MAX_COMPRESSED_CONNECTIONS;
+  if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`permessage-deflate: maxCompressedConnections must be an integer >= 0, got ${String(v)}`);
+  return v;
+}
 
 export const DEFAULT_THRESHOLD = 1024;
 
@@ -114,7 +143,7 @@ const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
  */
 const EMPTY_BLOCK_HEADER = 0x00;
 
-const { Z_SYNC_FLUSH } = zlib.constants;
+const { Z_SYNC_FLUSH, Z_NO_FLUSH } = zlib.constants;
 
 // Node 20's zlib rejects chunkSize below 64. The stream's own output buffer
 // is never used here (we pass ours to writeSync), so keep it minimal.
@@ -189,35 +218,85 @@ class Output {
     return false;
   }
 
-  /** The first `length` bytes, copied into a new buffer of exactly that size. */
-  take(length: number): Buffer {
-    const out = Buffer.allocUnsafe(length);
-    let p = 0;
-    for (const chunk of this.#full) {
-      if (p === length) return out;
-      const n = Math.min(chunk.length, length - p);
-      out.set(n === chunk.length ? chunk : chunk.subarray(0, n), p);
-      p += n;
+  /**
+   * Called before an operation yields between slices: other operations will
+   * use the per-thread scratch buffer in the meantime, so what this one
+   * keeps there is moved into a buffer of its own. The next room() starts a
+   * new chunk after it.
+   */
+  detach(): void {
+    // The scratch is always the first chunk: in #full once it filled up.
+    if (this.#full[0] === scratch) this.#full[0] = Buffer.from(scratch);
+    else if (this.buf === scratch) {
+      const own = Buffer.allocUnsafe(this.offset);
+      own.set(this.buf.subarray(0, this.offset));
+      this.buf = own;
     }
-    if (p < length) out.set(this.buf.subarray(0, length - p), p);
-    return out;
+  }
+
+  // take() in slices: the target and how much of it is filled.
+  #target: Buffer | null = null;
+  #copied = 0;
+
+  /**
+   * The first `length` bytes, copied into a new buffer of exactly that
+   * size, a slice at a time: copies at most `max` more bytes and returns the
+   * buffer once all `length` bytes are in it, null before (detach() before
+   * yielding, as in the other phases). A new buffer of 16 MiB costs 15-40 ms
+   * to fill here (its pages are faulted in as they are written): in one go,
+   * that alone would stall the loop.
+   */
+  takeSome(length: number, max: number): Buffer | null {
+    const target = (this.#target ??= Buffer.allocUnsafe(length));
+    const end = Math.min(length, this.#copied + max);
+    let chunkStart = 0;
+    for (const chunk of [...this.#full, this.buf.subarray(0, this.offset)]) {
+      const chunkEnd = chunkStart + chunk.length;
+      if (chunkEnd > this.#copied && chunkStart < end) {
+        const from = this.#copied - chunkStart;
+        const to = Math.min(chunk.length, end - chunkStart);
+        target.set(chunk.subarray(from, to), this.#copied);
+        this.#copied += to - from;
+      }
+      chunkStart = chunkEnd;
+      if (chunkStart >= end) break;
+    }
+    if (this.#copied < length) return null;
+    this.#target = null;
+    return target;
   }
 }
 
-/** §7.2.1: the payload of a frame from what a sync flush produced. */
-function finishCompressed(out: Output, fin: boolean): Buffer {
-  if (!fin) return out.take(out.total);
-  // A sync flush with no new input after an earlier one produces nothing
-  // (the last fragment of a message may be empty).
-  if (out.total === 0) return Buffer.from([EMPTY_BLOCK_HEADER]);
+/**
+ * §7.2.1: how much of what a sync flush produced goes in the frame: all of
+ * it but the tail. (Empty output, which a sync flush with no new input after
+ * an earlier one produces, is sent as EMPTY_BLOCK_HEADER: see HandleOp.)
+ */
+function compressedLength(out: Output, fin: boolean): number {
+  if (!fin || out.total === 0) return out.total;
   if (!out.endsWithTail()) throw new Error('permessage-deflate: zlib output does not end with a sync flush block');
-  return out.take(out.total - TAIL.length);
+  return out.total - TAIL.length;
 }
 
 // ---------------------------------------------------------------------------
-// Backends: one zlib stream for one direction. Both are synchronous.
+// Backends: one zlib stream for one direction. Both are synchronous; the
+// handle backend can also stop between slices of an operation.
 
 type Kind = 'deflate' | 'inflate';
+
+/** An operation run a bounded slice at a time. */
+interface Op {
+  /** Runs one slice; the result once the operation has finished, null before. Throws LimitError, ZlibDataError. */
+  step(): Buffer | null;
+}
+
+/** Runs `op` to its end in one go. */
+function runOp(op: Op): Buffer {
+  for (;;) {
+    const out = op.step();
+    if (out !== null) return out;
+  }
+}
 
 interface Engine {
   readonly kind: Kind;
@@ -228,6 +307,10 @@ interface Engine {
   deflate(data: Uint8Array, fin: boolean): Buffer;
   /** Inflates `data` then the tail; throws LimitError past `limit` bytes, ZlibDataError for bad data. */
   inflate(data: Uint8Array, limit: number): Buffer;
+  /** deflate() a slice at a time (deflate-work.ts). Nothing else may use this engine until the operation ends. */
+  deflateOp(data: Uint8Array, fin: boolean): Op;
+  /** inflate() a slice at a time. */
+  inflateOp(data: Uint8Array, limit: number): Op;
   /** Forgets the context (deflateReset / inflateReset). */
   reset(): void;
   /** Frees the zlib memory now. */
@@ -298,20 +381,32 @@ class HandleEngine implements Engine {
     liveEngines++;
   }
 
-  /** Runs `input` through zlib with Z_SYNC_FLUSH into `out`, until all is consumed and flushed. */
-  #run(input: Uint8Array, out: Output): void {
+  /** After pump(): whether zlib stopped on its own (input consumed and flushed, or the stream ended) rather than at the cap. */
+  stopped = false;
+
+  /**
+   * Runs input[inOff, inOff + inLen) through zlib with `flush` into `out`,
+   * until zlib stops (all input consumed and flushed, or the DEFLATE stream
+   * ended) or `cap` bytes were produced. Returns the input bytes consumed;
+   * `stopped` says which of the two ended it.
+   */
+  pump(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Output, cap: number): number {
     const handle = this.#handle;
     if (handle === null) throw new Error('permessage-deflate: zlib stream used after close');
     if (this.#busy) throw new Error('permessage-deflate: zlib stream used re-entrantly');
     const state = this.#state;
-    let inOff = 0;
-    let inLen = input.length;
+    const start = inOff;
+    let produced = 0;
     for (;;) {
-      const room = out.room();
+      const room = Math.min(out.room(), cap - produced);
+      if (room === 0) {
+        this.stopped = false;
+        return inOff - start;
+      }
       this.#error = null;
       this.#busy = true;
       try {
-        handle.writeSync(Z_SYNC_FLUSH, input, inOff, inLen, out.buf, out.offset, room);
+        handle.writeSync(flush, input, inOff, inLen, out.buf, out.offset, room);
       } finally {
         this.#busy = false;
       }
@@ -319,6 +414,7 @@ class HandleEngine implements Engine {
       const availOut = state[0]!;
       const availIn = state[1]!;
       out.commit(room - availOut);
+      produced += room - availOut;
       inOff += inLen - availIn;
       inLen = availIn;
       // Output space used up: zlib may have more to give.
@@ -326,21 +422,25 @@ class HandleEngine implements Engine {
       // Room left and input left: only the end of the DEFLATE stream (a
       // block with BFINAL set) stops zlib there. What follows is ignored.
       if (inLen > 0) this.ended = true;
-      return;
+      this.stopped = true;
+      return inOff - start;
     }
   }
 
   deflate(data: Uint8Array, fin: boolean): Buffer {
-    const out = new Output(MAX_BUFFER_LENGTH);
-    this.#run(data, out);
-    return finishCompressed(out, fin);
+    return runOp(this.deflateOp(data, fin));
   }
 
   inflate(data: Uint8Array, limit: number): Buffer {
-    const out = new Output(limit);
-    this.#run(data, out);
-    if (!this.ended) this.#run(TAIL, out);
-    return out.take(out.total);
+    return runOp(this.inflateOp(data, limit));
+  }
+
+  deflateOp(data: Uint8Array, fin: boolean): Op {
+    return new HandleOp(this, true, data, fin, MAX_BUFFER_LENGTH);
+  }
+
+  inflateOp(data: Uint8Array, limit: number): Op {
+    return new HandleOp(this, false, data, true, limit);
   }
 
   reset(): void {
@@ -359,6 +459,76 @@ class HandleEngine implements Engine {
     this.#handle.close();
     this.#handle = null;
     liveEngines--;
+  }
+}
+
+const enum Phase {
+  Data, // the message's bytes through zlib
+  Tail, // inflating: the 4 bytes of §7.2.2 after them
+  Copy, // the result into a buffer of its own
+}
+
+/**
+ * One compression or inflation on a HandleEngine, in slices of at most
+ * STEP_BYTES: of input when compressing (a message of any size becomes
+ * several zlib calls with Z_NO_FLUSH, then one Z_SYNC_FLUSH: the same DEFLATE
+ * stream as one call), of output when inflating (the input is at most a
+ * message, the output may be 1,000 times more), and of copying at the end.
+ */
+class HandleOp implements Op {
+  #phase = Phase.Data;
+  #input: Uint8Array;
+  #inOff = 0;
+  readonly #out: Output;
+  #length = -1; // of the result, once known
+
+  constructor(
+    readonly engine: HandleEngine,
+    readonly deflating: boolean,
+    input: Uint8Array,
+    readonly fin: boolean,
+    limit: number,
+  ) {
+    this.#input = input;
+    this.#out = new Output(limit);
+  }
+
+  step(): Buffer | null {
+    const e = this.engine;
+    const out = this.#out;
+    const startTotal = out.total;
+    while (this.#phase !== Phase.Copy) {
+      const input = this.#input;
+      if (this.deflating) {
+        const len = Math.min(input.length - this.#inOff, STEP_BYTES);
+        const last = this.#inOff + len === input.length;
+        this.#inOff += e.pump(last ? Z_SYNC_FLUSH : Z_NO_FLUSH, input, this.#inOff, len, out, MAX_BUFFER_LENGTH);
+        if (!last) return this.#yield();
+        this.#length = compressedLength(out, this.fin);
+        this.#phase = Phase.Copy;
+        // A full slice of input was compressed: copying waits for the next slice.
+        if (len === STEP_BYTES) return this.#yield();
+      } else {
+        const cap = STEP_BYTES - (out.total - startTotal);
+        this.#inOff += e.pump(Z_SYNC_FLUSH, input, this.#inOff, input.length - this.#inOff, out, cap);
+        if (!e.stopped) return this.#yield();
+        if (this.#phase === Phase.Data && !e.ended) {
+          this.#phase = Phase.Tail;
+          this.#input = TAIL;
+          this.#inOff = 0;
+        } else {
+          this.#length = out.total;
+          this.#phase = Phase.Copy;
+        }
+      }
+    }
+    if (this.deflating && this.fin && out.total === 0) return Buffer.from([EMPTY_BLOCK_HEADER]);
+    return out.takeSome(this.#length, STEP_BYTES) ?? this.#yield();
+  }
+
+  #yield(): null {
+    this.#out.detach();
+    return null;
   }
 }
 
@@ -427,6 +597,15 @@ class DictionaryEngine implements Engine {
     if (out.length > limit) throw new LimitError();
     this.#history = appendHistory(this.#history, out, 1 << this.windowBits);
     return out;
+  }
+
+  // The fallback runs an operation in one slice: public zlib has no way to stop in the middle.
+  deflateOp(data: Uint8Array, fin: boolean): Op {
+    return { step: () => this.deflate(data, fin) };
+  }
+
+  inflateOp(data: Uint8Array, limit: number): Op {
+    return { step: () => this.inflate(data, limit) };
   }
 
   reset(): void {
@@ -552,6 +731,33 @@ export function zlibStats(): { live: number; pooled: number } {
 // ---------------------------------------------------------------------------
 // The codec
 
+/** An Op run by deflate-work.ts; `onDone` is set once it did not finish at once. */
+class CodecJob implements ZlibJob {
+  cancelled = false;
+  result: Buffer | null = null;
+  error: unknown = undefined;
+  onDone: ((err: unknown, out: Buffer | null) => void) | null = null;
+
+  #op: Op | null = null;
+
+  /** `start`: called in the first slice, makes the operation. */
+  constructor(
+    readonly compressing: boolean,
+    readonly start: () => Op,
+  ) {}
+
+  step(): boolean {
+    this.#op ??= this.start();
+    this.result = this.#op.step();
+    return this.result !== null;
+  }
+
+  done(err: unknown): void {
+    this.error = err;
+    this.onDone?.(err, this.result);
+  }
+}
+
 function intOption(options: DeflateCodecOptions, key: keyof DeflateCodecOptions, min: number, max: number, fallback: number): number {
   const v = options[key];
   if (v === undefined) return fallback;
@@ -571,6 +777,33 @@ function toBytes(data: Uint8Array | string): Uint8Array {
   if (typeof data === 'string') return Buffer.from(data, 'utf8');
   if (data instanceof Uint8Array) return data;
   throw new TypeError('PerMessageDeflate.compress(data): data must be a Buffer, Uint8Array or string');
+}
+
+/**
+ * Submits `job` (deflate-work.ts). Finished now: what `end` makes of it (or
+ * throws). Otherwise undefined; `pending` holds the job until it ends, then
+ * done() gets what `end` makes of it, or what `end` throws.
+ */
+function runJob(
+  job: CodecJob,
+  done: (err: Error | null, out: Buffer | null) => void,
+  pending: (job: CodecJob | null) => void,
+  end: (err: unknown, out: Buffer | null) => Buffer,
+): Buffer | undefined {
+  if (submit(job)) return end(job.error, job.result);
+  pending(job);
+  job.onDone = (err, out) => {
+    pending(null);
+    let result: Buffer;
+    try {
+      result = end(err, out);
+    } catch (e) {
+      done(e as Error, null);
+      return;
+    }
+    done(null, result);
+  };
+  return undefined;
 }
 
 /**
@@ -607,6 +840,9 @@ export class PerMessageDeflate implements MessageDecompressor {
 
   #deflater: Engine | null = null;
   #inflater: Engine | null = null;
+  // Operations going on in later loop turns (compressLater, decompressLater), one per direction at most.
+  #deflating: CodecJob | null = null;
+  #inflating: CodecJob | null = null;
   // A compressed message is being sent in fragments (compress(..., false) was called).
   #messageOpen = false;
   // An error lost the inflate context: later messages cannot be decoded.
@@ -660,25 +896,67 @@ export class PerMessageDeflate implements MessageDecompressor {
    */
   compress(data: Uint8Array | string, fin = true): Buffer | null {
     if (this.#closed) throw new Error('PerMessageDeflate.compress(): the codec is closed');
+    if (this.#deflating !== null) throw new Error('PerMessageDeflate.compress(): a compression is in progress (compressLater)');
     const bytes = toBytes(data);
     if (!this.#messageOpen && fin && bytes.length < this.threshold) return null;
-    const z = this.#deflater ?? acquire(this.#deflateKey, 'deflate', this.backend, this.#deflateBits, this.level, this.memLevel);
-    this.#deflater = z;
+    const z = this.#takeDeflater();
     let out: Buffer;
     try {
       out = z.deflate(bytes, fin);
     } catch (err) {
+      return this.#endDeflate(z, fin, err, null);
+    }
+    return this.#endDeflate(z, fin, undefined, out);
+  }
+
+  /**
+   * compress(data) of a whole message, in slices that share the thread's
+   * budget of zlib work per loop turn (deflate-work.ts). Returns what
+   * compress() returns when it finished now (always for a message under the
+   * threshold, usually for one of ordinary size); undefined when it goes on
+   * in later loop turns: `done(err, payload)` is then called once it has,
+   * unless close() came first. Until then nothing else may be compressed:
+   * the caller queues what it sends behind this message. Throws as
+   * compress() does when it fails now.
+   */
+  compressLater(data: Uint8Array | string, done: (err: Error | null, payload: Buffer | null) => void): Buffer | null | undefined {
+    if (this.#closed) throw new Error('PerMessageDeflate.compressLater(): the codec is closed');
+    if (this.#deflating !== null) throw new Error('PerMessageDeflate.compressLater(): a compression is in progress');
+    const bytes = toBytes(data);
+    if (!this.#messageOpen && bytes.length < this.threshold) return null;
+    // The zlib stream is created (or taken from the pool) in the first
+    // slice, within the budget: 2,000 connections' first messages in one
+    // batch would otherwise create 2,000 streams in one go.
+    let z: Engine | null = null;
+    const job = new CodecJob(true, () => (z = this.#takeDeflater()).deflateOp(bytes, true));
+    return runJob(job, done, (j) => (this.#deflating = j), (err, out) => this.#endDeflate(z, true, err, out));
+  }
+
+  /** True while a compressLater() goes on in later loop turns. */
+  get compressing(): boolean {
+    return this.#deflating !== null;
+  }
+
+  #takeDeflater(): Engine {
+    const z = this.#deflater ?? acquire(this.#deflateKey, 'deflate', this.backend, this.#deflateBits, this.level, this.memLevel);
+    this.#deflater = z;
+    return z;
+  }
+
+  /** The end of a compression: the payload, or `err` thrown once the engine is dropped. */
+  #endDeflate(z: Engine | null, fin: boolean, err: unknown, out: Buffer | null): Buffer {
+    if (err !== undefined) {
       this.#deflater = null;
       this.#messageOpen = false;
-      z.close();
+      z?.close();
       throw err;
     }
     this.#messageOpen = !fin;
     if (fin && this.#deflateNoContext) {
       this.#deflater = null;
-      release(z);
+      release(z!);
     }
-    return out;
+    return out!;
   }
 
   /**
@@ -694,7 +972,39 @@ export class PerMessageDeflate implements MessageDecompressor {
    * a new stream with an empty window, as ws does.
    */
   decompress(data: Uint8Array, maxLength = 0): Buffer {
-    if (this.#closed) throw new Error('PerMessageDeflate.decompress(): the codec is closed');
+    const limit = this.#startInflate(data, maxLength, 'decompress');
+    if (limit === 0) return Buffer.alloc(0);
+    const z = this.#takeInflater();
+    let out: Buffer;
+    try {
+      out = z.inflate(data, limit);
+    } catch (err) {
+      return this.#endInflate(z, limit, err, null);
+    }
+    return this.#endInflate(z, limit, undefined, out);
+  }
+
+  /**
+   * decompress() in slices that share the thread's budget of zlib work per
+   * loop turn (deflate-work.ts). Returns the message when it finished now,
+   * throws as decompress() does when it failed now; returns undefined when
+   * it goes on in later loop turns: `done(err, message)` is then called once
+   * it has (err a ProtocolError as decompress() throws), unless close() came
+   * first. Until then nothing else may be inflated: the receiver delivers
+   * nothing of its connection in the meantime.
+   */
+  decompressLater(data: Uint8Array, maxLength: number, done: (err: Error | null, message: Buffer | null) => void): Buffer | undefined {
+    const limit = this.#startInflate(data, maxLength, 'decompressLater');
+    if (limit === 0) return Buffer.alloc(0);
+    let z: Engine | null = null; // created in the first slice, as in compressLater()
+    const job = new CodecJob(false, () => (z = this.#takeInflater()).inflateOp(data, limit));
+    return runJob(job, done, (j) => (this.#inflating = j), (err, out) => this.#endInflate(z, limit, err, out));
+  }
+
+  /** Checks before an inflation; its limit, or 0 for an empty payload (an empty message). */
+  #startInflate(data: Uint8Array, maxLength: number, what: string): number {
+    if (this.#closed) throw new Error(`PerMessageDeflate.${what}(): the codec is closed`);
+    if (this.#inflating !== null) throw new Error(`PerMessageDeflate.${what}(): an inflation is in progress`);
     if (this.#inflateBroken) {
       throw new ProtocolError('WS_ERR_DECOMPRESS', CloseCode.InvalidPayload, 'cannot decompress: an earlier error lost the compression context');
     }
@@ -702,16 +1012,21 @@ export class PerMessageDeflate implements MessageDecompressor {
     // produces (a second sync flush in a row); it is an empty message. The
     // tail must not go into zlib alone: it would leave the inflater inside
     // a stored block header and corrupt the next message.
-    if (data.length === 0) return Buffer.alloc(0);
-    const limit = effectiveLimit(maxLength, this.maxMessageLength);
+    if (data.length === 0) return 0;
+    return effectiveLimit(maxLength, this.maxMessageLength);
+  }
+
+  #takeInflater(): Engine {
     const z = this.#inflater ?? acquire(this.#inflateKey, 'inflate', this.backend, this.#inflateBits, 0, 0);
     this.#inflater = z;
-    let out: Buffer;
-    try {
-      out = z.inflate(data, limit);
-    } catch (err) {
+    return z;
+  }
+
+  /** The end of an inflation: the message, or the ProtocolError for `err` thrown once the engine is dropped. */
+  #endInflate(z: Engine | null, limit: number, err: unknown, out: Buffer | null): Buffer {
+    if (err !== undefined) {
       this.#inflater = null;
-      z.close();
+      z?.close();
       if (!this.#inflateNoContext) this.#inflateBroken = true;
       if (err instanceof LimitError) {
         throw new ProtocolError(
@@ -722,11 +1037,11 @@ export class PerMessageDeflate implements MessageDecompressor {
       }
       throw new ProtocolError('WS_ERR_DECOMPRESS', CloseCode.InvalidPayload, `invalid compressed data: ${(err as Error)?.message ?? String(err)}`);
     }
-    if (this.#inflateNoContext || z.ended) {
+    if (this.#inflateNoContext || z!.ended) {
       this.#inflater = null;
-      release(z);
+      release(z!);
     }
-    return out;
+    return out!;
   }
 
   /** Releases the zlib state of both directions (to the pool when reusable). Idempotent; the codec is unusable after. */
@@ -738,8 +1053,34 @@ export class PerMessageDeflate implements MessageDecompressor {
     this.#deflater = null;
     this.#inflater = null;
     this.#messageOpen = false;
-    if (d !== null) release(d);
-    if (i !== null) release(i);
+    // An engine stopped in the middle of an operation is freed, not pooled.
+    const deflating = this.#dropDeflating();
+    const inflating = this.#dropInflating();
+    if (d !== null) {
+      if (deflating) d.close();
+      else release(d);
+    }
+    if (i !== null) {
+      if (inflating) i.close();
+      else release(i);
+    }
+  }
+
+  /** Cancels the compression going on in later turns, if any; whether there was one. */
+  #dropDeflating(): boolean {
+    const job = this.#deflating;
+    if (job === null) return false;
+    this.#deflating = null;
+    cancel(job);
+    return true;
+  }
+
+  #dropInflating(): boolean {
+    const job = this.#inflating;
+    if (job === null) return false;
+    this.#inflating = null;
+    cancel(job);
+    return true;
   }
 }
 

@@ -35,7 +35,19 @@
 //   WS_ERR_INVALID_CLOSE_CODE                1002       close code not allowed on the wire (close.ts)
 //   WS_ERR_INVALID_UTF8                      1007       text message or close reason not UTF-8
 //   WS_ERR_UNSUPPORTED_MESSAGE_LENGTH        1009       message longer than maxMessageLength
+//   WS_ERR_BACKLOG_OVERFLOW                  1013       more bytes arrived while a message was
+//                                                       inflating than the backlog holds
 //   (the decompressor's own codes)           its own    see MessageDecompressor
+//
+// Inflating later. A decompressor may finish a large message in later loop
+// turns (decompressLater, deflate-work.ts). Until it has, the receiver
+// delivers nothing more of its connection: what arrives meanwhile (push())
+// is copied into a backlog, unparsed, and parsed once the message has been
+// delivered, so that everything (a ping, a close frame, the next message, an
+// error in it) is reported in wire order. The engine cannot stop reading one
+// connection, so the backlog is bounded instead: a message of the largest
+// size allowed plus BACKLOG_SLACK; past it the connection fails with 1013
+// (the peer sends faster than we can inflate).
 import { constants as bufferConstants } from 'node:buffer';
 import { BudgetError, ProtocolError } from '../errors.js';
 import { CloseCode, parseClosePayload } from './close.js';
@@ -71,6 +83,20 @@ export interface ReceiverHandlers {
    * after it.
    */
   onError(err: ProtocolError | BudgetError): void;
+  /**
+   * Called before the receiver reports anything outside push() (a message
+   * that finished inflating in a later loop turn, and what was parsed after
+   * it), with the receiver's `owner`: handlers shared by many receivers
+   * point themselves at that connection here.
+   */
+  onResume?(owner: unknown): void;
+  /**
+   * A handler threw while the receiver reported something outside push()
+   * (see onResume): the receiver has stopped; the owner fails the
+   * connection as it does for a handler that throws inside push(). Without
+   * it the exception is thrown on (from a setImmediate callback).
+   */
+  onResumeError?(owner: unknown, err: unknown): void;
 }
 
 /**
@@ -82,6 +108,13 @@ export interface ReceiverHandlers {
  */
 export interface MessageDecompressor {
   decompress(data: Buffer, maxLength: number): Buffer;
+  /**
+   * Optional: decompress() that may finish in a later loop turn. Returns the
+   * message, or throws, when it finished now; returns undefined otherwise,
+   * and then calls done() once (err as decompress() would throw it), unless
+   * the decompressor was closed first.
+   */
+  decompressLater?(data: Buffer, maxLength: number, done: (err: Error | null, message: Buffer | null) => void): Buffer | undefined;
 }
 
 export interface ReceiverOptions {
@@ -110,6 +143,7 @@ const enum State {
   Length64, // 8 bytes of extended length
   MaskKey, // 4 bytes
   Payload, // whatever has arrived, up to the frame's length
+  Inflating, // a message is inflating in later loop turns; what arrives goes to the backlog
   Closed, // a close frame was received
   Failed, // a protocol error was reported
   Stopped, // the owner called stop()
@@ -136,14 +170,30 @@ const MAX_SAFE_HIGH_WORD = 0x200000;
 // (4 GiB on 64-bit Node 20): past it, 1009 rather than a RangeError.
 const MAX_BUFFER_LENGTH = bufferConstants.MAX_LENGTH;
 
+// The backlog (bytes received while a message inflates) holds a message of
+// the largest size allowed plus this, for the frames around it: pings, a
+// close frame, the next message's header.
+const BACKLOG_SLACK = 64 * 1024;
+// ... and with no message length limit, this much.
+const BACKLOG_NO_LIMIT = 64 * 1024 * 1024;
+
 export class Receiver {
   readonly role: 'server' | 'client';
   readonly maxMessageLength: number;
   readonly #h: ReceiverHandlers;
   readonly #frameMode: boolean;
   #decompressor: MessageDecompressor | null;
+  /** Whatever the owner wants onResume() to receive (the connection, for a shared handlers object). */
+  owner: unknown = undefined;
 
   #state = State.Header;
+
+  // Received while a message is inflating (State.Inflating), not parsed yet:
+  // buffers owned by the receiver, in wire order.
+  #backlog: Buffer[] = [];
+  #backlogBytes = 0;
+  // The message being inflated: its type, for delivery.
+  #inflatingType: MessageType = 'binary';
 
   // The chunk being parsed, only during push().
   #chunk: Uint8Array = EMPTY;
@@ -248,7 +298,7 @@ export class Receiver {
    * it and reuse it for another connection (idle connections need none).
    */
   get idle(): boolean {
-    return this.#state === State.Header && this.#scratchLen === 0 && !this.#messageOpen;
+    return this.#state === State.Header && this.#scratchLen === 0 && !this.#messageOpen && this.#backlogBytes === 0;
   }
 
   /** Makes the receiver as new (same handlers and options, no decompressor), for reuse from a pool. */
@@ -259,6 +309,7 @@ export class Receiver {
     this.#compressed = false;
     this.#checkText = false;
     this.#decompressor = null;
+    this.owner = undefined;
     this.#utf8.reset();
     this.#release();
   }
@@ -281,6 +332,21 @@ export class Receiver {
   push(chunk: Uint8Array, now = 0): boolean {
     if (this.#state >= State.Closed) return false;
     this.#now = now;
+    if (this.#state === State.Inflating) {
+      this.#stash(chunk, 0, false);
+    } else {
+      this.#parse(chunk, false);
+    }
+    return this.#state < State.Closed;
+  }
+
+  /** True while a message is inflating in later loop turns (nothing of this connection is delivered meanwhile). */
+  get inflating(): boolean {
+    return this.#state === State.Inflating;
+  }
+
+  /** Parses `chunk` (`owned`: a backlog buffer, which may be kept as it is). */
+  #parse(chunk: Uint8Array, owned: boolean): void {
     this.#chunk = chunk;
     this.#pos = 0;
     let completed = false;
@@ -308,13 +374,58 @@ export class Receiver {
         }
       }
       completed = true;
+      // A message went on inflating: the rest waits in the backlog, ahead of what arrives next.
+      if (this.#state === State.Inflating && this.#pos < chunk.length) this.#stash(chunk, this.#pos, owned, true);
     } finally {
       this.#chunk = EMPTY;
       this.#src = EMPTY;
       // A throwing handler left a frame half parsed: there is no resuming it.
       if (!completed) this.stop();
     }
-    return this.#state < State.Closed;
+  }
+
+  /** Keeps chunk[from..] in the backlog (copied unless `owned`), at its end or, for the rest of the chunk being parsed, its front. */
+  #stash(chunk: Uint8Array, from: number, owned: boolean, front = false): void {
+    const n = chunk.length - from;
+    if (n === 0) return;
+    const limit = (this.maxMessageLength === 0 ? BACKLOG_NO_LIMIT : this.maxMessageLength) + BACKLOG_SLACK;
+    if (this.#backlogBytes + n > limit) {
+      // The inflation's result, when it comes, is dropped: the receiver has failed.
+      this.#fail('WS_ERR_BACKLOG_OVERFLOW', CloseCode.TryAgainLater, `more than ${limit} bytes arrived while a message was inflating`);
+      return;
+    }
+    // The backlog counts against the server's memory budget like a message
+    // buffer does (a buffer leaves the count when it is taken out to parse).
+    if (this.#budget !== null && !this.#budget.hold(n)) {
+      this.#report(new BudgetError(this.#budget.budget));
+      return;
+    }
+    const view = chunk.subarray(from);
+    const buf = owned && Buffer.isBuffer(view) ? view : Buffer.from(view);
+    if (front) this.#backlog.unshift(buf);
+    else this.#backlog.push(buf);
+    this.#backlogBytes += n;
+  }
+
+  /** A message finished inflating in a later turn: deliver it, then parse the backlog until done or the next inflation. */
+  #inflated(err: Error | null, message: Buffer | null): void {
+    if (this.#state !== State.Inflating) return; // stopped or failed meanwhile: nothing more is delivered
+    this.#state = State.Header;
+    this.#h.onResume?.(this.owner);
+    try {
+      if (!this.#deliverInflated(this.#inflatingType, err, message)) return;
+      while (this.#backlog.length > 0 && this.#state < State.Inflating) {
+        const buf = this.#backlog.shift()!;
+        this.#backlogBytes -= buf.length;
+        this.#budget?.hold(-buf.length);
+        this.#parse(buf, true);
+      }
+    } catch (e) {
+      // As in push(): a handler that threw stops the receiver.
+      this.stop();
+      if (this.#h.onResumeError === undefined) throw e;
+      this.#h.onResumeError(this.owner, e);
+    }
   }
 
   // -------------------------------------------------------------------------
@@ -609,18 +720,41 @@ export class Receiver {
     this.#dst = EMPTY;
     this.#unhold(); // the message is the handler's now
     if (compressed) {
+      const d = this.#decompressor!;
+      let out: Buffer | undefined;
       try {
-        data = this.#decompressor!.decompress(data, this.maxMessageLength);
+        out =
+          d.decompressLater !== undefined
+            ? d.decompressLater(data, this.maxMessageLength, (e, m) => this.#inflated(e, m))
+            : d.decompress(data, this.maxMessageLength);
       } catch (err) {
-        if (err instanceof ProtocolError) return this.#report(err);
-        return this.#fail('WS_ERR_DECOMPRESS', CloseCode.InvalidPayload, `cannot decompress the message: ${(err as Error)?.message ?? String(err)}`);
+        return this.#deliverInflated(type, err as Error, null);
       }
-      if (type === 'text' && !isValidUtf8(data)) {
-        return this.#fail('WS_ERR_INVALID_UTF8', CloseCode.InvalidPayload, 'invalid UTF-8 in a text message');
+      if (out === undefined) {
+        this.#state = State.Inflating;
+        this.#inflatingType = type;
+        return false;
       }
+      return this.#deliverInflated(type, null, out);
     } else if (this.#checkText && !this.#utf8.end()) {
       return this.#failUtf8Truncated();
     }
+    return this.#deliver(type, data);
+  }
+
+  /** An inflated message, or why it could not be inflated. */
+  #deliverInflated(type: MessageType, err: Error | null, data: Buffer | null): boolean {
+    if (err !== null) {
+      if (err instanceof ProtocolError) return this.#report(err);
+      return this.#fail('WS_ERR_DECOMPRESS', CloseCode.InvalidPayload, `cannot decompress the message: ${err?.message ?? String(err)}`);
+    }
+    if (type === 'text' && !isValidUtf8(data!)) {
+      return this.#fail('WS_ERR_INVALID_UTF8', CloseCode.InvalidPayload, 'invalid UTF-8 in a text message');
+    }
+    return this.#deliver(type, data!);
+  }
+
+  #deliver(type: MessageType, data: Buffer): boolean {
     if (this.#frameMode) this.#h.onDataFrame!(type, true, data);
     else this.#h.onMessage?.(type, data);
     return this.#state === State.Header;
@@ -664,6 +798,9 @@ export class Receiver {
   }
 
   #release(): void {
+    if (this.#backlogBytes > 0) this.#budget?.hold(-this.#backlogBytes);
+    this.#backlog = [];
+    this.#backlogBytes = 0;
     this.#unhold();
     this.#message = null;
     this.#dst = EMPTY;

@@ -20,10 +20,10 @@ import { checkAnswer, upgradeRequest, type UpgradeAnswer, type UpgradeHook, type
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CloseCode } from './close.js';
-import { WebSocketConn, clock32, type ClosedWebSocketConn } from './conn.js';
+import { WebSocketConn, clock32, failForHandler, type ClosedWebSocketConn } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
-import { PerMessageDeflate, deflateUpgradeHook, inflationLimit, type DeflateOptions, type ServerNegotiation } from './deflate.js';
+import { PerMessageDeflate, deflateUpgradeHook, inflationLimit, maxCompressedConnections, type DeflateOptions, type ServerNegotiation } from './deflate.js';
 
 /** A plain HTTP answer for a request that is not a WebSocket upgrade. */
 export interface HttpAnswer {
@@ -73,7 +73,10 @@ export interface UpgraderOptions<S = any> {
    * permessage-deflate (RFC 7692): true for the defaults, or its options
    * (context takeover, window bits, threshold, level). Default false. zlib
    * state is created for a connection only when it first sends or receives a
-   * compressed message.
+   * compressed message, and freed when it closes. At most
+   * `maxCompressedConnections` open connections have compression (default
+   * 4,096); later ones are upgraded without it. Compression work is bounded
+   * per loop turn (see deflate-work.ts).
    */
   compression?: boolean | DeflateOptions;
   /** Extra headers on every 101 response. */
@@ -164,6 +167,12 @@ class MessageSink<S> implements ReceiverHandlers {
   onError(err: ProtocolError | BudgetError): void {
     this.ws._protocolError(err);
   }
+  onResume(owner: unknown): void {
+    this.ws = owner as WebSocketConn<S>;
+  }
+  onResumeError(owner: unknown, err: unknown): void {
+    failForHandler((owner as WebSocketConn<S>)._raw, err);
+  }
 }
 
 class FrameSink<S> extends MessageSink<S> {
@@ -206,6 +215,9 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
   /** @internal */ _onPong: PingHandler<S> | undefined;
   #sink: MessageSink<S> | undefined;
   readonly #compression: DeflateOptions | null;
+  // Open connections that negotiated compression, and how many may (compression.maxCompressedConnections).
+  #compressed = 0;
+  #maxCompressed = 0;
   readonly #receivers: Receiver[] = [];
   readonly #keepalive = new Map<Engine, ReturnType<typeof setInterval>>();
   readonly #messageTimers = new Map<Engine, ReturnType<typeof setInterval>>();
@@ -247,6 +259,7 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
       responseHeadText(101, options.headers); // the check every 101 makes (names, values, no framing headers): now, not at the first request
     }
     this.#compression = compressionOption('Upgrader', options.compression);
+    if (this.#compression !== null) this.#maxCompressed = maxCompressedConnections(this.#compression);
 
     const self = this;
     this.#handshake = {
@@ -284,6 +297,7 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
           r = self.#receivers.pop() ?? new Receiver(self.#sinkFor(), { role: 'server', maxMessageLength: self.messageLengthLimit });
           if (ws._pmd !== null) r.setDecompressor(ws._pmd);
           r.setBudget(conn.engine._receiveBudget);
+          r.owner = ws; // for onResume: a message inflated in a later turn is delivered outside onData
           ws._receiver = r;
         }
         self.#sink!.ws = ws;
@@ -306,6 +320,7 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
       onClose(conn, err) {
         const ws = conn._protoState as WebSocketConn<S>;
         self.#pending.delete(ws);
+        if (ws._pmd !== null) self.#compressed--; // _closed() drops it
         ws._closed(err);
       },
       onHandlerError(conn, err) {
@@ -595,7 +610,9 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
   // permessage-deflate parameters agreed on the way.
   #check(head: RequestHead): { result: UpgradeResult; agreed: ServerNegotiation | null } {
     let agreed: ServerNegotiation | null = null;
-    const compression = this.#compression;
+    // Past the cap of connections with compression, the offer is not
+    // considered: the connection upgrades without the extension.
+    const compression = this.#compressed < this.#maxCompressed ? this.#compression : null;
     const result = checkUpgrade(head, {
       ...(compression !== null ? { negotiateExtensions: deflateUpgradeHook(compression, (n) => (agreed = n)) } : {}),
       ...(this.options.path !== undefined ? { path: this.options.path } : {}),
@@ -616,6 +633,7 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
     if (agreed !== null) {
       const pmd = new PerMessageDeflate(agreed.params, 'server', { ...compression, maxMessageLength: inflationLimit(this.messageLengthLimit, compression!) });
       ws._pmd = pmd;
+      this.#compressed++;
     }
     conn._proto = this.#websocket;
     conn._protoState = ws;
