@@ -314,14 +314,16 @@ t.test('the README\'s "Try it" works: npm start, then the client commands it sho
   // them: the start script from package.json (what `npm start` runs), then
   // every other shell line that connects to ws://127.0.0.1:8080/ (netloop's
   // dial() in a node -e one-liner, or a `netloop client` command), each with
-  // "hello" on its standard input, which must print "hello" and exit 0. Port
-  // 8080 is rewritten to a free port in both.
+  // "hello" on its standard input, which must print "hello" and exit 0; and
+  // every http://127.0.0.1:8080/ address the section names (for a browser)
+  // must answer 200. Port 8080 is rewritten to a free port throughout.
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
   const section = readme.split(/^## Try it$/m)[1]?.split(/^## /m)[0] ?? '';
   t.match(section, /^npm start\b/m, 'the section starts the demo with npm start');
   const shell = [...section.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].flatMap((m) => m[1].split('\n'));
   const clients = shell.filter((l) => l.includes('ws://127.0.0.1:8080/') && !l.startsWith('npm start'));
-  if (!t.ok(clients.length > 0, 'the section shows a command that connects to the demo')) return;
+  const pages = [...new Set(section.match(/http:\/\/127\.0\.0\.1:8080\/[^\s)`'"]*/g) ?? [])];
+  if (!t.ok(clients.length + pages.length > 0, 'the section shows a way to connect to the demo')) return;
   const { scripts } = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
   t.match(scripts.start, /--port 8080\b/, 'npm start listens on the port the README names');
   const port = await freePort();
@@ -331,6 +333,11 @@ t.test('the README\'s "Try it" works: npm start, then the client commands it sho
   const serverExit = new Promise((resolve) => server.on('exit', resolve));
   try {
     await waitForPort(port);
+    for (const page of pages) {
+      const res = await fetch(page.replace(':8080/', `:${port}/`));
+      await res.arrayBuffer();
+      t.equal(res.status, 200, `${page} answers 200`);
+    }
     for (const line of clients) {
       const p = spawn('sh', ['-c', line.replaceAll(':8080/', `:${port}/`)], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
       let out = '';
