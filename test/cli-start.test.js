@@ -1,9 +1,8 @@
-// The first minute with netloop: what `npm start` (netloop echo --proto ws) prints, the page a
+// The first minute with the echo server: what `netloop echo --proto ws` prints, the page a
 // plain HTTP request gets instead of a bare 400, and `netloop client`, the command both point
-// to, run exactly as printed. Real sockets on loopback; every process is waited for.
+// to, run exactly as printed (`npm start` runs `netloop demo`: test/cli-demo.test.js). Real sockets on loopback; every process is waited for.
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -56,13 +55,8 @@ async function startServer(t, args) {
   return { server, port: Number(m[1]) };
 }
 
-t.test('npm start runs the WebSocket echo server this test starts', async (t) => {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
-  t.equal(pkg.scripts.start, 'node dist/cli/main.js echo --proto ws --host 127.0.0.1 --port 8080', 'the same command, on port 8080');
-});
-
 t.test('netloop echo --proto ws: the hint, the page, and the client it names', async (t) => {
-  // npm start's command, on a free port (8080 may be taken on a shared machine).
+  // On a free port (8080 may be taken on a shared machine).
   const { server, port } = await startServer(t, ['--proto', 'ws', '--host', '127.0.0.1', '--port', '0']);
   const url = `ws://127.0.0.1:${port}/`;
   const hint = /^Try it: (.+?) {3}\(type a line, get it back; Ctrl-D to end\)$/m.exec(server.out);

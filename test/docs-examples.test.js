@@ -309,52 +309,62 @@ t.test('every documentation code block compiles and runs', async (t) => {
   await Promise.all([worker(), worker()]);
 });
 
-t.test('the README\'s "Try it" works: npm start, then the client commands it shows', async (t) => {
+t.test('the README\'s "Try it" works: every server it starts, every page and client it names', async (t) => {
   // The section's shell lines are not run by the harness above, so this runs
-  // them: the start script from package.json (what `npm start` runs), then
-  // every other shell line that connects to ws://127.0.0.1:8080/ (netloop's
-  // dial() in a node -e one-liner, or a `netloop client` command), each with
-  // "hello" on its standard input, which must print "hello" and exit 0; and
-  // every http://127.0.0.1:8080/ address the section names (for a browser)
-  // must answer 200. Port 8080 is rewritten to a free port throughout.
+  // them. Servers: `npm start` (the start script from package.json) and any
+  // `node dist/cli/main.js echo|demo ... --port N` line. Then, for each
+  // server's port: every http://127.0.0.1:PORT/ address the section names
+  // (for a browser) must answer 200, and every other shell line that connects
+  // to ws://127.0.0.1:PORT/ (a `netloop client` command) gets "hello" on its
+  // standard input and must print "hello" and exit 0. Each port is rewritten
+  // to a free one throughout.
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
   const section = readme.split(/^## Try it$/m)[1]?.split(/^## /m)[0] ?? '';
-  t.match(section, /^npm start\b/m, 'the section starts the demo with npm start');
-  const shell = [...section.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].flatMap((m) => m[1].split('\n'));
-  const clients = shell.filter((l) => l.includes('ws://127.0.0.1:8080/') && !l.startsWith('npm start'));
-  const pages = [...new Set(section.match(/http:\/\/127\.0\.0\.1:8080\/[^\s)`'"]*/g) ?? [])];
-  if (!t.ok(clients.length + pages.length > 0, 'the section shows a way to connect to the demo')) return;
+  const shell = [...section.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].flatMap((m) => m[1].split('\n')).filter(Boolean);
   const { scripts } = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
-  t.match(scripts.start, /--port 8080\b/, 'npm start listens on the port the README names');
-  const port = await freePort();
+  const servers = shell.flatMap((line) => {
+    const command = line.startsWith('npm start') ? scripts.start : /^node dist\/cli\/main\.js (?:echo|demo)\b[^#]*/.exec(line)?.[0];
+    const port = command === undefined ? undefined : /--port (\d+)/.exec(command)?.[1];
+    return port === undefined ? [] : [{ line, command, port }];
+  });
+  t.ok(shell.some((l) => l.startsWith('npm start')), 'the section starts the demo with npm start');
+  t.ok(servers.length > 0, `servers started by the section: ${servers.map((x) => x.line).join(' | ')}`);
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
-  const server = spawn('sh', ['-c', `exec ${scripts.start.replace(/--port 8080\b/, `--port ${port}`)}`], { cwd: ROOT, env, stdio: 'ignore' });
-  const serverExit = new Promise((resolve) => server.on('exit', resolve));
-  try {
-    await waitForPort(port);
-    for (const page of pages) {
-      const res = await fetch(page.replace(':8080/', `:${port}/`));
-      await res.arrayBuffer();
-      t.equal(res.status, 200, `${page} answers 200`);
+  let reached = 0;
+  for (const { command, port } of servers) {
+    const free = await freePort();
+    const server = spawn('sh', ['-c', `exec ${command.replace(`--port ${port}`, `--port ${free}`)}`], { cwd: ROOT, env, stdio: 'ignore' });
+    const serverExit = new Promise((resolve) => server.on('exit', resolve));
+    try {
+      await waitForPort(free);
+      const pages = [...new Set(section.match(new RegExp(`http://127\\.0\\.0\\.1:${port}/[^\\s)\`'"]*`, 'g')) ?? [])];
+      for (const page of pages) {
+        const res = await fetch(page.replace(`:${port}/`, `:${free}/`));
+        await res.arrayBuffer();
+        t.equal(res.status, 200, `${page} answers 200`);
+        reached++;
+      }
+      for (const line of shell.filter((l) => l.includes(`ws://127.0.0.1:${port}/`) && !servers.some((x) => x.line === l))) {
+        const p = spawn('sh', ['-c', line.replaceAll(`:${port}/`, `:${free}/`)], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+        let out = '';
+        let err = '';
+        p.stdout.on('data', (d) => (out += d));
+        p.stderr.on('data', (d) => (err += d));
+        const timer = setTimeout(() => p.kill('SIGKILL'), TIMEOUT_MS);
+        p.stdin.end('hello\n');
+        const code = await new Promise((resolve) => p.on('exit', resolve));
+        clearTimeout(timer);
+        t.equal(code, 0, `${line}: exits 0 (stderr: ${err.slice(-400)})`);
+        t.ok(out.split('\n').includes('hello'), `${line}: prints the echo (stdout: ${out.slice(-200)})`);
+        reached++;
+      }
+    } finally {
+      server.kill('SIGINT');
+      t.equal(await serverExit, 0, `${command}: stops cleanly on Ctrl-C`);
     }
-    for (const line of clients) {
-      const p = spawn('sh', ['-c', line.replaceAll(':8080/', `:${port}/`)], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      p.stdout.on('data', (d) => (out += d));
-      p.stderr.on('data', (d) => (err += d));
-      const timer = setTimeout(() => p.kill('SIGKILL'), TIMEOUT_MS);
-      p.stdin.end('hello\n');
-      const code = await new Promise((resolve) => p.on('exit', resolve));
-      clearTimeout(timer);
-      t.equal(code, 0, `${line.slice(0, 60)}...: exits 0 (stderr: ${err.slice(-400)})`);
-      t.ok(out.split('\n').includes('hello'), `${line.slice(0, 60)}...: prints the echo (stdout: ${out.slice(-200)})`);
-    }
-  } finally {
-    server.kill('SIGINT');
-    t.equal(await serverExit, 0, 'the demo server stops cleanly on Ctrl-C');
   }
+  t.ok(reached > 0, 'the section shows a way to connect to what it starts');
 });
 
 // GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens.

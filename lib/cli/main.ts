@@ -13,6 +13,10 @@ import { tryIt, welcomeHandler } from './welcome.js';
 const HELP = `Usage: netloop <command> [options]
 
 Commands:
+  demo                Serve a page to look at (a chat room, the engine's live
+                      figures, a close lab that plays the close contract in
+                      each I/O mode) on one port, with its WebSockets handed
+                      to netloop by Node's http server. Open the URL printed.
   echo                Run an echo server until SIGINT or SIGTERM, then stop cleanly.
   client <ws-url>     Connect to a WebSocket server, send each line of standard
                       input as a text message and print every message received;
@@ -49,7 +53,15 @@ Options for echo:
   --quiet             Print nothing but errors (client: only the replies).
   -h, --help          Show this help.
 
+Options for demo:
+  --host <addr>       Address to listen on.                               [default: 127.0.0.1]
+  --port <n>          TCP port; 0 lets the OS choose.                     [default: 8080]
+  --mode <m>          The engine's I/O mode for the pages' WebSockets.    [default: mixed]
+  --max-blocking <n>  mixed: pages read by a thread, at most; the others
+                      by the poller (two windows: one of each).           [default: 1]
+
 Examples:
+  netloop demo --port 8080
   netloop echo --proto tcp --host 127.0.0.1 --port 9000
   netloop echo --proto ws --port 9001
   netloop echo --proto ws --port 9001 --workers 2
@@ -80,11 +92,28 @@ function supervisorReports(): SupervisorOptions {
   };
 }
 
+function portOption(values: Record<string, string | boolean | undefined>): number {
+  const text = (values.port as string | undefined) ?? '8080';
+  if (!/^\d+$/.test(text) || Number(text) > 65535) fail(`--port ${text}: expected an integer from 0 to 65535`);
+  return Number(text);
+}
+
+function modeOption(values: Record<string, string | boolean | undefined>, dflt: IoMode): IoMode {
+  const mode = (values.mode as string | undefined) ?? dflt;
+  if (mode !== 'nonblocking' && mode !== 'blocking' && mode !== 'mixed') fail(`--mode ${mode}: expected nonblocking, blocking or mixed`);
+  return mode;
+}
+
+function maxBlockingOption(values: Record<string, string | boolean | undefined>, dflt: string): number {
+  const text = (values['max-blocking'] as string | undefined) ?? dflt;
+  if (!/^\d+$/.test(text)) fail(`--max-blocking ${text}: expected an integer`);
+  return Number(text);
+}
+
 async function echo(values: Record<string, string | boolean | undefined>): Promise<void> {
   const proto = (values.proto as string | undefined) ?? 'tcp';
   if (proto !== 'tcp' && proto !== 'ws') fail(`--proto ${proto}: expected "tcp" or "ws"`);
-  const portText = (values.port as string | undefined) ?? '8080';
-  if (!/^\d+$/.test(portText) || Number(portText) > 65535) fail(`--port ${portText}: expected an integer from 0 to 65535`);
+  const portText = String(portOption(values));
   const host = (values.host as string | undefined) ?? '127.0.0.1';
   const unix = values.unix as string | undefined;
   const addr = unix !== undefined ? `unix:${unix}` : host.includes(':') ? `[${host}]:${portText}` : `${host}:${portText}`;
@@ -96,17 +125,15 @@ async function echo(values: Record<string, string | boolean | undefined>): Promi
   const workers = Number(workersText);
   if (workers > 0 && unix !== undefined) fail('--workers: a Unix socket cannot be shared by several processes; use --port');
 
-  const mode = (values.mode as string | undefined) ?? 'nonblocking';
-  if (mode !== 'nonblocking' && mode !== 'blocking' && mode !== 'mixed') fail(`--mode ${mode}: expected nonblocking, blocking or mixed`);
-  const maxBlockingText = (values['max-blocking'] as string | undefined) ?? '1000';
-  if (!/^\d+$/.test(maxBlockingText)) fail(`--max-blocking ${maxBlockingText}: expected an integer`);
+  const mode = modeOption(values, 'nonblocking');
+  const maxBlocking = maxBlockingOption(values, '1000');
   const logClose = values['log-close'] === true;
 
   const common = {
     addrs: [addr],
     reusePort: values['reuse-port'] === true,
-    ioMode: mode as IoMode,
-    maxBlockingOnline: Number(maxBlockingText),
+    ioMode: mode,
+    maxBlockingOnline: maxBlocking,
     ...(workers > 0 ? { workers, supervisor: supervisorReports() } : {}),
   };
   let engine: Engine;
@@ -173,6 +200,33 @@ async function echo(values: Record<string, string | boolean | undefined>): Promi
   const onTerm = (): void => shutdown('SIGTERM');
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
+}
+
+// `netloop demo`: the page, until SIGINT or SIGTERM.
+async function demo(values: Record<string, string | boolean | undefined>): Promise<void> {
+  const { startDemo } = await import('./demo/server.js');
+  const host = (values.host as string | undefined) ?? '127.0.0.1';
+  const port = portOption(values);
+  const ioMode = modeOption(values, 'mixed');
+  const maxBlockingOnline = maxBlockingOption(values, '1');
+  let d;
+  try {
+    d = await startDemo({ host, port, ioMode, maxBlockingOnline });
+  } catch (err) {
+    const busy = (err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? ' (another program has the port: try --port 0, or another port)' : '';
+    process.stderr.write(`netloop demo: cannot listen on ${host}:${port}: ${(err as Error).message}${busy}\n`);
+    process.exit(1);
+  }
+  const demoServer = d;
+  process.stdout.write(`netloop demo listening on ${demoServer.url} (WebSocket ${demoServer.wsUrl}, I/O mode ${ioMode}${ioMode === 'mixed' ? `, reader threads for ${maxBlockingOnline} page(s), the poller beyond` : ''})\n`);
+  process.stdout.write(`Open ${demoServer.url} in a browser (two windows to chat); Ctrl-C to stop.\n`);
+  const shutdown = (): void => {
+    process.off('SIGINT', shutdown);
+    process.off('SIGTERM', shutdown);
+    void demoServer.stop().then(() => process.stdout.write('netloop demo stopped\n'));
+  };
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
 }
 
 // `netloop bench ...`: the benchmark harness with the same arguments, in a child process so its
@@ -242,6 +296,7 @@ async function main(argv: string[]): Promise<void> {
   const command = positionals[0];
   if (command === undefined) fail('missing command');
   if (command === 'echo') return echo(values);
+  if (command === 'demo') return demo(values);
   if (command === 'client') {
     const url = positionals[1];
     if (url === undefined) fail('client: missing the URL (ws://host:port/path)');

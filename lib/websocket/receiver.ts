@@ -162,6 +162,7 @@ const SMALL_COPY = 64;
 // 16 MiB frames held 1 GiB before this.
 const EAGER_SLACK = 256 * 1024;
 const GROWTH_MIN = 64 * 1024;
+const COMMIT_BYTES = 1024 * 1024;
 
 // 2^53: lengths at or above it cannot be represented exactly as a number.
 const MAX_SAFE_HIGH_WORD = 0x200000;
@@ -374,6 +375,7 @@ export class Receiver {
         }
       }
       completed = true;
+      this.#account();
       // A message went on inflating: the rest waits in the backlog, ahead of what arrives next.
       if (this.#state === State.Inflating && this.#pos < chunk.length) this.#stash(chunk, this.#pos, owned, true);
     } finally {
@@ -614,10 +616,10 @@ export class Receiver {
    * frame's end, so a one-frame message is delivered without slack and a
    * header alone allocates nothing large. Later fragments of a message
    * double its buffer at least, so that many small fragments cost linear
-   * time, never past maxMessageLength. Every growth is counted against the
-   * budget; false when refused (the receiver has failed).
+   * time, never past maxMessageLength. The budget counts received bytes,
+   * not this capacity (#account).
    */
-  #grow(end: number): boolean {
+  #grow(end: number): void {
     const old = this.#dst;
     const frameEnd = this.#dstOffset + this.#payloadLength;
     let want = frameEnd;
@@ -626,17 +628,36 @@ export class Receiver {
       if (this.maxMessageLength !== 0 && want > this.maxMessageLength) want = Math.max(frameEnd, this.maxMessageLength);
     }
     let capacity = want;
-    if (want - end > EAGER_SLACK) capacity = Math.max(end, Math.min(want, Math.max(old.length * 2, GROWTH_MIN)));
-    const delta = capacity - old.length;
-    if (this.#budget !== null && !this.#budget.hold(delta)) {
-      this.#report(new BudgetError(this.#budget.budget));
-      return false;
-    }
-    this.#held += delta;
+    // Doubling until the peer has sent COMMIT_BYTES of it, then the whole
+    // frame at once: every copy leaves the old buffer to the garbage
+    // collector, resident until it runs, so the doublings stop early (a
+    // buffer's untouched pages cost no memory).
+    if (want - end > EAGER_SLACK && end < COMMIT_BYTES) capacity = Math.max(end, Math.min(want, Math.max(old.length * 2, GROWTH_MIN)));
     const next = Buffer.allocUnsafe(capacity);
     if (this.#dstOffset + this.#payloadDone > 0) next.set(old.subarray(0, this.#dstOffset + this.#payloadDone));
     this.#dst = next;
     if (!(this.#frameMode && !this.#compressed)) this.#message = next;
+  }
+
+  /**
+   * Counts what the pending frame or message holds once a chunk is parsed
+   * (the bytes received, not the capacity reserved: untouched pages are not
+   * resident) against the budget. A message that completes within one
+   * push() is handed over before it returns and never counted: the hot path
+   * pays nothing. False when refused (the receiver has failed, 1013).
+   */
+  #account(): boolean {
+    if (this.#budget === null || this.#state >= State.Closed) return true;
+    let pending = this.#state === State.Payload && this.#opcode < Opcode.Close ? this.#payloadDone : 0;
+    if (this.#messageOpen && !(this.#frameMode && !this.#compressed)) pending += this.#messageLength;
+    const delta = pending - this.#held;
+    if (delta === 0) return true;
+    if (delta > 0 && !this.#budget.hold(delta)) {
+      this.#report(new BudgetError(this.#budget.budget));
+      return false;
+    }
+    if (delta < 0) this.#budget.hold(delta);
+    this.#held = pending;
     return true;
   }
 
@@ -655,7 +676,7 @@ export class Receiver {
     const n = avail < want ? avail : want;
     if (n === 0) return false;
     const at = this.#dstOffset + this.#payloadDone;
-    if (at + n > this.#dst.length && !this.#grow(at + n)) return false;
+    if (at + n > this.#dst.length) this.#grow(at + n);
     const dst = this.#dst;
     // The one copy out of the engine's buffer, unmasking on the way for a few
     // bytes; more are copied natively, then unmasked in place a word at a time.
