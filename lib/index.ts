@@ -22,6 +22,7 @@ export type { CloseInfo, CloseInitiator, ClosedWebSocketConn } from './websocket
 export type { MessageType } from './websocket/opcodes.js';
 export type { RequestHead } from './http/request-parser.js';
 export type { HeaderList } from './http/response.js';
+export type { ResponseHead } from './http/response-parser.js';
 export type { StreamOwner } from './stream-transport.js';
 export type { DeflateOptions } from './websocket/deflate.js';
 export {

@@ -154,6 +154,8 @@ t.test('bench harness smoke', async (t) => {
   await t.test('broadcast', (t) => scenario(t, 'broadcast', ['--conns', '20', '--threads', '1'], dir));
   await t.test('churn ws', (t) => scenario(t, 'churn', ['--conns', '4'], dir));
   await t.test('churn tcp', (t) => scenario(t, 'churn', ['--conns', '4', '--proto', 'tcp'], dir));
+  await t.test('ws-api', (t) => scenario(t, 'ws-api', ['--conns', '4', '--inflight', '2', '--size', '64', '--msg-type', 'binary'], dir));
+  await t.test('socketio', (t) => scenario(t, 'socketio', ['--conns', '4', '--inflight', '2', '--size', '64'], dir));
   await t.test('tcp-echo (the earlier name)', (t) => scenario(t, 'tcp-echo', ['--conns', '4', '--inflight', '2'], dir));
   await t.test('modes', async (t) => {
     await scenario(t, 'modes', ['--conns', '1,10', '--hold-conns', '50', '--hold-settle', '0.2', '--hold-duration', '0.4'], dir);

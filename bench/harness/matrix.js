@@ -93,8 +93,9 @@ async function runOne({ run, name, c, host, pinning, opts }) {
         },
       })
     : await runLoadgen({
-        file: loadgenPath,
-        args: [...c.loadgenArgs, '--host', host, '--port', String(port), '--server-pid', String(rec.pid)],
+        // A case may bring its own generator (a Node script printing the same JSON line).
+        file: c.generator ? process.execPath : loadgenPath,
+        args: [...(c.generator ? [c.generator] : []), ...c.loadgenArgs, '--host', host, '--port', String(port), '--server-pid', String(rec.pid)],
         cpu: pinning.loadgenCpu,
         timeoutMs: c.timeoutS * 1000,
       });

@@ -2,7 +2,8 @@
 // cases()) or tcp-echo.js (one case) and listing it here.
 //
 // echo, latency, hold, broadcast, churn, modes: the scenarios of the harness; soak drives its
-// server itself (run(): JS generators, samples over time) and reports its own way.
+// server itself (run(): JS generators, samples over time) and reports its own way; ws-api and
+// socketio: the ws-compatible API (netloop/ws) against ws, alone and under Socket.IO.
 // tcp-echo, ws-echo, ws-hold: the first three, kept as they were (one case each; same flags,
 // same tables), so earlier commands and figures stay reproducible.
 import broadcast from './broadcast.js';
@@ -11,12 +12,14 @@ import echo from './echo.js';
 import hold from './hold.js';
 import latency from './latency.js';
 import modes from './modes.js';
+import socketio from './socketio.js';
 import soak from './soak.js';
 import tcpEcho from './tcp-echo.js';
 import wsEcho from './ws-echo.js';
+import wsApi from './ws-api.js';
 import wsHold from './ws-hold.js';
 
-export const scenarios = Object.fromEntries([echo, latency, hold, broadcast, churn, modes, soak, tcpEcho, wsEcho, wsHold].map((s) => [s.name, s]));
+export const scenarios = Object.fromEntries([echo, latency, hold, broadcast, churn, modes, soak, wsApi, socketio, tcpEcho, wsEcho, wsHold].map((s) => [s.name, s]));
 
 // A scenario as a list of cases (what one load generator run measures): the one-case scenarios
 // (tcp-echo, ws-echo, ws-hold) are their own single case.

@@ -67,29 +67,55 @@ function netloopServer(mode) {
   };
 }
 
+// An echo server that is one script of bench/servers/, started with --host and --port.
+function scriptServer({ describe, protocols, script, missing }) {
+  return {
+    describe,
+    protocols,
+    command: ({ host, port, nodeFlags }) => ({
+      file: node,
+      args: [...flags(nodeFlags), path.join(benchDir, 'servers', script), '--host', host, '--port', String(port)],
+    }),
+    missing,
+  };
+}
+
+// Socket.IO and its client are devDependencies: a checkout without them says so.
+function socketIoMissing() {
+  try {
+    import.meta.resolve('socket.io');
+    import.meta.resolve('socket.io-client');
+    return null;
+  } catch {
+    return 'socket.io and socket.io-client are not installed: run `npm install`';
+  }
+}
+
+// bench/servers/socketio-echo.js with engine.io's default wsEngine (ws) or netloop/ws's.
+function socketIoServer(engine) {
+  return {
+    describe: `Socket.IO 4 with ${engine === 'ws' ? 'its default wsEngine (ws)' : 'netloop/ws as wsEngine'}: bench/servers/socketio-echo.js --engine ${engine}`,
+    protocols: ['socketio'],
+    command: ({ host, port, nodeFlags }) => ({
+      file: node,
+      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'socketio-echo.js'), '--engine', engine, '--host', host, '--port', String(port)],
+    }),
+    missing: () => (engine === 'netloop' ? cliMissing() : null) ?? socketIoMissing(),
+  };
+}
+
 export const servers = {
   netloop: netloopServer(undefined),
   'netloop-nonblocking': netloopServer('nonblocking'),
   'netloop-blocking': netloopServer('blocking'),
   'netloop-mixed': netloopServer('mixed'),
-  'netloop-http': {
+  'netloop-http': scriptServer({
     describe: 'netloop mounted on an http.Server: every upgrade taken over with handleUpgrade (bench/servers/netloop-http-echo.js)',
     protocols: ['ws'],
-    command: ({ host, port, nodeFlags }) => ({
-      file: node,
-      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'netloop-http-echo.js'), '--host', host, '--port', String(port)],
-    }),
+    script: 'netloop-http-echo.js',
     missing: cliMissing, // the same build (dist/) as the CLI
-  },
-  net: {
-    describe: "Node's net module: bench/servers/net-echo.js",
-    protocols: ['tcp'],
-    command: ({ host, port, nodeFlags }) => ({
-      file: node,
-      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'net-echo.js'), '--host', host, '--port', String(port)],
-    }),
-    missing: () => null,
-  },
+  }),
+  net: scriptServer({ describe: "Node's net module: bench/servers/net-echo.js", protocols: ['tcp'], script: 'net-echo.js', missing: () => null }),
   ws: {
     describe: 'the ws package (8, with bufferutil): bench/servers/ws-echo.js (broadcast: ws-broadcast.js)',
     protocols: ['ws'],
@@ -107,6 +133,14 @@ export const servers = {
       }
     },
   },
+  'netloop-ws': scriptServer({
+    describe: "netloop/ws, netloop's ws-compatible API: bench/servers/netloop-ws-echo.js (ws-echo.js with the import changed)",
+    protocols: ['ws'],
+    script: 'netloop-ws-echo.js',
+    missing: cliMissing, // netloop/ws is dist/compat/ws.js: built with the CLI
+  }),
+  'socketio-ws': socketIoServer('ws'),
+  'socketio-netloop': socketIoServer('netloop'),
   c: {
     describe: 'C epoll echo server (the ceiling): bench/native/bin/netloop-echo-c [--proto ws]',
     protocols: ['tcp', 'ws'],

@@ -7,7 +7,7 @@ import type { Conn, ConnProtocol } from '../conn.js';
 import { CloseCode } from './close.js';
 import { Engine } from '../engine.js';
 import { HttpError, NetClosedError, NetloopError, ProtocolError, TimeoutError, type BudgetError } from '../errors.js';
-import { ResponseParser, headerValue, type ResponseParser as Parser } from '../http/response-parser.js';
+import { ResponseParser, headerValue, type ResponseHead, type ResponseParser as Parser } from '../http/response-parser.js';
 import { computeAccept } from '../http/upgrade.js';
 import { listElements, listHasToken, trimOws } from '../http/chars.js';
 import { WebSocketConn, failForHandler, type ClosedWebSocketConn, type WebSocketOwner } from './conn.js';
@@ -44,23 +44,34 @@ export interface DialOptions<S = unknown> {
   pingHandler?: (c: WebSocketConn<S>, data: Buffer) => void;
   /** Called with each pong's payload. */
   pongHandler?: (c: WebSocketConn<S>, data: Buffer) => void;
+  /**
+   * Called once the server's 101 was accepted, with the connection and that
+   * response, before any message is delivered (dial()'s promise settles
+   * later, in a microtask, after frames that came with the 101).
+   */
+  onOpen?: (c: WebSocketConn<S>, response: ResponseHead) => void;
+  /** The connection's write queue became empty (bufferedAmount 0). */
+  onDrain?: (c: WebSocketConn<S>) => void;
 }
 
 /** The handshake failed: the server answered something other than a valid 101. */
 export class HandshakeError extends NetloopError {
   /** The HTTP status the server answered (101 when the 101 itself was wrong; 0 when unreadable). */
   readonly status: number;
-  /** @param code the stable `code`; @param status the server's status; @param message what was wrong. */
-  constructor(code: string, status: number, message: string) {
+  /** The server's response head (status, reason, header lines), when it was readable. */
+  readonly response: ResponseHead | undefined;
+  /** @param code the stable `code`; @param status the server's status; @param message what was wrong; @param response the head read. */
+  constructor(code: string, status: number, message: string, response?: ResponseHead) {
     super(code, message);
     this.status = status;
+    this.response = response;
   }
 }
 
 // Every option's name, checked against DialOptions by the compiler.
 const DIAL_OPTIONS = {
   engine: true, subprotocols: true, compression: true, headers: true, handshakeTimeout: true, closeTimeout: true,
-  messageLengthLimit: true, onMessage: true, onDataFrame: true, onClose: true, closeHandler: true, pingHandler: true, pongHandler: true,
+  messageLengthLimit: true, onMessage: true, onDataFrame: true, onClose: true, closeHandler: true, pingHandler: true, pongHandler: true, onOpen: true, onDrain: true,
 } as const satisfies Record<keyof DialOptions, true>;
 
 let sharedEngine: Engine | undefined;
@@ -169,7 +180,10 @@ const websocketProto: ConnProtocol = {
   onClose(conn, err) {
     (conn._protoState as WebSocketConn)._closed(err);
   },
-  onDrain() {},
+  onDrain(conn) {
+    const ws = conn._protoState as WebSocketConn;
+    (ws._owner as ClientSession<unknown>).o.onDrain?.(ws);
+  },
   onHandlerError(conn, err) {
     // A handler of the dialer's threw: close 1011, as the server side does.
     (conn._protoState as WebSocketConn)._fail(err, CloseCode.InternalError);
@@ -189,7 +203,7 @@ const handshakeProto: ConnProtocol = {
     if (head.status !== 101) {
       // The reason is the server's text: trimmed by index like every value from it.
       const reason = trimOws(head.reason);
-      fail(conn, h, new HandshakeError('WS_ERR_HANDSHAKE_STATUS', head.status, `the server answered ${head.status}${reason === '' ? '' : ` ${reason}`}`));
+      fail(conn, h, new HandshakeError('WS_ERR_HANDSHAKE_STATUS', head.status, `the server answered ${head.status}${reason === '' ? '' : ` ${reason}`}`, head));
       return;
     }
     if (!listHasToken(headerValue(head, 'upgrade'), 'websocket') || !listHasToken(headerValue(head, 'connection'), 'upgrade')) {
@@ -231,6 +245,8 @@ const handshakeProto: ConnProtocol = {
     conn._proto = websocketProto;
     conn._protoState = ws;
     h.resolve(ws);
+    // After the switch to websocketProto: a throw here is a handler's (1011).
+    s.o.onOpen?.(ws, head);
     if (r.consumed < data.length) websocketProto.onData(conn, data.subarray(r.consumed));
   },
   onClose(conn, err) {
@@ -261,7 +277,7 @@ export async function dial<S = unknown>(url: string, options: DialOptions<S> = {
   if (!Array.isArray(offered) || !offered.every((p) => typeof p === 'string' && /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(p))) {
     throw new TypeError('dial: subprotocols must be an array of tokens');
   }
-  for (const name of ['onMessage', 'onDataFrame', 'onClose', 'closeHandler', 'pingHandler', 'pongHandler'] as const) {
+  for (const name of ['onMessage', 'onDataFrame', 'onClose', 'closeHandler', 'pingHandler', 'pongHandler', 'onOpen', 'onDrain'] as const) {
     if (options[name] !== undefined && typeof options[name] !== 'function') throw new TypeError(`dial: ${name} must be a function`);
   }
   const timeout = msOption('handshakeTimeout', options.handshakeTimeout, 10_000);

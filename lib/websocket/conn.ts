@@ -388,10 +388,13 @@ export class WebSocketConn<S = unknown> {
    * `reason` (at most 123 bytes of UTF-8), then waits for the peer's close
    * frame (at most the close timeout) and closes the TCP connection.
    * Everything written before is delivered first. onClose receives null if
-   * the peer answers.
+   * the peer answers. Code 1005 (no status) sends a close frame without a
+   * payload, as a close() without a code does in the WebSocket API.
    */
   writeClose(code: number = CloseCode.Normal, reason = ''): void {
-    if (!isValidCloseCode(code)) throw new RangeError(`writeClose: ${String(code)} is not a close code that may be sent`);
+    if (code === CloseCode.NoStatus) {
+      if (reason !== '') throw new RangeError('writeClose: a close without a code (1005) has no reason');
+    } else if (!isValidCloseCode(code)) throw new RangeError(`writeClose: ${String(code)} is not a close code that may be sent`);
     if (typeof reason !== 'string') throw new TypeError('writeClose: reason must be a string');
     if (Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES) throw new RangeError(`writeClose: the reason is longer than ${MAX_CLOSE_REASON_BYTES} bytes`);
     if (this.#state !== WsState.Open) return;

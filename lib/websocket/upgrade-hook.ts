@@ -4,9 +4,10 @@
 // HTTP answer (401, 403, 429...). Used by the engine's own listener and by
 // handleUpgrade() alike (upgrader.ts); this file has the request view, the
 // answer's validation and the cookie parser, no I/O.
+import type { IncomingMessage } from 'node:http';
 import type { RequestHead } from '../http/request-parser.js';
 import { targetPath } from '../http/upgrade.js';
-import type { HeaderList } from '../http/response.js';
+import { responseHeadText, type HeaderList } from '../http/response.js';
 
 /** The request of a WebSocket upgrade as the upgrade hook sees it. */
 export interface UpgradeRequest {
@@ -28,14 +29,19 @@ export interface UpgradeRequest {
   readonly remoteAddr: string;
   /** The subprotocol the upgrader chose among the client's, '' if none. */
   readonly subprotocol: string;
+  /** The 101 response head netloop sends if the hook accepts (text, CRLF line ends), before any `headers` of the answer. */
+  readonly responseHead: string;
+  /** The request as Node parsed it, when the upgrade came through handleUpgrade(); undefined on the engine's own listener. */
+  readonly nodeRequest: IncomingMessage | undefined;
 }
 
 /**
  * What the upgrade hook answers: accept (with the connection's session,
- * available as `c.session` from onOpen on), or refuse with an HTTP answer.
+ * available as `c.session` from onOpen on, and headers to add to the 101:
+ * a cookie, say), or refuse with an HTTP answer.
  */
 export type UpgradeAnswer<S = unknown> =
-  | { accept: true; session?: S }
+  | { accept: true; session?: S; /** Added to the 101 (not its framing or handshake headers; Sec-WebSocket-Protocol only if the upgrader has no subprotocols). */ headers?: HeaderList }
   | { accept: false; status: number; headers?: HeaderList; body?: string | Uint8Array };
 
 /** The hook: may be async; the handshake timeout bounds it. */
@@ -75,7 +81,7 @@ function trimOws(s: string, start: number, end: number): string {
 }
 
 /** The hook's view of a request head. */
-export function upgradeRequest(head: RequestHead, remoteAddr: string, subprotocol: string): UpgradeRequest {
+export function upgradeRequest(head: RequestHead, remoteAddr: string, subprotocol: string, responseHead: string, nodeRequest?: IncomingMessage): UpgradeRequest {
   const path = targetPath(head.target) ?? '/';
   const q = head.target.indexOf('?');
   let cookies: Record<string, string> | undefined;
@@ -92,8 +98,14 @@ export function upgradeRequest(head: RequestHead, remoteAddr: string, subprotoco
     },
     remoteAddr,
     subprotocol,
+    responseHead,
+    nodeRequest,
   };
 }
+
+// Headers of the 101 that are netloop's to write (Sec-WebSocket-Protocol may be added by a hook
+// when the upgrader has no subprotocols of its own: netloop/ws's handleProtocols does).
+const NOT_ADDED = new Set(['content-length', 'transfer-encoding', 'connection', 'upgrade', 'sec-websocket-accept', 'sec-websocket-extensions']);
 
 /** Checks what the hook answered; a TypeError names the mistake. */
 export function checkAnswer<S>(answer: unknown): UpgradeAnswer<S> {
@@ -101,6 +113,14 @@ export function checkAnswer<S>(answer: unknown): UpgradeAnswer<S> {
     throw new TypeError('the upgrade hook must answer { accept: true, session? } or { accept: false, status, headers?, body? }');
   }
   const a = answer as UpgradeAnswer<S>;
+  if (a.accept && a.headers !== undefined) {
+    // Names and values checked before the 101 is built; the headers that make it a 101
+    // (or would frame a body it has not) are netloop's.
+    responseHeadText(101, a.headers);
+    for (const [name] of Symbol.iterator in a.headers ? (a.headers as Iterable<readonly [string, unknown]>) : Object.entries(a.headers)) {
+      if (NOT_ADDED.has(name.toLowerCase())) throw new TypeError(`the upgrade hook may not add ${name} to the 101`);
+    }
+  }
   if (!a.accept) {
     const status = (a as { status?: unknown }).status;
     if (typeof status !== 'number' || !Number.isInteger(status) || status < 200 || status > 599 || status === 101) {

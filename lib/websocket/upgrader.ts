@@ -562,7 +562,7 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
     const wait: HookWait = { early: early === undefined ? [] : [early], earlyBytes: early?.length ?? 0, gone: false };
     conn._proto = this.#waiting;
     conn._protoState = wait;
-    const req = upgradeRequest(head, conn.remoteAddr, result.protocol);
+    const req = upgradeRequest(head, conn.remoteAddr, result.protocol, result.responseText);
     Promise.resolve()
       .then(() => this.#hook!(req))
       .then(
@@ -582,7 +582,7 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
             return;
           }
           this.#runHandlers(conn, () => {
-            const ws = this.#open(conn, result, agreed, a.session);
+            const ws = this.#open(conn, result, agreed, a.session, a.headers);
             for (const b of wait.early) if (!ws.closed) this.#websocket.onData(conn, b);
           });
         },
@@ -624,9 +624,14 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
   }
 
   // An accepted upgrade: the 101 answer, the WebSocketConn, onOpen.
-  #open(conn: Conn, result: UpgradeAccepted, agreed: ServerNegotiation | null, session?: S): WebSocketConn<S> {
+  #open(conn: Conn, result: UpgradeAccepted, agreed: ServerNegotiation | null, session?: S, extra?: HeaderList): WebSocketConn<S> {
     const compression = this.#compression;
-    conn.write(result.ascii ? result.responseText : result.responseHead);
+    if (extra === undefined) conn.write(result.ascii ? result.responseText : result.responseHead);
+    else {
+      // The hook's headers (checked by checkAnswer) go after ours, before the blank line.
+      const more = responseHeadText(101, extra);
+      conn.write(Buffer.from(result.responseText.slice(0, -2) + more.slice(more.indexOf('\r\n') + 2), 'latin1'));
+    }
     const ws = new WebSocketConn<S>(conn, this, result.protocol, result.path);
     if (session !== undefined) ws.setSession(session);
     ws._lastRead = clock32(Date.now());
@@ -667,11 +672,12 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
       return null;
     }
     let session: S | undefined;
+    let extra: HeaderList | undefined;
     if (this.#hook !== undefined) {
       const s = socket as Duplex & { remoteAddress?: string; remotePort?: number; remoteFamily?: string };
       const remote = s.remoteAddress !== undefined ? formatAddress(s.remoteFamily ?? 'IPv4', s.remoteAddress, s.remotePort ?? 0) : '';
       const early: Buffer[] = [];
-      const answer = await this.#hookWithin(upgradeRequest(request, remote, result.protocol), socket, early);
+      const answer = await this.#hookWithin(upgradeRequest(request, remote, result.protocol, result.responseText, req), socket, early);
       if (early.length > 0) head = Buffer.concat([head, ...early]);
       if (answer === null) return null; // the client left, or the handshake timed out: the socket is gone
       if (!answer.accept) {
@@ -686,9 +692,10 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
         return null;
       }
       session = answer.session;
+      extra = answer.headers;
     }
     const conn = await engine._adopt(socket, head, (c) => {
-      this.#open(c, result, agreed, session);
+      this.#open(c, result, agreed, session, extra);
     });
     return conn._protoState as WebSocketConn<S>;
   }
