@@ -21,6 +21,9 @@ export type { DialOptions } from './websocket/client.js';
 export type { CloseInfo, CloseInitiator, ClosedWebSocketConn } from './websocket/conn.js';
 export type { MessageType } from './websocket/opcodes.js';
 export type { RequestHead } from './http/request-parser.js';
+export type { HeaderList } from './http/response.js';
+export type { ResponseHead } from './http/response-parser.js';
+export type { StreamOwner } from './stream-transport.js';
 export type { DeflateOptions } from './websocket/deflate.js';
 export {
   NetloopError,
