@@ -16,3 +16,15 @@ for (const mode of ['blocking', 'mixed']) {
     t.spawn(process.execPath, [file], { env: { ...process.env, NETLOOP_TEST_IO_MODE: mode } }, `${suite} (${mode})`);
   }
 }
+
+// The interop suites once more with netloop mounted on a Node http.Server
+// (NETLOOP_TEST_MOUNT=http, read by test/helpers/interop-server.js): every
+// connection taken over from Node through handleUpgrade, in every I/O mode,
+// against ws, undici and Chromium.
+const MOUNTED = ['interop-ws', 'interop-undici', 'interop-chromium'];
+for (const mode of ['nonblocking', 'blocking', 'mixed']) {
+  for (const suite of MOUNTED) {
+    const file = fileURLToPath(new URL(`./${suite}.test.js`, import.meta.url));
+    t.spawn(process.execPath, [file], { env: { ...process.env, NETLOOP_TEST_IO_MODE: mode, NETLOOP_TEST_MOUNT: 'http' } }, `${suite} (${mode}, on an http.Server)`);
+  }
+}

@@ -7,7 +7,9 @@
 // Not a test file itself (tap runs test/**/*.test.js only).
 import { performance } from 'node:perf_hooks';
 import { testIoMode, asNonBlocking } from './ws-peer.js';
+import http from 'node:http';
 import { Engine, Upgrader, NetClosedError } from '../../dist/index.js';
+import { requestHeadOf } from '../../dist/adopt.js';
 
 export const MiB = 1024 * 1024;
 
@@ -75,6 +77,12 @@ export function utf8Text(n) {
  * onMessage(c, type, data, rec) replaces the default echo (which echoes
  * while the connection is open). The engine is stopped at teardown;
  * `finish(t)` stops it inside the test and checks the counts.
+ *
+ * NETLOOP_TEST_MOUNT=http (test/websocket-modes.test.js sets it): the port is
+ * a Node http.Server's instead of the engine's own listener; its requests go
+ * to httpHandler, its upgrades to upgrader.handleUpgrade(). The suites then
+ * check that a connection taken over from Node behaves exactly like one the
+ * engine accepted.
  */
 export async function startServer(t, { upgrader = {}, compression = false, onOpen, onMessage, httpHandler } = {}) {
   // No compression by default (permessage-deflate is offered by every client
@@ -119,10 +127,29 @@ export async function startServer(t, { upgrader = {}, compression = false, onOpe
   up.setPongHandler((c, data) => {
     c.session.pongs.push(Buffer.from(data));
   });
-  const engine = new Engine({ addrs: ['127.0.0.1:0'], upgrader: up, ...testIoMode() });
+  const mountOnHttp = process.env.NETLOOP_TEST_MOUNT === 'http';
+  const engine = new Engine({ ...(mountOnHttp ? {} : { addrs: ['127.0.0.1:0'] }), upgrader: up, ...testIoMode() });
   await engine.start();
-  const [addr] = engine.addresses();
   t.teardown(() => engine.stop());
+  let addr;
+  if (mountOnHttp) {
+    const server = http.createServer((req, res) => {
+      const answer = httpHandler?.(requestHeadOf(req), undefined) ?? { status: 404, body: 'Not Found\n' };
+      res.writeHead(answer.status, answer.headers ?? {});
+      res.end(answer.body ?? '');
+    });
+    server.on('upgrade', (req, socket, head) => {
+      up.handleUpgrade(req, socket, head).catch((err) => {
+        t.fail(`handleUpgrade: ${err?.message}`);
+        socket.destroy();
+      });
+    });
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => new Promise((resolve) => server.close(resolve)));
+    addr = `127.0.0.1:${server.address().port}`;
+  } else {
+    [addr] = engine.addresses();
+  }
 
   return {
     engine,
