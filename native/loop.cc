@@ -157,6 +157,16 @@ uint32_t Loop::NewSlot() {
   return i;
 }
 
+void Loop::DropUnopened(uint32_t slot) {
+  Slot& s = slots_[slot];
+  if (s.interest != 0) poller_.Remove(s.fd, s.interest);
+  s.interest = 0;
+  if (s.fd >= 0) ::close(s.fd);
+  s.fd = -1;
+  s.kind = kFree;
+  free_slots_.push_back(slot);
+}
+
 uint64_t Loop::TokenOf(uint32_t slot) const {
   return (static_cast<uint64_t>(slots_[slot].gen) << 32) | slot;
 }
@@ -243,11 +253,8 @@ int Loop::AddListener(int fd, bool is_unix, const char* path) {
   s.flags = is_unix ? kFlagUnix : 0;
   int r = poller_.Add(fd, TokenOf(slot), kInterestRead);
   if (r < 0) {
-    ::close(fd);
     if (path != nullptr) unlink(path);
-    s.kind = kFree;
-    s.fd = -1;
-    free_slots_.push_back(slot);
+    DropUnopened(slot);
     return r;
   }
   s.interest = kInterestRead;
@@ -295,10 +302,7 @@ int Loop::StartDial(int r, int fd, bool is_unix, const InetAddr* addr, int timeo
   uint32_t interest = connected ? kInterestRead : kInterestWrite;
   int ar = poller_.Add(fd, TokenOf(slot), interest);
   if (ar < 0) {
-    ::close(fd);
-    s.fd = -1;
-    s.kind = kFree;
-    free_slots_.push_back(slot);
+    DropUnopened(slot);
     return ar;
   }
   s.interest = static_cast<uint8_t>(interest);
@@ -421,10 +425,7 @@ int Loop::OpenAccepted(int fd, bool is_unix, const InetAddr& peer, int32_t liste
   if (!is_unix && config_.no_delay) SetNoDelay(fd);
   int r = poller_.Add(fd, TokenOf(slot), kInterestRead);
   if (r < 0) {
-    ::close(fd);
-    s.fd = -1;
-    s.kind = kFree;
-    free_slots_.push_back(slot);
+    DropUnopened(slot);
     return r;
   }
   s.interest = kInterestRead;
@@ -434,11 +435,7 @@ int Loop::OpenAccepted(int fd, bool is_unix, const InetAddr& peer, int32_t liste
     if (!blocking && config_.io_mode == kIoBlocking) {
       // Blocking mode promised a thread per connection: without one (out
       // of threads or memory), the connection is refused, not degraded.
-      poller_.Remove(fd, slots_[slot].interest);
-      ::close(fd);
-      slots_[slot].fd = -1;
-      slots_[slot].kind = kFree;
-      free_slots_.push_back(slot);
+      DropUnopened(slot);
       return -EAGAIN;
     }
   }

@@ -195,6 +195,10 @@ class Loop {
 
 
   uint32_t NewSlot();
+  // Gives back a slot whose descriptor never opened as a connection or
+  // listener (registering it failed, or blocking mode got no thread): out of
+  // the poller, descriptor closed, slot free. No record: JS never saw it.
+  void DropUnopened(uint32_t slot);
   uint64_t TokenOf(uint32_t slot) const;
   Slot* Live(uint32_t slot, uint32_t gen);
   const Slot* Live(uint32_t slot, uint32_t gen) const;
