@@ -307,7 +307,9 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
           self.#pending.add(ws); // a frame or message is on its way: the message timeout watches it
           return;
         }
-        self.#pending.delete(ws);
+        // Per message on the hot path: a hash lookup only while some
+        // connection has a frame pending at all.
+        if (self.#pending.size !== 0) self.#pending.delete(ws);
         // Between frames a receiver holds nothing of its connection: give it
         // back, so that idle connections (most of them, on a busy server)
         // carry no parser at all.
