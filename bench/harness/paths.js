@@ -31,8 +31,9 @@ export const netloopCliPath = process.env.NETLOOP_BENCH_NETLOOP_CLI
   : path.join(repoRoot, 'dist', 'cli', 'main.js');
 
 export const buildHint =
-  '`node bench/native/build.js` builds them into bench/native/bin (a C++17 and a C compiler: CXX, CC);\n' +
+  '`node bench/native/build.js` builds them into bench/native/bin (a C++17 and a C compiler: CXX, CC;\n' +
+  '  OpenSSL\'s headers and libraries: Debian\'s libssl-dev);\n' +
   'or by hand:\n' +
-  '  g++ -O2 -std=c++17 -fno-exceptions -Wall -Wextra -pthread bench/native/loadgen/*.cc -o DIR/netloop-loadgen\n' +
+  '  g++ -O2 -std=c++17 -fno-exceptions -Wall -Wextra -pthread bench/native/loadgen/*.cc -lssl -lcrypto -o DIR/netloop-loadgen\n' +
   '  gcc -O3 -Wall -Wextra bench/native/echo_server.c -o DIR/netloop-echo-c\n' +
   'and set NETLOOP_BENCH_BIN_DIR=DIR';

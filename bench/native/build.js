@@ -32,6 +32,10 @@ const programs = [
     headers: filesIn('loadgen', ['.h']),
     // The generator is written without exceptions (see its header comment).
     flags: ['-std=c++17', '-O2', '-fno-exceptions', '-fno-omit-frame-pointer', '-Wall', '-Wextra', '-pthread'],
+    // --tls: the system's OpenSSL (Debian's libssl-dev). Node's own OpenSSL is inside the node
+    // binary, which a standalone program cannot link against.
+    libs: ['-lssl', '-lcrypto'],
+    needs: opensslHeaders,
   },
   {
     name: 'netloop-echo-c',
@@ -44,6 +48,18 @@ const programs = [
 const sharedHeaders = ['ws_accept.h'];
 
 const mtime = (file) => statSync(file).mtimeMs;
+
+// Whether the compiler finds OpenSSL's headers; else the package to install, said plainly (a
+// compiler's "openssl/ssl.h: No such file" halfway through a bench run says less).
+function opensslHeaders(compiler) {
+  try {
+    execFileSync(compiler, ['-x', 'c++', '-E', '-o', '/dev/null', '-'], { input: '#include <openssl/ssl.h>\n', stdio: ['pipe', 'ignore', 'pipe'] });
+    return null;
+  } catch (err) {
+    if (err.code === 'ENOENT') return null; // no compiler at all: the build says so below
+    return 'the OpenSSL headers (openssl/ssl.h) are missing: install Debian\'s libssl-dev (apt-get install -y libssl-dev), which the load generator\'s --tls links against';
+  }
+}
 
 /**
  * Makes sure both programs exist in binDir and are newer than their sources; compiles the
@@ -58,11 +74,13 @@ export function ensureBenchPrograms({ binDir = defaultBinDir, force = false, log
     const newest = Math.max(...inputs(p).map(mtime));
     if (!force && existsSync(out) && mtime(out) >= newest) continue;
     if (process.platform !== 'linux') throw new Error(`${p.name}: the bench's native programs use epoll and build on Linux only`);
+    const missing = p.needs?.(p.compiler());
+    if (missing) throw new Error(`cannot build ${p.name}: ${missing}`);
     mkdirSync(binDir, { recursive: true });
     // Compile beside the target and rename over it: two test processes building at once each
     // finish a whole binary, and a reader never sees a half-written one.
     const tmp = `${out}.tmp-${process.pid}`;
-    const cmd = [p.compiler(), ...p.flags, ...p.sources.map((s) => path.join(here, s)), '-o', tmp];
+    const cmd = [p.compiler(), ...p.flags, ...p.sources.map((s) => path.join(here, s)), ...(p.libs ?? []), '-o', tmp];
     log(`bench: building ${p.name}: ${cmd.join(' ')}`);
     try {
       execFileSync(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });

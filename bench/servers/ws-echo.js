@@ -1,14 +1,18 @@
 // The `ws` package's WebSocket echo server: the npm baseline netloop's WebSocket is compared
 // against.
 //
-//   node bench/servers/ws-echo.js --host 127.0.0.1 --port P [--compression]
+//   node bench/servers/ws-echo.js --host 127.0.0.1 --port P [--compression] [--tls-cert F --tls-key F]
 //
+// With --tls-cert and --tls-key, ws rides on Node's https server (wss://), as a ws user without a
+// terminating proxy deploys it.
 // ws 8 with bufferutil installed (ws then masks and unmasks natively; the banner says whether it
 // was found). perMessageDeflate is off unless --compression (the load generator offers no
 // extension, so compression is never negotiated with it either way). Each message is echoed with
 // its own type: ws.send(data, { binary: isBinary }). Text is not re-validated on the way out
 // (ws validated it on the way in). Prints "listening HOST:PORT" when ready; exits on
 // SIGINT/SIGTERM.
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { WebSocketServer } from 'ws';
@@ -18,6 +22,8 @@ const { values } = parseArgs({
     host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string', default: '0' },
     compression: { type: 'boolean', default: false },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
   },
 });
 
@@ -30,9 +36,10 @@ try {
   bufferutil = 'no bufferutil (pure JS masking)';
 }
 
+const secure = values['tls-cert'] !== undefined || values['tls-key'] !== undefined;
+const httpsServer = secure ? https.createServer({ cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']) }) : null;
 const wss = new WebSocketServer({
-  host: values.host,
-  port: Number(values.port),
+  ...(httpsServer ? { server: httpsServer } : { host: values.host, port: Number(values.port) }),
   perMessageDeflate: values.compression,
 });
 
@@ -42,14 +49,16 @@ wss.on('connection', (ws) => {
     ws.send(data, { binary: isBinary });
   });
 });
-wss.on('error', (err) => {
+const listener = httpsServer ?? wss;
+listener.on('error', (err) => {
   console.error(`ws-echo: ${err.message}`);
   process.exit(1);
 });
-wss.on('listening', () => {
-  const { port } = wss.address();
-  process.stdout.write(`listening ${values.host}:${port} (ws, ${bufferutil}, compression ${values.compression ? 'on' : 'off'})\n`);
+listener.on('listening', () => {
+  const { port } = listener.address();
+  process.stdout.write(`listening ${values.host}:${port} (ws${secure ? ' on https' : ''}, ${bufferutil}, compression ${values.compression ? 'on' : 'off'})\n`);
 });
+httpsServer?.listen(Number(values.port), values.host);
 
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => process.exit(0));

@@ -128,6 +128,15 @@ void Worker::connect_deadline() {
 void Worker::on_connected(Conn& c) {
   c.state = ConnState::kOpen;
   now_ = now_ns();
+  if (plan_.tls != nullptr) {
+    start_tls(c);  // the protocol opens once the handshake is over (worker_tls.cc)
+    return;
+  }
+  open_protocol(c);
+}
+
+// The connection carries the protocol now (TCP: connected; TLS: handshake done).
+void Worker::open_protocol(Conn& c) {
   c.proto->on_open(c.out);
   if (c.proto->ready()) on_ready(c);
   if (c.state == ConnState::kOpen) flush(c);  // also disarms EPOLLOUT once the queue is empty

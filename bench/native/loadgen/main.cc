@@ -34,6 +34,8 @@
 //   run.{h,cc}            the main thread's steps every mode shares: threads, clock, phases
 //   measure.{h,cc}        CPU and RSS from /proc, our own CPU time
 //   report.{h,cc}         the JSON line and the figures every mode reports alike
+//   tls.{h,cc}            TLS (OpenSSL) between the socket and the protocol: context, BIO,
+//                         handshake, records; worker_tls.cc: the worker's TLS steps
 //   self_test.cc          --self-test
 //
 // Built with -fno-exceptions by bench/native/build.js: nothing here throws or catches.
@@ -54,6 +56,7 @@
 #include "pattern.h"
 #include "plan.h"
 #include "protocol.h"
+#include "tls.h"
 
 using namespace loadgen;  // NOLINT: main is the one function outside the namespace
 
@@ -102,6 +105,15 @@ int main(int argc, char** argv) {
       fprintf(stderr, "loadgen: the open-files limit (%llu) allows about %llu connections in one process; run several\n",
               static_cast<unsigned long long>(rl.rlim_cur), static_cast<unsigned long long>(rl.rlim_cur - 64));
     }
+  }
+  TlsClientContext tls;
+  if (o.tls) {
+    std::string why = tls.init(o.tls_resume, o.tls_max_version);
+    if (!why.empty()) {
+      fprintf(stderr, "netloop-loadgen: --tls: %s\n", why.c_str());
+      return 2;
+    }
+    plan.tls = &tls;
   }
   if (o.hold) return run_hold(plan);
   if (o.churn) return run_churn(plan);

@@ -23,6 +23,7 @@
 
 namespace loadgen {
 
+// Broadcast: the publisher sends while fewer than W messages are on their way to everyone.
 void Worker::publish_more() {
   Broadcast& b = *plan_.bc;
   Conn& p = conns_[0];
@@ -130,6 +131,7 @@ int run_broadcast(Plan& plan) {
     j.null("connect_time_s");
   }
   j.u64("source_ips", plan.sources.size());
+  tls_fields(j, o, total);
   std::string line = j.done();
   printf("%s\n", line.c_str());
   fflush(stdout);

@@ -22,6 +22,9 @@
 
 namespace loadgen {
 
+// Churn: the echo is back. WebSocket: send a close frame (1000) and wait for the server's close
+// frame and its FIN; TCP: shut down our side (TLS: after our close_notify) and wait for the
+// server's FIN.
 void Worker::churn_close(Conn& c) {
   c.closing = true;
   if (c.proto->close_frame(1000, c.out)) {
@@ -29,12 +32,19 @@ void Worker::churn_close(Conn& c) {
     return;
   }
   c.close_seen = true;  // TCP: no close frame to wait for, only the FIN
+  if (c.tls) {  // TLS: close_notify, then our FIN once it is out (flush)
+    c.tls->close_notify(c.wire);
+    c.shut_after_flush = true;
+    if (!c.want_out) flush(c);
+    return;
+  }
   if (shutdown(c.fd, SHUT_WR) != 0) fail(c, false, "shutdown", errno);
 }
 
 // Churn: the server closed after our close: one cycle done. It counts if it ended inside the
 // measured window; its time runs from the first connect attempt to the server's FIN.
 void Worker::churn_done(Conn& c) {
+  if (c.tls) c.tls->ended_cleanly();
   close_conn(c);
   c.cycles++;
   if (now_ >= t_measure_ && now_ < end_) {
@@ -55,6 +65,8 @@ void Worker::churn_restart(Conn& c, uint64_t at) {
   c.send_seq = c.recv_seq;  // a message lost with a failed connection is not waited for
   c.recv_seed = seed_of(c, c.recv_seq);
   c.out.consume(c.out.size());
+  c.wire.consume(c.wire.size());
+  c.shut_after_flush = false;
   c.proto.reset();
   retries_.push({at, static_cast<uint32_t>(&c - conns_.data())});
 }
@@ -99,6 +111,7 @@ int run_churn(Plan& plan) {
   j.u64("threads", static_cast<uint64_t>(o.threads));
   if (o.proto == "ws") j.str("msg_type", o.msg_type);
   j.u64("source_ips", plan.sources.size());
+  tls_fields(j, o, total);
   std::string line = j.done();
   printf("%s\n", line.c_str());
   fflush(stdout);

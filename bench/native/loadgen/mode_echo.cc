@@ -136,8 +136,6 @@ void Worker::send_due_messages() {
   }
 }
 
-// Churn: the echo is back. WebSocket: send a close frame (1000) and wait for the server's close
-
 // Echo: open everything, then start the messages, warm up, and measure.
 int run_echo(Plan& plan) {
   const Options& o = plan.opt;
@@ -213,6 +211,7 @@ int run_echo(Plan& plan) {
     j.u64("backlog_at_end", total.backlog);
     percentiles(j, total.lag, "send_lag_p50_us", "send_lag_p99_us", nullptr);
   }
+  tls_fields(j, o, total);
   std::string line = j.done();
   printf("%s\n", line.c_str());
   fflush(stdout);

@@ -161,6 +161,7 @@ int run_hold(Plan& plan) {
   j.u64("threads", static_cast<uint64_t>(o.threads));
   j.u64("connect_concurrency", static_cast<uint64_t>(o.connect_concurrency));
   j.u64("source_ips", plan.sources.size());
+  tls_fields(j, o, total);
   std::string line = j.done();
   printf("%s\n", line.c_str());
   fflush(stdout);

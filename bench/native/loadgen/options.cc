@@ -20,6 +20,8 @@ const char kUsage[] =
     "       netloop-loadgen --rate R ...             (echo, open loop: R messages/s per connection)\n"
     "       netloop-loadgen --churn --port P [--proto tcp|ws] [--conns 50] [--duration 5] ...\n"
     "       netloop-loadgen --broadcast --port P --proto ws [--conns N] [--inflight 4] ...\n"
+    "       netloop-loadgen --tls [--tls-resume] [--tls-servername localhost] [--tls-max-version 1.2|1.3] ...\n"
+    "                       (any mode over TLS: wss for --proto ws; --tls-resume resumes sessions)\n"
     "       netloop-loadgen --self-test\n"
     "Echo mode prints one JSON line with throughput, latency percentiles, errors and server CPU;\n"
     "--hold prints one JSON line with connect time, pings/pongs and the server's RSS per idle\n"
@@ -81,6 +83,14 @@ std::string parse_options(int argc, char** argv, Options* o, bool* help) {
       o->churn = true;
       continue;
     }
+    if (flag == "--tls") {
+      o->tls = true;
+      continue;
+    }
+    if (flag == "--tls-resume") {
+      o->tls_resume = true;
+      continue;
+    }
     if (flag == "--broadcast") {
       o->broadcast = true;
       continue;
@@ -137,6 +147,11 @@ std::string parse_options(int argc, char** argv, Options* o, bool* help) {
       ok = parse_double(v, 0, 1e7, &o->rate);
     } else if (flag == "--settle") {
       ok = parse_double(v, 0, 86400, &o->settle_s);
+    } else if (flag == "--tls-servername") {
+      o->tls_servername = v;
+    } else if (flag == "--tls-max-version") {
+      o->tls_max_version = v;
+      ok = o->tls_max_version == "1.2" || o->tls_max_version == "1.3";
     } else if (flag == "--ping-interval") {
       ok = parse_double(v, 0, 86400, &o->ping_interval_s);
       ok = ok && (o->ping_interval_s == 0 || o->ping_interval_s >= 0.01);
@@ -152,6 +167,7 @@ std::string parse_options(int argc, char** argv, Options* o, bool* help) {
   if ((o->hold ? 1 : 0) + (o->churn ? 1 : 0) + (o->broadcast ? 1 : 0) > 1) return "--hold, --churn and --broadcast exclude each other";
   if (o->rate > 0 && (o->hold || o->churn || o->broadcast)) return "--rate is for echo mode";
   if (o->broadcast && o->proto != "ws") return "--broadcast needs --proto ws (the server frames each message once for all)";
+  if (o->tls_resume && !o->tls) return "--tls-resume needs --tls";
   if (o->churn) o->inflight = 1;  // one message per connection
   if (o->threads > o->conns) o->threads = o->conns;
   return "";

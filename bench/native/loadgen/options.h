@@ -42,6 +42,11 @@ struct Options {
   double settle_s = 2;
   double ping_interval_s = 0;  // 0: no pings
   bool self_test = false;
+  // TLS (any mode, any protocol): the protocol's bytes go through TLS (tls.h).
+  bool tls = false;
+  bool tls_resume = false;           // offer each connection's last session ticket on its next connect
+  std::string tls_servername = "localhost";  // SNI ("" sends none)
+  std::string tls_max_version;       // "" (highest), "1.2" or "1.3"
 };
 
 extern const char kUsage[];

@@ -13,6 +13,7 @@
 
 #include "options.h"
 #include "pattern.h"
+#include "tls.h"
 #include "ws_protocol.h"
 
 namespace loadgen {
@@ -57,6 +58,7 @@ struct Plan {
   uint64_t t_start = 0;              // connections start opening at t_start
   uint64_t t_connect_deadline = 0;   // connections not ready (upgraded) by then fail
   uint64_t pong_grace_ns = 0;        // hold: how long after the hold the last pongs may take
+  const TlsClientContext* tls = nullptr;  // --tls only
 };
 
 // The run's phases, as the workers see them. Every worker first opens its connections and says

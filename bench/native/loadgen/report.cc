@@ -30,6 +30,12 @@ Stats total_of(const std::vector<std::unique_ptr<Worker>>& workers) {
     total.fanout.merge(s.fanout);
     total.broadcasts += s.broadcasts;
     total.backlog += s.backlog;
+    total.tls_handshakes += s.tls_handshakes;
+    total.tls_resumed += s.tls_resumed;
+    if (total.tls_version.empty()) {
+      total.tls_version = s.tls_version;
+      total.tls_cipher = s.tls_cipher;
+    }
   }
   return total;
 }
@@ -55,6 +61,14 @@ void tail_percentiles(JsonLine& j, const Histogram& h, const std::string& prefix
     j.null(p90.c_str());
     j.null(p999.c_str());
   }
+}
+
+void tls_fields(JsonLine& j, const Options& o, const Stats& total) {
+  if (!o.tls) return;
+  j.str("tls_version", total.tls_version);
+  j.str("tls_cipher", total.tls_cipher);
+  j.u64("tls_handshakes", total.tls_handshakes);
+  j.u64("tls_resumed", total.tls_resumed);
 }
 
 void server_cpu_fields(JsonLine& j, bool srv_ok, uint64_t srv0, uint64_t srv1, const char* per_key, double units,

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "histogram.h"
+#include "options.h"
 #include "stats.h"
 
 namespace loadgen {
@@ -64,6 +65,8 @@ Stats total_of(const std::vector<std::unique_ptr<Worker>>& workers);
 void percentiles(JsonLine& j, const Histogram& h, const char* p50, const char* p99, const char* max);
 // p90, p99.9 (named with a prefix, e.g. "p90_us" or "fanout_p90_us").
 void tail_percentiles(JsonLine& j, const Histogram& h, const std::string& prefix);
+// --tls only: the version and cipher negotiated, handshakes completed and how many resumed.
+void tls_fields(JsonLine& j, const Options& o, const Stats& total);
 // The server's CPU time over the measured period, and per unit of work as `per_key` (in us),
 // or nulls when it could not be read or no work was done.
 void server_cpu_fields(JsonLine& j, bool srv_ok, uint64_t srv0, uint64_t srv1, const char* per_key, double units,

@@ -3,6 +3,7 @@
 #define NETLOOP_LOADGEN_STATS_H_
 
 #include <cstdint>
+#include <string>
 
 #include "histogram.h"
 
@@ -28,6 +29,12 @@ struct Stats {
   Histogram fanout; // broadcast: publish to the last connection having the message
   uint64_t broadcasts = 0;  // broadcast: messages that reached every connection in the window
   uint64_t backlog = 0;     // --rate: messages due but not echoed when the run ended
+  // --tls: handshakes completed, how many of them resumed a session, and what the first one
+  // negotiated (every connection of a run asks alike).
+  uint64_t tls_handshakes = 0;
+  uint64_t tls_resumed = 0;
+  std::string tls_version;
+  std::string tls_cipher;
 };
 
 }  // namespace loadgen

@@ -73,20 +73,11 @@ void Worker::on_readable(Conn& c) {
     ssize_t n = recv(c.fd, rbuf_.data(), rbuf_.size(), 0);
     if (n > 0) {
       now_ = now_ns();
-      ParseError e = c.proto->parse(rbuf_.data(), static_cast<size_t>(n), c, c.out);
-      if (c.state != ConnState::kOpen) return;
-      if (e != ParseError::kNone) {
-        if (e == ParseError::kPeerClosed && c.closing) {  // churn: the answer to our close
-          c.close_seen = true;
-          continue;  // the server's FIN is next
-        }
-        fail(c, e == ParseError::kVerify, c.proto->error(), 0);
-        return;
-      }
-      if (!c.ready_seen && c.proto->ready()) {
-        on_ready(c);
-        if (c.state != ConnState::kOpen) return;
-      }
+      const bool close_was_seen = c.close_seen;
+      const bool open = c.tls ? on_tls_bytes(c, rbuf_.data(), static_cast<size_t>(n))
+                              : deliver(c, rbuf_.data(), static_cast<size_t>(n));
+      if (!open) return;
+      if (c.close_seen && !close_was_seen) continue;  // churn: the server's FIN is next
       if (static_cast<size_t>(n) < rbuf_.size()) break;  // drained: skip the EAGAIN read
       continue;
     }
@@ -105,15 +96,42 @@ void Worker::on_readable(Conn& c) {
   }
   // New messages go out in one write per readiness event. If EPOLLOUT is armed the socket buffer
   // was full: wait for it rather than try a write that would fail.
-  if (!c.out.empty() && !c.want_out) flush(c);
+  if (c.has_output() && !c.want_out) flush(c);
+}
+
+// The protocol's bytes (decrypted, under TLS) into the protocol. False when the connection is no
+// longer open (failed, or churn closed it).
+bool Worker::deliver(Conn& c, const uint8_t* p, size_t n) {
+  ParseError e = c.proto->parse(p, n, c, c.out);
+  if (c.state != ConnState::kOpen) return false;
+  if (e != ParseError::kNone) {
+    if (e == ParseError::kPeerClosed && c.closing) {  // churn: the answer to our close
+      c.close_seen = true;
+      return true;
+    }
+    fail(c, e == ParseError::kVerify, c.proto->error(), 0);
+    return false;
+  }
+  if (!c.ready_seen && c.proto->ready()) {
+    on_ready(c);
+    if (c.state != ConnState::kOpen) return false;
+  }
+  return true;
 }
 
 void Worker::flush(Conn& c) {
-  while (!c.out.empty()) {
-    size_t want = c.out.size();
-    ssize_t n = send(c.fd, c.out.data(), want, MSG_NOSIGNAL);
+  // TLS: what the protocol queued is encrypted here, so a readiness event's messages go out as
+  // few records as fit (up to 16 KiB each) in one send().
+  if (c.tls && !c.out.empty() && c.tls->established() && !c.tls->encrypt(c.out, c.wire)) {
+    fail(c, false, c.tls->error().c_str(), 0);
+    return;
+  }
+  ByteQueue& q = c.to_kernel();
+  while (!q.empty()) {
+    size_t want = q.size();
+    ssize_t n = send(c.fd, q.data(), want, MSG_NOSIGNAL);
     if (n >= 0) {
-      c.out.consume(static_cast<size_t>(n));
+      q.consume(static_cast<size_t>(n));
       if (static_cast<size_t>(n) < want) break;  // socket buffer full: the next try would EAGAIN
       continue;
     }
@@ -122,7 +140,14 @@ void Worker::flush(Conn& c) {
     fail(c, false, "write", errno);
     return;
   }
-  set_want_out(c, !c.out.empty());
+  if (c.shut_after_flush && q.empty()) {
+    c.shut_after_flush = false;
+    if (shutdown(c.fd, SHUT_WR) != 0) {
+      fail(c, false, "shutdown", errno);
+      return;
+    }
+  }
+  set_want_out(c, !q.empty());
 }
 
 void Worker::on_event(Conn& c, uint32_t events) {

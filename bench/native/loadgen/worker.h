@@ -24,6 +24,7 @@
 #include "plan.h"
 #include "protocol.h"
 #include "stats.h"
+#include "tls.h"
 
 namespace loadgen {
 
@@ -44,7 +45,14 @@ class Conn final : public PayloadSink {
   uint64_t ping_payload = 0;
   uint64_t ping_sent_at = 0;
   std::unique_ptr<Protocol> proto;
-  ByteQueue out;
+  ByteQueue out;  // the protocol's bytes (plaintext under TLS)
+  // --tls: the connection's TLS state (kept until the next connect: a callback that failed the
+  // connection may still be inside one of its calls), the ciphertext waiting for the kernel, and
+  // the session ticket offered on the next connect (--tls-resume).
+  std::unique_ptr<TlsConn> tls;
+  ByteQueue wire;
+  SavedSession session;
+  bool shut_after_flush = false;  // TLS churn: our close_notify first, then the FIN
   uint64_t send_seq = 0;   // next message to send
   uint64_t recv_seq = 0;   // message whose echo is arriving
   size_t recv_off = 0;     // bytes of it already checked
@@ -59,6 +67,11 @@ class Conn final : public PayloadSink {
   uint64_t cycles = 0;
   bool closing = false;
   bool close_seen = false;  // ws: the server's close frame arrived
+
+  // Bytes waiting to go out (to be encrypted, or to the kernel).
+  bool has_output() const { return !out.empty() || !wire.empty(); }
+  // What send() takes from.
+  ByteQueue& to_kernel() { return tls ? wire : out; }
 
   bool on_payload(const uint8_t* p, size_t n) override;
   void on_pong(const uint8_t* p, size_t n) override;
@@ -80,6 +93,7 @@ class Worker {
     }
     // Churn has no connect phase: slots connect, talk and close until the end.
     connecting_ = !plan.opt.churn;
+    if (plan.tls != nullptr) plain_.resize(kPlainBuf);
     publisher_ = plan.opt.broadcast && first_id == 0 && count > 0;
   }
 
@@ -103,6 +117,7 @@ class Worker {
   // (level-triggered epoll reports the rest on the next wait).
   static constexpr int kReadsPerEvent = 4;
   static constexpr size_t kReadBuf = 256 << 10;
+  static constexpr size_t kPlainBuf = 64 << 10;  // --tls: at least a record (16 KiB)
   static constexpr int kMaxEvents = 1024;
   // ECONNREFUSED (a full listen backlog can refuse) and EAGAIN/EADDRNOTAVAIL (no local port
   // free yet) are retried after 50, 100, 150, 200 ms; then the connection fails.
@@ -117,6 +132,11 @@ class Worker {
   void connect_deadline();
   void on_event(Conn& c, uint32_t events);
   void on_connected(Conn& c);
+  void open_protocol(Conn& c);
+  bool deliver(Conn& c, const uint8_t* p, size_t n);
+  void start_tls(Conn& c);
+  bool on_tls_bytes(Conn& c, const uint8_t* p, size_t n);
+  void on_tls_established(Conn& c);
   void on_ready(Conn& c);
   void start_messages(Conn& c);
   void send_message(Conn& c);
@@ -141,6 +161,7 @@ class Worker {
   PhaseSync& sync_;
   std::vector<Conn> conns_;
   std::vector<uint8_t> rbuf_;
+  std::vector<uint8_t> plain_;  // --tls: decrypted bytes, one record or so at a time
   int ep_ = -1;
   uint64_t now_ = 0;  // time of the event being handled
   Stats stats_;
