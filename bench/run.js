@@ -78,7 +78,7 @@ function parse(argv) {
   if (!scenario) fail(`unknown scenario "${argv[0]}"`);
   const specs = { ...commonOptions, ...scenario.options };
   const parseSpec = { help: { type: 'boolean', short: 'h' } };
-  for (const k of Object.keys(specs)) parseSpec[k] = { type: 'string' };
+  for (const [k, spec] of Object.entries(specs)) parseSpec[k] = { type: spec.type === 'boolean' ? 'boolean' : 'string' };
   let values;
   try {
     ({ values } = parseArgs({ args: argv.slice(1), options: parseSpec, strict: true, allowPositionals: false }));
@@ -93,6 +93,10 @@ function parse(argv) {
   for (const [k, spec] of Object.entries(specs)) {
     if (stringOptions.has(k)) continue;
     const def = scenario.commonDefaults?.[k] ?? spec.default;
+    if (spec.type === 'boolean') {
+      opts[k] = values[k] ?? def ?? false; // a switch: --tls
+      continue;
+    }
     if (spec.type === 'list') {
       // Comma-separated: numbers (integers >= min) or, with choices, words.
       const items = String(values[k] ?? def).split(',').map((x) => x.trim()).filter(Boolean);
@@ -132,7 +136,7 @@ function parse(argv) {
     if (!cases.some((c) => serves(servers[n], c))) {
       const c = cases[0];
       if (isScaled(c)) fail(`server "${n}" cannot hold ${c.conns} connections: past one process's open files only a server with worker processes can (netloop)`, scenario);
-      fail(`server "${n}" does not serve ${c.proto}${c.role && c.role !== 'echo' ? ` as a ${c.role} server` : ''}`, scenario);
+      fail(`server "${n}" does not serve ${c.proto}${c.tls ? ' over TLS' : ''}${c.role && c.role !== 'echo' ? ` as a ${c.role} server` : ''}`, scenario);
     }
   }
   return { scenario, opts, host, serverNames, cases };

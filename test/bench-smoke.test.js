@@ -65,6 +65,12 @@ async function scenario(t, name, args, dir, env) {
     if ('verify_failures' in j) t.equal(j.verify_failures, 0, `${name} ${run.case} ${run.server}: verify failures 0`);
     t.equal(j.conns_ok, j.conns, `${name} ${run.case} ${run.server}: every connection healthy`);
     for (const f of fields[run.kind]) t.ok(positive(j[f]), `${name} ${run.case} ${run.server}: ${f} = ${j[f]}`);
+    if (args.includes('--tls')) {
+      t.match(j.tls_version, /^TLSv1\.[23]$/, `${name} ${run.case} ${run.server}: over TLS`);
+      t.ok(positive(j.tls_handshakes), `${name} ${run.case} ${run.server}: TLS handshakes`);
+      // Resumed cases: the server took at least one of the tickets offered.
+      if (run.case.endsWith('-resumed')) t.ok(positive(j.tls_resumed), `${name} ${run.case} ${run.server}: resumed handshakes ${j.tls_resumed}`);
+    }
   }
   // Every case: every server it was run with has a summary from clean runs and its figures.
   for (const c of rec.cases) {
@@ -154,6 +160,11 @@ t.test('bench harness smoke', async (t) => {
   await t.test('broadcast', (t) => scenario(t, 'broadcast', ['--conns', '20', '--threads', '1'], dir));
   await t.test('churn ws', (t) => scenario(t, 'churn', ['--conns', '4'], dir));
   await t.test('churn tcp', (t) => scenario(t, 'churn', ['--conns', '4', '--proto', 'tcp'], dir));
+  // Over TLS (the generator's OpenSSL, a certificate the harness makes): wss echo against ws on
+  // https, raw TCP against Node's tls, and churn with full and resumed handshakes.
+  await t.test('echo wss', (t) => scenario(t, 'echo', ['--tls', '--servers', 'ws', '--conns', '4', '--inflight', '2', '--size', '64,16384', '--msg-type', 'binary'], dir));
+  await t.test('echo tls tcp', (t) => scenario(t, 'echo', ['--tls', '--proto', 'tcp', '--servers', 'net', '--conns', '4', '--inflight', '2', '--size', '1024'], dir));
+  await t.test('churn wss', (t) => scenario(t, 'churn', ['--tls', '--servers', 'ws', '--conns', '4'], dir));
   await t.test('ws-api', (t) => scenario(t, 'ws-api', ['--conns', '4', '--inflight', '2', '--size', '64', '--msg-type', 'binary'], dir));
   await t.test('socketio', (t) => scenario(t, 'socketio', ['--conns', '4', '--inflight', '2', '--size', '64'], dir));
   await t.test('tcp-echo (the earlier name)', (t) => scenario(t, 'tcp-echo', ['--conns', '4', '--inflight', '2'], dir));

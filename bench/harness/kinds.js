@@ -220,16 +220,21 @@ export const kinds = {
         server_cpu_share: median(res.map((j) => share(j, 'server_cpu_s'))),
         loadgen_cpu_share: median(res.map((j) => share(j, 'loadgen_cpu_s'))),
         connect_retries: median(res.map((j) => j.connect_retries)),
+        // --tls: the share of handshakes that resumed a session (the server's ticket policy).
+        tls_resumed_share: median(res.map((j) => (j.tls_handshakes > 0 ? j.tls_resumed / j.tls_handshakes : null))),
       };
     },
-    table: (summary, names) =>
+    table: (summary, names, c) =>
       table(
-        ['server', 'connections/s median (min–max)', 'cycle p50 us', 'cycle p99 us', 'server CPU us/conn', 'server CPU', 'loadgen CPU', 'connect retries'],
+        [
+          'server', 'connections/s median (min–max)', 'cycle p50 us', 'cycle p99 us', 'server CPU us/conn', 'server CPU', 'loadgen CPU', 'connect retries',
+          ...(c?.tls ? ['TLS resumed'] : []),
+        ],
         names,
         summary,
         (s) => [
           spreadCell(s.cycles_per_sec), fmt(s.p50_us, 0), fmt(s.p99_us, 0), fmt(s.server_cpu_us_per_cycle, 1), pct(s.server_cpu_share),
-          pct(s.loadgen_cpu_share), fmtInt(s.connect_retries),
+          pct(s.loadgen_cpu_share), fmtInt(s.connect_retries), ...(c?.tls ? [pct(s.tls_resumed_share)] : []),
         ],
       ),
     legend:

@@ -58,11 +58,11 @@ async function runOne({ run, name, c, host, pinning, opts }) {
   const port = await freePort(host);
   const scaled = isScaled(c);
   const workers = scaled ? scalePlan(conns).workers : 0;
-  const { file, args } = servers[name].command({ proto: c.proto, role: c.role ?? 'echo', host, port, nodeFlags: opts['node-flags'], opts, workers });
+  const { file, args } = servers[name].command({ proto: c.proto, role: c.role ?? 'echo', host, port, nodeFlags: opts['node-flags'], opts, workers, tls: c.tls });
   const rec = {
     run, case: c.id, kind: c.kind, server: name, port, command: [file, ...args].join(' '), pid: null, result: null, problems: [], notes: [],
   };
-  const why = servers[name].missing();
+  const why = servers[name].missing() ?? (c.tls ? servers[name].tlsMissing?.() : null);
   if (why) {
     rec.error = `${name} not available: ${why}`;
     rec.problems = runProblems(rec, scenario.kind, conns);
@@ -157,7 +157,8 @@ export function isScaled(c) {
 // Whether a server can take part in a case (its protocol and role; past one process, whether it
 // can run as several processes on one port).
 export function serves(server, c) {
-  return server.protocols.includes(c.proto) && (server.roles ?? ['echo']).includes(c.role ?? 'echo') && (!isScaled(c) || server.workers === true);
+  const tlsOk = c.tls ? (server.tls ?? []).includes(c.proto) : !server.tlsOnly;
+  return tlsOk && server.protocols.includes(c.proto) && (server.roles ?? ['echo']).includes(c.role ?? 'echo') && (!isScaled(c) || server.workers === true);
 }
 
 // Every run, every case, every server that serves the case, in an order that rotates by one each

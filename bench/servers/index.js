@@ -9,6 +9,10 @@
 //                       (not through a shell, so the pid the harness sees is the server's own)
 //   missing()           null when it can start, else why not (checked before any run; such a
 //                       server is reported as failed with this reason, the others still run)
+//   tls                 the protocols it also serves over TLS (a --tls case): command() then gets
+//                       tls = { cert, key } (files) and passes them as --tls-cert/--tls-key
+//   tlsOnly             true for a server that only runs in --tls cases (uWS.js's SSLApp)
+//   tlsMissing()        like missing(), for --tls cases
 //
 // A server that starts but cannot serve the protocol (e.g. a netloop CLI without --proto ws yet)
 // exits or fails its handshakes; the harness reports that run as failed with the reason.
@@ -16,6 +20,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { benchDir, echoCPath, netloopCliPath } from '../harness/paths.js';
+import { tlsServerArgs } from '../harness/tls.js';
+import { UWS_VERSION, uwsModulePath } from '../peers/uws.js';
 
 const node = process.execPath;
 // --node-flags: the same V8/Node flags for every Node server, so that a
@@ -26,14 +32,17 @@ const flags = (nodeFlags) => (nodeFlags ? nodeFlags.split(/\s+/).filter(Boolean)
 const cliMissing = () => (existsSync(netloopCliPath) ? null : `${netloopCliPath} not found: run \`npm run build\``);
 
 // Whether the CLI's echo command takes --mode (asked once: its --help mentions it).
-let modeFlag = null;
-export function cliHasModeFlag() {
-  if (modeFlag === null) {
+let echoHelp = null;
+function cliEchoHelp() {
+  if (echoHelp === null) {
     const r = spawnSync(node, [netloopCliPath, 'echo', '--help'], { encoding: 'utf8', timeout: 10_000 });
-    modeFlag = /--mode\b/.test(`${r.stdout ?? ''}${r.stderr ?? ''}`);
+    echoHelp = `${r.stdout ?? ''}${r.stderr ?? ''}`;
   }
-  return modeFlag;
+  return echoHelp;
 }
+export const cliHasModeFlag = () => /--mode\b/.test(cliEchoHelp());
+// Whether it takes --tls-cert/--tls-key (netloop's own TLS).
+const cliHasTls = () => /--tls-cert\b/.test(cliEchoHelp());
 
 // netloop started in one I/O mode (undefined: the engine's default, no flag passed): the CLI's
 // echo server, or bench/servers/netloop-broadcast.js for the broadcast role, both with the same
@@ -49,15 +58,20 @@ function netloopServer(mode) {
       : 'netloop engine: node dist/cli/main.js echo --proto tcp|ws (broadcast: bench/servers/netloop-broadcast.js)',
     protocols: ['tcp', 'ws'],
     roles: ['echo', 'broadcast'],
+    tls: ['tcp', 'ws'],
+    tlsMissing: () => cliMissing() ?? (cliHasTls() ? null : `${path.relative(process.cwd(), netloopCliPath)} echo has no --tls-cert flag (netloop's TLS is not in this build)`),
     // Past one process (a hold of more connections than 20,000 open files allow): the CLI's
     // supervised worker processes on one port. The workers inherit the Node flags.
     workers: true,
-    command: ({ proto, role, host, port, nodeFlags, opts, workers }) =>
+    command: ({ proto, role, host, port, nodeFlags, opts, workers, tls }) =>
       role === 'broadcast'
         ? { file: node, args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'netloop-broadcast.js'), '--host', host, '--port', String(port), ...modeArgs(opts)] }
         : {
             file: node,
-            args: [...flags(nodeFlags), netloopCliPath, 'echo', '--proto', proto, '--host', host, '--port', String(port), ...modeArgs(opts), ...(workers ? ['--workers', String(workers)] : [])],
+            args: [
+              ...flags(nodeFlags), netloopCliPath, 'echo', '--proto', proto, '--host', host, '--port', String(port), ...modeArgs(opts),
+              ...(workers ? ['--workers', String(workers)] : []), ...tlsServerArgs(tls),
+            ],
           },
     missing: () => {
       const why = cliMissing();
@@ -68,13 +82,15 @@ function netloopServer(mode) {
 }
 
 // An echo server that is one script of bench/servers/, started with --host and --port.
-function scriptServer({ describe, protocols, script, missing }) {
+// tls: the protocols it also serves over TLS (the script takes --tls-cert/--tls-key).
+function scriptServer({ describe, protocols, script, missing, tls }) {
   return {
     describe,
     protocols,
-    command: ({ host, port, nodeFlags }) => ({
+    ...(tls ? { tls } : {}),
+    command: ({ host, port, nodeFlags, tls: cert }) => ({
       file: node,
-      args: [...flags(nodeFlags), path.join(benchDir, 'servers', script), '--host', host, '--port', String(port)],
+      args: [...flags(nodeFlags), path.join(benchDir, 'servers', script), '--host', host, '--port', String(port), ...tlsServerArgs(cert)],
     }),
     missing,
   };
@@ -115,14 +131,24 @@ export const servers = {
     script: 'netloop-http-echo.js',
     missing: cliMissing, // the same build (dist/) as the CLI
   }),
-  net: scriptServer({ describe: "Node's net module: bench/servers/net-echo.js", protocols: ['tcp'], script: 'net-echo.js', missing: () => null }),
+  net: scriptServer({
+    describe: "Node's net module (with --tls: Node's tls module): bench/servers/net-echo.js",
+    protocols: ['tcp'],
+    tls: ['tcp'],
+    script: 'net-echo.js',
+    missing: () => null,
+  }),
   ws: {
-    describe: 'the ws package (8, with bufferutil): bench/servers/ws-echo.js (broadcast: ws-broadcast.js)',
+    describe: 'the ws package (8, with bufferutil; with --tls on Node\'s https): bench/servers/ws-echo.js (broadcast: ws-broadcast.js)',
     protocols: ['ws'],
     roles: ['echo', 'broadcast'],
-    command: ({ role, host, port, nodeFlags }) => ({
+    tls: ['ws'],
+    command: ({ role, host, port, nodeFlags, tls }) => ({
       file: node,
-      args: [...flags(nodeFlags), path.join(benchDir, 'servers', role === 'broadcast' ? 'ws-broadcast.js' : 'ws-echo.js'), '--host', host, '--port', String(port)],
+      args: [
+        ...flags(nodeFlags), path.join(benchDir, 'servers', role === 'broadcast' ? 'ws-broadcast.js' : 'ws-echo.js'), '--host', host, '--port', String(port),
+        ...tlsServerArgs(tls),
+      ],
     }),
     missing: () => {
       try {
@@ -139,6 +165,18 @@ export const servers = {
     script: 'netloop-ws-echo.js',
     missing: cliMissing, // netloop/ws is dist/compat/ws.js: built with the CLI
   }),
+  'uws-ssl': {
+    ...scriptServer({
+      describe: `uWebSockets.js ${UWS_VERSION} SSLApp (its own TLS; --tls cases only; installed on demand): bench/servers/uws-ssl-echo.js`,
+      protocols: ['ws'],
+      tls: ['ws'],
+      script: 'uws-ssl-echo.js',
+      // NETLOOP_BENCH_INSTALL_PEERS=0: use an installed copy only, never download (the tests).
+      missing: () =>
+        uwsModulePath({ install: process.env.NETLOOP_BENCH_INSTALL_PEERS !== '0', log: (line) => process.stderr.write(`bench: ${line}\n`) }).skip ?? null,
+    }),
+    tlsOnly: true,
+  },
   'socketio-ws': socketIoServer('ws'),
   'socketio-netloop': socketIoServer('netloop'),
   c: {
