@@ -9,9 +9,11 @@
       "sources": [
         "native/addon.cc",
         "native/loop.cc",
+        "native/loop_tls.cc",
         "native/readers.cc",
         "native/sockets.cc",
-        "native/timer_heap.cc"
+        "native/timer_heap.cc",
+        "native/tls.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api"],

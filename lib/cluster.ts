@@ -36,6 +36,10 @@ export interface EngineStats {
   readPaused: number;
   /** Bytes held for unfinished WebSocket messages (counted against memoryBudget with queuedBytes). */
   heldBytes: number;
+  /** TLS handshakes completed since start. */
+  tlsHandshakes: number;
+  /** TLS connections dropped before their handshake completed (bad clients, timeouts, refused certificates). */
+  tlsFailed: number;
 }
 
 /** The `supervisor` option of an Engine with `workers`. */

@@ -7,6 +7,7 @@
 import { NetClosedError, OverflowError } from './errors.js';
 import { checkInt, MAX_MS } from './options.js';
 import type { EngineStats } from './cluster.js';
+import type { TlsInfo } from './tls.js';
 
 /** Connection states as the JS side sees them. */
 export const enum ConnState {
@@ -94,6 +95,8 @@ export interface ConnEngine {
   /** @internal */ _setDeadline(c: Conn, kind: 0 | 1, deadline: Deadline): void;
   /** @internal */ _bufferedAmount(c: Conn): number;
   /** @internal */ _address(c: Conn, peer: boolean): string | undefined;
+  /** @internal A TLS connection's facts; absent on transports without native TLS. */
+  _tlsInfo?(c: Conn): TlsInfo | undefined;
   /** @internal The memory budget that protocols' buffers count against (Engine._hold; websocket/receiver.ts ReceiveBudget). */
   readonly _receiveBudget: { hold(delta: number): boolean; readonly budget: number };
 }
@@ -340,6 +343,11 @@ export class Conn<S = unknown> {
   get localAddr(): string {
     this._local ??= this.engine._address(this, false);
     return this._local ?? '';
+  }
+
+  /** TLS facts (protocol, cipher, ALPN, SNI name, resumed) of a TLS connection; undefined for a plain one. */
+  get tls(): TlsInfo | undefined {
+    return this.engine._tlsInfo?.(this);
   }
 
   /** The peer's address; for Unix sockets the peer is usually unnamed ("unix:"). */

@@ -12,9 +12,12 @@ import { StreamTransport, type StreamOwner } from './stream-transport.js';
 import { BurstWatcher, PEAK_THRESHOLD, PeakWatcher } from './memory.js';
 import { boolOption, callbackOption, checkInt, checkKnownOptions } from './options.js';
 import { clusterOptions, createCluster, type EngineCluster, type EngineStats, type SupervisorOptions, type WorkerStats } from './cluster.js';
+import { clientContext, handshakeError, protocolError, serverContext, type TlsClientOptions, type TlsInfo, type TlsServerOptions } from './tls.js';
 import {
   BudgetError,
   EOFError,
+  TLSTruncationError,
+  type TLSHandshakeError,
   HandlerError,
   NetClosedError,
   OverflowError,
@@ -33,6 +36,9 @@ import {
   REASON_STOP,
   REASON_OVERFLOW,
   REASON_BUDGET,
+  REASON_TLS,
+  REASON_TLS_TRUNCATED,
+  REC_TLS_FAIL,
   REASON_READ_TIMEOUT,
   REASON_WRITE_TIMEOUT,
   RECORD_INTS,
@@ -51,6 +57,7 @@ import {
   METER_QUEUED,
   type EngineHandle,
   type NativeAddress,
+  type NativeTlsContext,
 } from './native.js';
 
 /** Options of new Engine(); `S` is the type of each connection's session (Conn.setSession). */
@@ -147,12 +154,36 @@ export interface EngineOptions<S = unknown> {
   workers?: number;
   /** With `workers`: what the workers run, timeouts, restart backoff, and the onWorkerExit/onWorkerListening reports. */
   supervisor?: SupervisorOptions;
+  /**
+   * Serve TLS on every address (docs/tls.md): certificate, key, SNI
+   * certificates, ALPN, versions, client certificates. Checked at once: a
+   * bad PEM, a wrong passphrase or a key that is not the certificate's
+   * throws here, saying which. Engine.setSecureContext replaces it live.
+   */
+  tls?: TlsServerOptions;
+  /** A TLS handshake must complete within this many ms, or the connection is dropped (TLSHandshakeError). Default 10000. */
+  tlsHandshakeTimeout?: number;
+  /** Bytes a peer may send during a TLS handshake (a hostile ClientHello flood); past it the connection is dropped. Default 65536. */
+  tlsMaxHandshakeSize?: number;
+  /**
+   * An accepted connection's TLS handshake failed (bad client, scanner,
+   * timeout): the connection never reached onOpen. `remoteAddr` is the
+   * peer. Default: ignored (stats().tlsFailed counts them).
+   */
+  onTLSError?: (err: TLSHandshakeError, remoteAddr: string | undefined) => void;
 }
 
 /** Options of Engine.dial(). */
 export interface EngineDialOptions {
   /** Give up after this many ms (TimeoutError "dial timeout"). Default: the engine's dialTimeout. */
   timeout?: number;
+  /**
+   * Speak TLS (true: the defaults): the server's certificate is verified
+   * against Node's root certificates (or `ca`) and must be for `servername`
+   * (default: the dialed host); the dial rejects with a TLSHandshakeError
+   * that says why otherwise. onOpen runs once the handshake is done.
+   */
+  tls?: boolean | TlsClientOptions;
 }
 
 /**
@@ -185,9 +216,10 @@ const ENGINE_OPTIONS = {
   maxWriteBufferSize: true, writeHighWaterMark: true, writeLowWaterMark: true, memoryBudget: true, maxLoad: true, closeTimeout: true, dialTimeout: true, readBufferSize: true, readBudget: true,
   maxEventsPerIteration: true, ref: true, ioMode: true, releaseMemoryAfterBurst: true, maxBlockingOnline: true,
   readerStackSize: true, readerBufferSize: true, upgrader: true, workers: true, supervisor: true,
+  tls: true, tlsHandshakeTimeout: true, tlsMaxHandshakeSize: true, onTLSError: true,
 } as const satisfies Record<keyof EngineOptions, true>;
 
-const DIAL_OPTIONS = { timeout: true } as const satisfies Record<keyof EngineDialOptions, true>;
+const DIAL_OPTIONS = { timeout: true, tls: true } as const satisfies Record<keyof EngineDialOptions, true>;
 
 type EngineState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -203,6 +235,8 @@ interface PendingAdoption {
 interface PendingDial {
   gen: number;
   remote: string;
+  /** TLS: the name the certificate was checked against. */
+  servername: string | undefined;
   proto: ConnProtocol | undefined;
   resolve: (conn: Conn) => void;
   reject: (err: Error) => void;
@@ -262,7 +296,7 @@ function checkIoMode(mode: unknown): IoMode {
  */
 export class Engine<S = unknown> implements ConnEngine, StreamOwner {
   /** The options in effect, every default filled in. */
-  readonly options: Readonly<Required<Omit<EngineOptions, 'onOpen' | 'onData' | 'onClose' | 'onDrain' | 'upgrader' | 'workers' | 'supervisor'>>>;
+  readonly options: Readonly<Required<Omit<EngineOptions, 'onOpen' | 'onData' | 'onClose' | 'onDrain' | 'upgrader' | 'workers' | 'supervisor' | 'tls' | 'onTLSError'>>>;
   readonly #upgrader: EngineUpgrader | undefined;
   /** With `workers`: the supervisor (in the primary) or the worker's link to it. */
   readonly #cluster: EngineCluster | undefined;
@@ -271,6 +305,12 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
   #onData: (conn: Conn, data: Buffer) => void;
   #onClose: (conn: Conn, err: Error | null) => void;
   #onDrain: ((conn: Conn) => void) | undefined;
+  #onTLSError: ((err: TLSHandshakeError, remoteAddr: string | undefined) => void) | undefined;
+  /** The listeners' TLS context (EngineOptions.tls, setSecureContext), or none. */
+  #tls: NativeTlsContext | undefined;
+  /** Client contexts: the default one, and one per TlsClientOptions object given to dial. */
+  #clientTls: NativeTlsContext | undefined;
+  readonly #clientTlsByOptions = new WeakMap<object, NativeTlsContext>();
 
   #state: EngineState = 'new';
   #handle: EngineHandle | undefined;
@@ -314,6 +354,8 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
     this.#onData = callbackOption('onData', raw.onData) ?? noop;
     this.#onClose = callbackOption('onClose', raw.onClose) ?? noop;
     this.#onDrain = callbackOption('onDrain', raw.onDrain);
+    this.#onTLSError = callbackOption('onTLSError', raw.onTLSError);
+    if (options.tls !== undefined) this.#tls = serverContext('tls', options.tls);
     if (options.upgrader !== undefined) {
       const u = options.upgrader as Partial<EngineUpgrader> | null;
       if (u === null || typeof u !== 'object' || typeof u.attach !== 'function' || typeof u.accept !== 'function') {
@@ -348,6 +390,8 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
       maxBlockingOnline: checkInt('maxBlockingOnline', options.maxBlockingOnline ?? 1000, 0, 2 ** 32 - 1),
       readerStackSize: checkInt('readerStackSize', options.readerStackSize ?? 64 * 1024, 16 * 1024, 2 ** 30),
       readerBufferSize: checkInt('readerBufferSize', options.readerBufferSize ?? 16 * 1024, 1024, 2 ** 30),
+      tlsHandshakeTimeout: checkInt('tlsHandshakeTimeout', options.tlsHandshakeTimeout ?? 10_000, 1, 2 ** 31 - 1),
+      tlsMaxHandshakeSize: checkInt('tlsMaxHandshakeSize', options.tlsMaxHandshakeSize ?? 64 * 1024, 1024, 2 ** 32 - 1),
     });
     this._receiveBudget.budget = this.options.memoryBudget;
     this.#upgrader?.attach(this);
@@ -400,6 +444,8 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
         maxBlockingOnline: o.maxBlockingOnline,
         readerStackSize: o.readerStackSize,
         readerBufferSize: o.readerBufferSize,
+        tlsHandshakeTimeout: o.tlsHandshakeTimeout,
+        tlsMaxHandshakeSize: o.tlsMaxHandshakeSize,
       },
       { records: this.#records, slab: this.#slab, cmds: this.#cmds, out: this.#out, meter: this.#meter },
       (count) => this.#onBatch(count),
@@ -413,6 +459,7 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
         this.#listeners.clear();
         throw new SysError(-id, 'listen', o.addrs[i]);
       }
+      if (this.#tls !== undefined) handle.setListenerTls(id, this.#tls);
       const a = handle.listenerAddress(id);
       const bound = typeof a === 'number' ? o.addrs[i]! : formatAddress(...a);
       this.#listeners.set(id, { ...p, bound });
@@ -429,6 +476,19 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
     this.#state = 'running';
     this.#peak = new PeakWatcher(() => this.#meter[METER_QUEUED]! + this.#meter[METER_HELD]!);
     this.#upgrader?.started(this);
+  }
+
+  /**
+   * Replaces the listeners' TLS settings (a renewed certificate) without a
+   * restart: handshakes that start from now on use them, connections
+   * already open keep theirs. Checked like EngineOptions.tls (throws saying
+   * what is wrong, and then nothing changes).
+   */
+  setSecureContext(tls: TlsServerOptions): void {
+    const ctx = serverContext('setSecureContext', tls);
+    if (this.#tls === undefined && this.#state !== 'new') throw new Error('setSecureContext(): this engine was started without tls');
+    this.#tls = ctx;
+    if (this.#handle !== undefined) for (const id of this.#listeners.keys()) this.#handle.setListenerTls(id, ctx);
   }
 
   /** The addresses actually listened on (port 0 replaced by the port the OS chose). */
@@ -542,16 +602,33 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
     checkKnownOptions('Engine.dial', options, DIAL_OPTIONS);
     const p = parseAddress(addr);
     const timeout = checkInt('timeout', options.timeout ?? this.options.dialTimeout, 0, 2 ** 31 - 1);
+    const tls = this.#dialTls(options.tls);
+    const servername = tls === undefined ? undefined : (typeof options.tls === 'object' ? options.tls.servername : undefined) ?? (p.kind === 'inet' ? p.host : undefined);
     const host = p.kind === 'inet' ? await resolveHost(p.host) : '';
     if (this.#state !== 'running') throw new NetClosedError();
     const handle = this.#handle!;
-    const r = p.kind === 'unix' ? handle.dialUnix(p.path, timeout) : handle.dial(host, p.port, timeout);
+    const r = p.kind === 'unix' ? handle.dialUnix(p.path, timeout, tls, servername) : handle.dial(host, p.port, timeout, tls, servername);
     if (typeof r === 'number') throw new SysError(-r, 'dial', addr);
     const [slot, gen] = r;
     const remote = p.kind === 'unix' ? `unix:${p.path}` : formatAddress(host.includes(':') ? 'IPv6' : 'IPv4', host, p.port);
     return new Promise<Conn>((resolve, reject) => {
-      this.#dials.set(slot, { gen, remote, proto, resolve, reject });
+      this.#dials.set(slot, { gen, remote, proto, resolve, reject, servername });
     });
+  }
+
+  // The client context of a dial's `tls` option: the default one (Node's
+  // root certificates) is made once per engine, others once per options object.
+  #dialTls(tls: EngineDialOptions['tls']): NativeTlsContext | undefined {
+    if (tls === undefined || tls === false) return undefined;
+    if (tls === true) return (this.#clientTls ??= clientContext('dial tls', {}));
+    if (tls === null || typeof tls !== 'object') throw new TypeError('Engine.dial: tls must be a boolean or an options object');
+    let ctx = this.#clientTlsByOptions.get(tls);
+    if (ctx === undefined) {
+      const { servername: _, ...rest } = tls;
+      ctx = Object.keys(rest).length === 0 ? (this.#clientTls ??= clientContext('dial tls', {})) : clientContext('dial tls', tls);
+      this.#clientTlsByOptions.set(tls, ctx);
+    }
+    return ctx;
   }
 
   /**
@@ -577,6 +654,8 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
       readerThreadsStarted: s[9]!,
       readerThreadBytes: s[8]! * s[10]!,
       readPaused: s[11]!,
+      tlsHandshakes: s[12]!,
+      tlsFailed: s[13]!,
       heldBytes: this.#meter[METER_HELD]!,
     };
   }
@@ -641,6 +720,8 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
           }
           c._drainHandler?.(c);
           this.#onDrain?.(c);
+        } else if (type === REC_TLS_FAIL) {
+          this.#tlsFailed(slot, gen, rec[p + 3]!, rec[p + 4]!);
         } else if (type === REC_DIAL_FAIL) {
           const d = this.#dials.get(slot);
           if (d !== undefined && d.gen === gen) {
@@ -774,6 +855,21 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
     }
   }
 
+  // A TLS handshake that never completed: a dial rejects, an accepted
+  // connection (never seen by onOpen) is reported to onTLSError.
+  #tlsFailed(slot: number, gen: number, code: number, errno: number): void {
+    const info = this.#handle?.tlsInfo(slot, gen);
+    const d = this.#dials.get(slot);
+    if (d !== undefined && d.gen === gen) {
+      this.#dials.delete(slot);
+      d.reject(code === 0 ? new NetClosedError() : errno !== 0 ? new SysError(errno, 'dial', d.remote) : handshakeError(code, info?.errorText ?? '', d.servername));
+      return;
+    }
+    if (this.#onTLSError === undefined || code === 0) return;
+    const a = this.#handle?.address(slot, gen, true);
+    this.#onTLSError(handshakeError(code, errno !== 0 ? new SysError(errno).message : (info?.errorText ?? '')), typeof a === 'object' ? formatAddress(...a) : undefined);
+  }
+
   #closed(slot: number, gen: number, reason: number, errno: number): void {
     const c = this.#conns[slot];
     if (c === undefined || c._gen !== gen) return;
@@ -785,7 +881,7 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
     c._state = ConnState.Closed;
     // An error the user closed with wins. A plain close() reports null unless
     // the close lost data (reset or timeout while flushing): that is not silent.
-    const err = c._closeErr ?? this.#closeError(reason, errno, c._blocking);
+    const err = c._closeErr ?? (reason === REASON_TLS ? protocolError(errno, this.#handle?.tlsInfo(slot, gen)?.errorText ?? '') : this.#closeError(reason, errno, c._blocking));
     if (c._proto !== undefined) c._proto.onClose(c, err);
     else this.#onClose(c, err);
   }
@@ -809,6 +905,8 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
         return new OverflowError(this.options.maxWriteBufferSize);
       case REASON_BUDGET:
         return new BudgetError(this.options.memoryBudget);
+      case REASON_TLS_TRUNCATED:
+        return new TLSTruncationError();
       case REASON_LOCAL:
       case REASON_STOP:
         return blocking ? new NetClosedError() : null;
@@ -986,6 +1084,13 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
     if (c._state === ConnState.Closed || this.#handle === undefined) return 0;
     this.#flush();
     return Math.max(0, this.#handle.queued(c._slot, c._gen));
+  }
+
+  /** @internal A TLS connection's negotiated facts (Conn.tls). */
+  _tlsInfo(c: Conn): TlsInfo | undefined {
+    const i = this.#handle?.tlsInfo(c._slot, c._gen);
+    if (i === undefined) return undefined;
+    return { protocol: i.protocol, cipher: i.cipher, alpn: i.alpn, servername: i.servername, resumed: i.resumed };
   }
 
   /** @internal */

@@ -172,3 +172,39 @@ export class CloseError extends NetloopError {
     this.reason = reason;
   }
 }
+
+/**
+ * TLS failed on a connection. `code` is stable: for a refused certificate
+ * it is Node's name for the check that failed ('CERT_HAS_EXPIRED',
+ * 'ERR_TLS_CERT_ALTNAME_INVALID', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+ * 'SELF_SIGNED_CERT_IN_CHAIN', ...); otherwise 'ERR_TLS_HANDSHAKE',
+ * 'ERR_TLS_HANDSHAKE_TIMEOUT', 'ERR_TLS_HANDSHAKE_TOO_LARGE',
+ * 'ERR_TLS_HANDSHAKE_EOF' or 'ERR_TLS_PROTOCOL' (after the handshake: a bad
+ * record or a fatal alert). The message carries OpenSSL's reason.
+ */
+export class TLSError extends NetloopError {}
+
+/**
+ * The TLS handshake did not complete: the dial rejects with it (client),
+ * EngineOptions.onTLSError receives it (server). See TLSError for `code`.
+ */
+export class TLSHandshakeError extends TLSError {
+  /** OpenSSL's X509 verify result when the peer's certificate was refused (X509_V_ERR_*), else 0. */
+  readonly verifyError: number;
+  constructor(code: string, message: string, verifyError = 0) {
+    super(code, message);
+    this.verifyError = verifyError;
+  }
+}
+
+/**
+ * The peer closed the TCP connection (FIN) without TLS's close_notify: the
+ * stream may have been cut short by someone in between (a truncation
+ * attack), or the peer just did not say goodbye. A close_notify followed by
+ * FIN is reported as EOFError, like FIN on a plain connection.
+ */
+export class TLSTruncationError extends TLSError {
+  constructor() {
+    super('ERR_TLS_TRUNCATED', 'TLS connection ended without close_notify (truncated)');
+  }
+}

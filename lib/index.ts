@@ -37,7 +37,11 @@ export {
   OverflowError,
   BudgetError,
   HandlerError,
+  TLSError,
+  TLSHandshakeError,
+  TLSTruncationError,
   describeErrno,
 } from './errors.js';
+export type { TlsServerOptions, TlsClientOptions, TlsCertificate, TlsInfo, TlsVersion, Pem } from './tls.js';
 export type { TimeoutKind } from './errors.js';
 export { releaseMemory } from './memory.js';

@@ -29,6 +29,10 @@ export interface NativeConfig {
   maxBlockingOnline: number;
   readerStackSize: number;
   readerBufferSize: number;
+  /** ms a TLS handshake may take. */
+  tlsHandshakeTimeout: number;
+  /** Bytes a peer may send during a TLS handshake. */
+  tlsMaxHandshakeSize: number;
 }
 
 /** [family, host or path, port]; a negative number is -errno. */
@@ -38,8 +42,9 @@ export interface EngineHandle {
   listen(host: string, port: number, backlog: number, reusePort: boolean): number;
   listenUnix(path: string, backlog: number): number;
   listenerAddress(id: number): NativeAddress | number;
-  dial(host: string, port: number, timeoutMs: number): [slot: number, gen: number] | number;
-  dialUnix(path: string, timeoutMs: number): [slot: number, gen: number] | number;
+  /** tls: a context from createTlsContext (client side); the OPEN record then waits for the handshake, or REC_TLS_FAIL replaces it. */
+  dial(host: string, port: number, timeoutMs: number, tls?: NativeTlsContext, servername?: string): [slot: number, gen: number] | number;
+  dialUnix(path: string, timeoutMs: number, tls?: NativeTlsContext, servername?: string): [slot: number, gen: number] | number;
   /** Duplicates a connected socket's fd into the loop (its OPEN record has listener ADOPTED_LISTENER). */
   adopt(fd: number): [slot: number, gen: number] | number;
   start(): number;
@@ -53,6 +58,45 @@ export interface EngineHandle {
   closeListeners(): void;
   /** Releases a handle that was never started. */
   destroy(): void;
+  /** TLS for new connections on a listener (null: plain); live ones keep theirs. 0 or -errno. */
+  setListenerTls(id: number, tls: NativeTlsContext | null): number;
+  /** A TLS connection's negotiated facts or failure, until its slot is reused. */
+  tlsInfo(slot: number, gen: number): NativeTlsInfo | undefined;
+}
+
+/** An OpenSSL context (SSL_CTX) made by createTlsContext; opaque to JS. */
+export type NativeTlsContext = object & { readonly __tlsContext: unique symbol };
+
+/** What lib/tls.ts hands createTlsContext: validated, in OpenSSL's terms. */
+export interface NativeTlsConfig {
+  server: boolean;
+  cert?: string;
+  key?: string;
+  passphrase?: string;
+  ca?: string;
+  ciphers?: string;
+  ciphersuites?: string;
+  /** 0x0303 TLS 1.2, 0x0304 TLS 1.3; 0: OpenSSL's default. */
+  minVersion?: number;
+  maxVersion?: number;
+  /** ALPN protocol names in wire format (length-prefixed). */
+  alpn?: Buffer;
+  requestCert?: boolean;
+  rejectUnauthorized: boolean;
+  /** Seconds a session ticket stays valid; ticket keys rotate at this interval. */
+  sessionTimeout?: number;
+  sni?: [name: string, context: NativeTlsContext][];
+}
+
+export interface NativeTlsInfo {
+  protocol: string;
+  cipher: string;
+  alpn: string;
+  servername: string;
+  resumed: boolean;
+  /** TLS_ERR_* (0: none). */
+  error: number;
+  errorText: string;
 }
 
 interface Binding {
@@ -65,6 +109,8 @@ interface Binding {
   trimMemory(): boolean;
   /** XORs buf[start, end) with the WebSocket masking key, in place; returns the key index at end (lib/websocket/mask.ts). */
   mask(buf: Uint8Array, start: number, end: number, key: Uint8Array, keyIndex: number): number;
+  /** An OpenSSL context on Node's own OpenSSL (native/tls.cc); throws an Error saying what is wrong with the config. */
+  createTlsContext(config: NativeTlsConfig): NativeTlsContext;
 }
 
 const require = createRequire(import.meta.url);
@@ -87,6 +133,7 @@ export const REC_DATA = 2; // a: slab offset, b: length
 export const REC_CLOSE = 3; // a: reason, b: errno
 export const REC_DRAIN = 4;
 export const REC_DIAL_FAIL = 5; // a: errno
+export const REC_TLS_FAIL = 6; // a: TLS_ERR_* (0: the engine stopped), b: errno; the TLS handshake never completed
 
 export const REASON_EOF = 1;
 export const REASON_ERRNO = 2;
@@ -96,6 +143,17 @@ export const REASON_OVERFLOW = 5;
 export const REASON_LOCAL = 6;
 export const REASON_STOP = 7;
 export const REASON_BUDGET = 8;
+export const REASON_TLS_TRUNCATED = 9;
+export const REASON_TLS = 10; // b: TLS_ERR_*
+
+// Why TLS failed (native/tls.h, TlsError).
+export const TLS_ERR_HANDSHAKE = 1;
+export const TLS_ERR_TIMEOUT = 2;
+export const TLS_ERR_TOO_LARGE = 3;
+export const TLS_ERR_EOF = 4;
+export const TLS_ERR_PROTOCOL = 5;
+/** TLS_ERR_VERIFY + X509_V_ERR_*: the peer's certificate was refused. */
+export const TLS_ERR_VERIFY = 100;
 
 /** REC_OPEN's listener id of a connection taken over from Node (Engine.adopt). */
 export const ADOPTED_LISTENER = -2;
@@ -110,7 +168,7 @@ export const IO_BLOCKING = 1;
 export const IO_MIXED = 2;
 
 /** Length of the Float64Array that EngineHandle.stats() fills. */
-export const STATS_LENGTH = 12;
+export const STATS_LENGTH = 14;
 
 // The memory meter shared with native (native/loop.h, kMeter*).
 export const METER_QUEUED = 0;

@@ -31,6 +31,19 @@ namespace {
 // record rounds the rest waits for the idle handle (next loop turn).
 constexpr int kMaxDispatchRounds = 64;
 
+// TLS contexts cross to JS as tagged externals (a finalizer drops JS's
+// reference); the tag makes sure an argument really is one of ours.
+const napi_type_tag kTlsContextTag = {0x6e65746c6f6f7074ULL, 0x746c73637478ULL};
+
+SSL_CTX* TlsContextArg(Napi::Value v) {
+  if (!v.IsExternal()) return nullptr;
+  bool ours = false;
+  if (napi_check_object_type_tag(v.Env(), v, &kTlsContextTag, &ours) != napi_ok || !ours) return nullptr;
+  void* data = nullptr;
+  if (napi_get_value_external(v.Env(), v, &data) != napi_ok) return nullptr;
+  return static_cast<SSL_CTX*>(data);
+}
+
 class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
  public:
   static Napi::Function Define(Napi::Env env);
@@ -56,6 +69,8 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
   Napi::Value SetRef(const Napi::CallbackInfo& info);
   Napi::Value Destroy(const Napi::CallbackInfo& info);
   Napi::Value CloseListeners(const Napi::CallbackInfo& info);
+  Napi::Value SetListenerTls(const Napi::CallbackInfo& info);
+  Napi::Value TlsInfo(const Napi::CallbackInfo& info);
 
   // libuv callbacks.
   static void OnPoll(uv_poll_t* handle, int status, int events);
@@ -163,6 +178,8 @@ Napi::Function EngineHandle::Define(Napi::Env env) {
                          InstanceMethod("setRef", &EngineHandle::SetRef),
                          InstanceMethod("destroy", &EngineHandle::Destroy),
                          InstanceMethod("closeListeners", &EngineHandle::CloseListeners),
+                         InstanceMethod("setListenerTls", &EngineHandle::SetListenerTls),
+                         InstanceMethod("tlsInfo", &EngineHandle::TlsInfo),
                      });
 }
 
@@ -230,6 +247,8 @@ EngineHandle::EngineHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<En
   // AddressSanitizer's redzones and its own frames need far more stack.
   if (lc.reader_stack_size < 1024 * 1024) lc.reader_stack_size = 1024 * 1024;
 #endif
+  lc.tls_handshake_timeout_ms = static_cast<int>(NumberField(config, "tlsHandshakeTimeout", 10000));
+  lc.tls_max_handshake_bytes = NumberField(config, "tlsMaxHandshakeSize", 64 * 1024);
   if (lc.read_budget == 0) lc.read_budget = 64 * 1024;
   if (lc.accept_budget <= 0) lc.accept_budget = 256;
 
@@ -306,28 +325,54 @@ Napi::Value EngineHandle::DialResult(Napi::Env env, int r, uint32_t slot, uint32
   return out;
 }
 
+// The TLS arguments of dial/dialUnix: (ctx, servername) at index i, or
+// none. *tls is the new connection's state; false after a thrown TypeError.
+bool DialTlsArgs(const Napi::CallbackInfo& info, size_t i, TlsConn** tls) {
+  *tls = nullptr;
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return true;
+  SSL_CTX* ctx = TlsContextArg(info[i]);
+  if (ctx == nullptr || (info.Length() > i + 1 && !info[i + 1].IsString() && !info[i + 1].IsUndefined())) {
+    ThrowType(info.Env(), "dial: tls must be a context from createTlsContext(), servername a string");
+    return false;
+  }
+  std::string servername = info.Length() > i + 1 && info[i + 1].IsString() ? info[i + 1].As<Napi::String>().Utf8Value() : "";
+  std::string error;
+  *tls = TlsConn::New(ctx, false, servername, &error);
+  if (*tls == nullptr) {
+    Napi::Error::New(info.Env(), "netloop: TLS: " + error).ThrowAsJavaScriptException();
+    return false;
+  }
+  return true;
+}
+
+// dial(host, port, timeoutMs, tlsContext?, servername?)
 Napi::Value EngineHandle::Dial(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber()) {
-    return ThrowType(env, "dial(host, port, timeoutMs)");
+    return ThrowType(env, "dial(host, port, timeoutMs, tlsContext?, servername?)");
   }
   if (state_ != State::kRunning) return Napi::Number::New(env, -EBADF);
+  TlsConn* tls = nullptr;
+  if (!DialTlsArgs(info, 3, &tls)) return env.Undefined();
   std::string host = info[0].As<Napi::String>().Utf8Value();
   uint32_t slot = 0, gen = 0;
   int r = loop_.DialInet(host.c_str(), PortArg(info[1]),
-                         info[2].As<Napi::Number>().Int32Value(), &slot, &gen);
+                         info[2].As<Napi::Number>().Int32Value(), &slot, &gen, tls);
   return DialResult(env, r, slot, gen);
 }
 
+// dialUnix(path, timeoutMs, tlsContext?, servername?)
 Napi::Value EngineHandle::DialUnix(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
-    return ThrowType(env, "dialUnix(path, timeoutMs)");
+    return ThrowType(env, "dialUnix(path, timeoutMs, tlsContext?, servername?)");
   }
   if (state_ != State::kRunning) return Napi::Number::New(env, -EBADF);
+  TlsConn* tls = nullptr;
+  if (!DialTlsArgs(info, 2, &tls)) return env.Undefined();
   std::string path = info[0].As<Napi::String>().Utf8Value();
   uint32_t slot = 0, gen = 0;
-  int r = loop_.DialUnix(path.c_str(), info[1].As<Napi::Number>().Int32Value(), &slot, &gen);
+  int r = loop_.DialUnix(path.c_str(), info[1].As<Napi::Number>().Int32Value(), &slot, &gen, tls);
   return DialResult(env, r, slot, gen);
 }
 
@@ -418,6 +463,12 @@ void EngineHandle::OnIdle(uv_idle_t* handle) {
   auto* self = static_cast<EngineHandle*>(handle->data);
   Napi::HandleScope scope(self->Env());
   self->Dispatch();
+  if (self->state_ == State::kRunning && !self->loop_.has_records() && self->loop_.has_tls_backlog()) {
+    // Decrypted input that did not fit in the last slab: no socket event
+    // will announce it, so this turn runs an iteration itself.
+    self->loop_.Poll();
+    self->Dispatch();
+  }
 }
 
 void EngineHandle::Dispatch() {
@@ -449,11 +500,11 @@ void EngineHandle::Dispatch() {
 // outside Dispatch(): a flush from a timer, a dial, the end of a batch.
 void EngineHandle::AfterExternalChange() {
   if (state_ != State::kRunning) return;
-  bool want_idle = loop_.has_records() && !dispatching_;
+  bool want_idle = (loop_.has_records() || loop_.has_tls_backlog()) && !dispatching_;
   if (want_idle && !idle_active_) {
     uv_idle_start(&idle_, &EngineHandle::OnIdle);
     idle_active_ = true;
-  } else if (!loop_.has_records() && idle_active_) {
+  } else if (!want_idle && !dispatching_ && idle_active_) {
     uv_idle_stop(&idle_);
     idle_active_ = false;
   }
@@ -611,13 +662,14 @@ Napi::Value EngineHandle::Address(const Napi::CallbackInfo& info) {
 // stats(out: Float64Array(12)): online, accepted, dialed, closed, rejected,
 // bytesIn, bytesOut, queued, blockingOnline (reader threads alive),
 // readersStarted, readerBytes (stack plus buffer reserved per reader),
-// readPaused (connections not read because of backpressure).
+// readPaused (connections not read because of backpressure), tlsHandshakes,
+// tlsFailed (TLS connections dropped before their handshake completed).
 Napi::Value EngineHandle::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   double* out = nullptr;
   size_t len = 0;
-  if (info.Length() < 1 || !GetTypedArray(info[0], napi_float64_array, &out, &len) || len < 12) {
-    return ThrowType(env, "stats(Float64Array(12))");
+  if (info.Length() < 1 || !GetTypedArray(info[0], napi_float64_array, &out, &len) || len < 14) {
+    return ThrowType(env, "stats(Float64Array(14))");
   }
   const LoopStats& s = loop_.stats();
   out[0] = static_cast<double>(s.online);
@@ -632,6 +684,8 @@ Napi::Value EngineHandle::Stats(const Napi::CallbackInfo& info) {
   out[9] = static_cast<double>(s.readers_started);
   out[10] = static_cast<double>(loop_.reader_bytes());
   out[11] = static_cast<double>(s.read_paused);
+  out[12] = static_cast<double>(s.tls_handshakes);
+  out[13] = static_cast<double>(s.tls_failed);
   return env.Undefined();
 }
 
@@ -651,6 +705,40 @@ Napi::Value EngineHandle::Destroy(const Napi::CallbackInfo& info) {
 Napi::Value EngineHandle::CloseListeners(const Napi::CallbackInfo& info) {
   if (state_ == State::kRunning) loop_.CloseListeners();
   return info.Env().Undefined();
+}
+
+// setListenerTls(id, tlsContext | null) -> 0 | -errno: the certificate (and
+// everything else) new connections on that listener get; live ones keep
+// theirs (Engine.setSecureContext).
+Napi::Value EngineHandle::SetListenerTls(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber()) return ThrowType(env, "setListenerTls(id, tlsContext)");
+  SSL_CTX* ctx = nullptr;
+  if (!info[1].IsNull()) {
+    ctx = TlsContextArg(info[1]);
+    if (ctx == nullptr) return ThrowType(env, "setListenerTls: tlsContext must come from createTlsContext()");
+  }
+  return Napi::Number::New(env, loop_.SetListenerTls(info[0].As<Napi::Number>().Int32Value(), ctx));
+}
+
+// tlsInfo(slot, gen) -> { protocol, cipher, alpn, servername, resumed,
+// error, errorText } | undefined: a TLS connection's negotiated facts, or why
+// it failed (readable until the slot is reused, i.e. inside its CLOSE or
+// TLS_FAIL record's batch).
+Napi::Value EngineHandle::TlsInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) return ThrowType(env, "tlsInfo(slot, gen)");
+  const TlsConn* t = loop_.TlsOf(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().Uint32Value());
+  if (t == nullptr) return env.Undefined();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("protocol", t->Protocol());
+  o.Set("cipher", t->Cipher());
+  o.Set("alpn", t->Alpn());
+  o.Set("servername", t->ServerName());
+  o.Set("resumed", t->Resumed());
+  o.Set("error", t->error());
+  o.Set("errorText", t->error_text());
+  return o;
 }
 
 // setRef(bool): whether a running engine keeps the process alive.
@@ -677,6 +765,15 @@ Napi::Object Constants(Napi::Env env) {
   c.Set("REC_CLOSE", Napi::Number::New(env, kRecClose));
   c.Set("REC_DRAIN", Napi::Number::New(env, kRecDrain));
   c.Set("REC_DIAL_FAIL", Napi::Number::New(env, kRecDialFail));
+  c.Set("REC_TLS_FAIL", Napi::Number::New(env, kRecTlsFail));
+  c.Set("REASON_TLS_TRUNCATED", Napi::Number::New(env, kReasonTlsTruncated));
+  c.Set("REASON_TLS", Napi::Number::New(env, kReasonTls));
+  c.Set("TLS_ERR_HANDSHAKE", Napi::Number::New(env, kTlsErrHandshake));
+  c.Set("TLS_ERR_TIMEOUT", Napi::Number::New(env, kTlsErrTimeout));
+  c.Set("TLS_ERR_TOO_LARGE", Napi::Number::New(env, kTlsErrTooLarge));
+  c.Set("TLS_ERR_EOF", Napi::Number::New(env, kTlsErrEof));
+  c.Set("TLS_ERR_PROTOCOL", Napi::Number::New(env, kTlsErrProtocol));
+  c.Set("TLS_ERR_VERIFY", Napi::Number::New(env, kTlsErrVerify));
   c.Set("REASON_EOF", Napi::Number::New(env, kReasonEof));
   c.Set("REASON_ERRNO", Napi::Number::New(env, kReasonErrno));
   c.Set("REASON_READ_TIMEOUT", Napi::Number::New(env, kReasonReadTimeout));
@@ -759,10 +856,77 @@ Napi::Value TrimMemory(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), TrimAllocator());
 }
 
+std::string StringField(Napi::Object o, const char* name) {
+  Napi::Value v = o.Get(name);
+  return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+}
+
+// createTlsContext(options) -> tlsContext: options as lib/tls.ts built them
+// (PEM strings, versions as OpenSSL numbers, ALPN in wire format, sni as
+// [[name, tlsContext], ...]). Throws an Error that says what is wrong with
+// them (bad PEM, wrong passphrase, key/cert mismatch, unknown ciphers).
+Napi::Value CreateTlsContext(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) return ThrowType(env, "createTlsContext(options)");
+  Napi::Object o = info[0].As<Napi::Object>();
+  TlsContextConfig c;
+  c.server = o.Get("server").ToBoolean().Value();
+  c.cert = StringField(o, "cert");
+  c.key = StringField(o, "key");
+  c.passphrase = StringField(o, "passphrase");
+  c.ca = StringField(o, "ca");
+  c.ciphers = StringField(o, "ciphers");
+  c.ciphersuites = StringField(o, "ciphersuites");
+  c.min_version = static_cast<int>(NumberField(o, "minVersion", 0));
+  c.max_version = static_cast<int>(NumberField(o, "maxVersion", 0));
+  Napi::Value alpn = o.Get("alpn");
+  if (alpn.IsBuffer()) {
+    Napi::Buffer<char> b = alpn.As<Napi::Buffer<char>>();
+    c.alpn.assign(b.Data(), b.Length());
+  }
+  c.request_cert = o.Get("requestCert").ToBoolean().Value();
+  c.reject_unauthorized = o.Get("rejectUnauthorized").ToBoolean().Value();
+  c.session_timeout = static_cast<long>(NumberField(o, "sessionTimeout", 300));
+  Napi::Value sni = o.Get("sni");
+  if (sni.IsArray()) {
+    Napi::Array a = sni.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value e = a.Get(i);
+      if (!e.IsArray()) return ThrowType(env, "createTlsContext: sni entries must be [name, tlsContext]");
+      Napi::Array pair = e.As<Napi::Array>();
+      SSL_CTX* child = TlsContextArg(pair.Get(1u));
+      if (!pair.Get(0u).IsString() || child == nullptr) {
+        return ThrowType(env, "createTlsContext: sni entries must be [name, tlsContext]");
+      }
+      c.sni.emplace_back(pair.Get(0u).As<Napi::String>().Utf8Value(), child);  // NewTlsContext takes its own reference
+    }
+  }
+  std::string error;
+  SSL_CTX* ctx = NewTlsContext(c, &error);
+  if (ctx == nullptr) {
+    Napi::Error e = Napi::Error::New(env, error);
+    e.Set("code", Napi::String::New(env, "NETLOOP_TLS_CONFIG"));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  // A plain napi external: the finalizer is a static function, so nothing
+  // besides the context itself is allocated for it.
+  napi_value ext;
+  if (napi_create_external(env, ctx, [](napi_env, void* p, void*) { FreeTlsContext(static_cast<SSL_CTX*>(p)); },
+                           nullptr, &ext) != napi_ok) {
+    FreeTlsContext(ctx);
+    Napi::Error::New(env, "createTlsContext: out of memory").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  napi_type_tag_object(env, ext, &kTlsContextTag);
+  return Napi::Value(env, ext);
+}
+
 Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("releaseMemory", Napi::Function::New(env, ReleaseMemory));
   exports.Set("trimMemory", Napi::Function::New(env, TrimMemory));
   exports.Set("mask", Napi::Function::New(env, Mask));
+  exports.Set("createTlsContext", Napi::Function::New(env, CreateTlsContext));
   exports.Set("EngineHandle", EngineHandle::Define(env));
   exports.Set("constants", Constants(env));
 #if defined(__linux__)

@@ -20,6 +20,7 @@ enum : int32_t {
   kRecClose = 3,     // a: close reason, b: errno (0 if none)
   kRecDrain = 4,     // the write queue became empty
   kRecDialFail = 5,  // a: errno; the connection never opened
+  kRecTlsFail = 6,   // a: TlsError (0: the engine stopped), b: errno; the TLS handshake never completed
 };
 
 // kRecOpen's listener id of a connection taken over from another owner (Loop::Adopt).
@@ -35,6 +36,8 @@ enum : int32_t {
   kReasonLocal = 6,         // closed by a CLOSE command
   kReasonStop = 7,          // the engine stopped
   kReasonBudget = 8,        // queuing would take the server past its memory budget
+  kReasonTlsTruncated = 9,  // TLS: the peer's FIN came without close_notify (a truncation)
+  kReasonTls = 10,          // TLS: b holds the TlsError (a bad record, a fatal alert, a handshake failure)
 };
 
 // Command types.

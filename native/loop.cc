@@ -33,36 +33,18 @@ constexpr size_t kMinReadShare = 64 * 1024;
 // this long instead of spinning the level-triggered loop at 100% CPU.
 constexpr int kListenerPauseMs = 100;
 
-enum SlotKind : uint8_t { kFree = 0, kListener = 1, kConn = 2 };
+}  // namespace
 
-enum SlotState : uint8_t {
-  kConnecting = 1,  // dial in progress
-  kOpen = 2,
-  kFlushing = 3,  // closing: the queue drains first, then FIN
-  kLinger = 4,    // FIN sent, reading (and discarding) until the peer's FIN
-  kClosed = 5,    // descriptor closed, CLOSE record not yet delivered
-  kStopping = 6,  // blocking: the reader was told to stop; closed once it has exited
-};
-
-enum SlotFlags : uint8_t {
-  kFlagUnix = 1u << 0,
-  kFlagPeerEof = 1u << 1,
-  kFlagPaused = 1u << 2,  // listener paused after a persistent accept error
-  kFlagBlocking = 1u << 3,  // read by a reader thread, not by the poller
-  kFlagAbortive = 1u << 4,  // blocking: close with RST once the reader has exited
-  kFlagReadPaused = 1u << 5,  // not read: the write queue is above write_high_water
-};
-
-int64_t NowMs() {
+int64_t Loop::NowMs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
+uint32_t Loop::TimerId(uint32_t slot, int kind) { return slot * kTimerKinds + static_cast<uint32_t>(kind); }
+
+namespace {
 bool WouldBlock(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
-
-uint32_t TimerId(uint32_t slot, int kind) { return slot * kTimerKinds + static_cast<uint32_t>(kind); }
-
 }  // namespace
 
 Loop::~Loop() { Close(); }
@@ -125,7 +107,10 @@ void Loop::Close() {
       s.fd = -1;
       FreeQueue(s);
     }
+    delete s.tls;
+    s.tls = nullptr;
   }
+  tls_backlog_.clear();
   poller_.Close();
   if (spare_fd_ >= 0) ::close(spare_fd_);
   spare_fd_ = -1;
@@ -154,6 +139,8 @@ uint32_t Loop::NewSlot() {
   s.queued = 0;
   std::memset(&s.peer, 0, sizeof s.peer);
   s.reader = nullptr;
+  s.tls = nullptr;  // freed when the slot was
+  s.listener = -1;
   return i;
 }
 
@@ -163,6 +150,8 @@ void Loop::DropUnopened(uint32_t slot) {
   s.interest = 0;
   if (s.fd >= 0) ::close(s.fd);
   s.fd = -1;
+  delete s.tls;
+  s.tls = nullptr;
   s.kind = kFree;
   free_slots_.push_back(slot);
 }
@@ -200,6 +189,8 @@ void Loop::FreeClosedSlots() {
     Slot& s = slots_[i];
     s.kind = kFree;
     s.state = 0;
+    delete s.tls;  // kept until now so that the close could be explained (TlsOf)
+    s.tls = nullptr;
     s.gen++;  // every token of the old connection is stale from here on
     free_slots_.push_back(i);
   }
@@ -289,10 +280,15 @@ int Loop::ListenerAddress(int id, AddressInfo* out) const {
 }
 
 int Loop::StartDial(int r, int fd, bool is_unix, const InetAddr* addr, int timeout_ms, uint32_t* out_slot,
-                    uint32_t* out_gen) {
-  if (r < 0) return r;
+                    uint32_t* out_gen, TlsConn* tls) {
+  if (r < 0) {
+    delete tls;
+    return r;
+  }
   uint32_t slot = NewSlot();
   Slot& s = slots_[slot];
+  s.tls = tls;
+  if (tls != nullptr) EnsureTlsBuffers();
   s.kind = kConn;
   s.fd = fd;
   s.flags = is_unix ? kFlagUnix : 0;
@@ -311,7 +307,11 @@ int Loop::StartDial(int r, int fd, bool is_unix, const InetAddr* addr, int timeo
   if (connected) {
     stats_.online++;
     bool blocking = WantBlocking() && StartBlocking(slot);
-    Record(kRecOpen, slot, -1, blocking ? 1 : 0);
+    if (s.tls != nullptr) {
+      TlsBegin(slot);
+    } else {
+      Record(kRecOpen, slot, -1, blocking ? 1 : 0);
+    }
   } else if (timeout_ms > 0) {
     SetTimer(slot, kTimerClose, NowMs() + timeout_ms);
   }
@@ -320,20 +320,19 @@ int Loop::StartDial(int r, int fd, bool is_unix, const InetAddr* addr, int timeo
   return 0;
 }
 
-int Loop::DialInet(const char* host, int port, int timeout_ms, uint32_t* slot, uint32_t* gen) {
+int Loop::DialInet(const char* host, int port, int timeout_ms, uint32_t* slot, uint32_t* gen, TlsConn* tls) {
   InetAddr addr;
   socklen_t len;
   int r = ParseInetAddr(host, port, &addr, &len);
-  if (r < 0) return r;
   int fd = -1;
-  r = ConnectInet(addr, len, &fd);
-  return StartDial(r, fd, false, &addr, timeout_ms, slot, gen);
+  if (r == 0) r = ConnectInet(addr, len, &fd);
+  return StartDial(r, fd, false, &addr, timeout_ms, slot, gen, tls);
 }
 
-int Loop::DialUnix(const char* path, int timeout_ms, uint32_t* slot, uint32_t* gen) {
+int Loop::DialUnix(const char* path, int timeout_ms, uint32_t* slot, uint32_t* gen, TlsConn* tls) {
   int fd = -1;
   int r = ConnectUnix(path, &fd);
-  return StartDial(r, fd, true, nullptr, timeout_ms, slot, gen);
+  return StartDial(r, fd, true, nullptr, timeout_ms, slot, gen, tls);
 }
 
 // ---------------------------------------------------------------------------
@@ -341,6 +340,7 @@ int Loop::DialUnix(const char* path, int timeout_ms, uint32_t* slot, uint32_t* g
 
 void Loop::Poll() {
   slab_used_ = 0;
+  if (!tls_backlog_.empty()) ProcessTlsBacklog();
   int n = poller_.Wait(events_.data(), config_.max_events, 0);
   if (n <= 0) return;
   // Fairness between busy connections. Each ready socket may read its share
@@ -429,6 +429,17 @@ int Loop::OpenAccepted(int fd, bool is_unix, const InetAddr& peer, int32_t liste
     return r;
   }
   s.interest = kInterestRead;
+  s.listener = listener;
+  SSL_CTX* tls_ctx = listener >= 0 && static_cast<size_t>(listener) < listener_tls_.size() ? listener_tls_[listener] : nullptr;
+  if (tls_ctx != nullptr) {
+    std::string error;
+    s.tls = TlsConn::New(tls_ctx, true, std::string(), &error);
+    if (s.tls == nullptr) {
+      DropUnopened(slot);
+      return -ENOMEM;
+    }
+    EnsureTlsBuffers();
+  }
   bool blocking = false;
   if (WantBlocking()) {
     blocking = StartBlocking(slot);
@@ -441,7 +452,11 @@ int Loop::OpenAccepted(int fd, bool is_unix, const InetAddr& peer, int32_t liste
   }
   stats_.online++;
   stats_.accepted++;
-  Record(kRecOpen, slot, listener, blocking ? 1 : 0);
+  if (slots_[slot].tls != nullptr) {
+    TlsBegin(slot);  // OPEN once the handshake is done
+  } else {
+    Record(kRecOpen, slot, listener, blocking ? 1 : 0);
+  }
   *out_slot = slot;
   return 0;
 }
@@ -485,7 +500,11 @@ void Loop::OnConnectReady(uint32_t slot) {
   }
   stats_.online++;
   bool blocking = WantBlocking() && StartBlocking(slot);
-  Record(kRecOpen, slot, -1, blocking ? 1 : 0);
+  if (slots_[slot].tls != nullptr) {
+    TlsBegin(slot);
+  } else {
+    Record(kRecOpen, slot, -1, blocking ? 1 : 0);
+  }
 }
 
 void Loop::OnReadable(uint32_t slot) {
@@ -499,12 +518,14 @@ void Loop::OnReadable(uint32_t slot) {
   // read only to be discarded, into a scratch buffer: the slab still holds
   // this batch's undelivered data.
   bool deliver = s.state == kOpen;
+  // TLS: ciphertext is read aside and decrypted into the slab (TlsInput).
+  bool decrypt = deliver && s.tls != nullptr;
   uint8_t* dst = discard_;
   size_t want = sizeof discard_;
   if (deliver) {
     size_t room = slab_len_ - slab_used_;
     if (room == 0) return;  // the slab is full: level-triggered, read next time
-    dst = slab_ + slab_used_;
+    dst = decrypt ? tls_in_.data() : slab_ + slab_used_;
     want = std::min(room, read_share_);
   }
   ssize_t r;
@@ -513,7 +534,9 @@ void Loop::OnReadable(uint32_t slot) {
   } while (r < 0 && errno == EINTR);
   if (r > 0) {
     stats_.bytes_in += static_cast<uint64_t>(r);
-    if (deliver) {
+    if (decrypt) {
+      TlsInput(slot, dst, static_cast<size_t>(r));
+    } else if (deliver) {
       Record(kRecData, slot, static_cast<int32_t>(slab_used_), static_cast<int32_t>(r));
       slab_used_ += static_cast<size_t>(r);
     }
@@ -524,14 +547,22 @@ void Loop::OnReadable(uint32_t slot) {
     CloseNow(slot, kReasonErrno, errno, false);
     return;
   }
-  // r == 0: the peer's FIN.
+  OnPeerFin(slot, EofReason(s));
+}
+
+int32_t Loop::EofReason(const Slot& s) const {
+  return s.tls != nullptr && !s.tls->peer_closed() ? kReasonTlsTruncated : kReasonEof;
+}
+
+void Loop::OnPeerFin(uint32_t slot, int32_t reason) {
+  Slot& s = slots_[slot];
   s.flags |= kFlagPeerEof;
   if (s.state == kLinger) {
     CloseNow(slot, s.close_reason, s.close_errno, false);
     return;
   }
   if (s.state == kOpen) {
-    s.close_reason = kReasonEof;
+    s.close_reason = reason;
     s.close_errno = 0;
   }
   if (s.head == nullptr) {
@@ -569,7 +600,11 @@ void Loop::OnTimer(uint32_t slot, int kind) {
   if (s.kind != kConn || s.state == kClosed) return;
   switch (kind) {
     case kTimerRead:
-      if (s.state == kOpen) CloseNow(slot, kReasonReadTimeout, 0, false);
+      if (s.flags & kFlagTlsPending) {
+        TlsFail(slot, kTlsErrTimeout, "TLS handshake timeout");
+      } else if (s.state == kOpen) {
+        CloseNow(slot, kReasonReadTimeout, 0, false);
+      }
       break;
     case kTimerWrite:
       // A write deadline only matters while something is waiting to go out.
@@ -594,6 +629,14 @@ void Loop::OnTimer(uint32_t slot, int kind) {
 // Writing
 
 void Loop::Write(uint32_t slot, iovec* iov, size_t count) {
+  if (slots_[slot].tls != nullptr) {
+    TlsWrite(slot, iov, count);  // encrypted, then WriteWire
+    return;
+  }
+  WriteWire(slot, iov, count);
+}
+
+void Loop::WriteWire(uint32_t slot, iovec* iov, size_t count) {
   Slot& s = slots_[slot];
   if (s.state != kOpen && s.state != kFlushing) return;
   size_t i = 0;
@@ -667,8 +710,13 @@ void Loop::ResumeReading(uint32_t slot) {
     // While flushing, reads are discarded but still watched, so that a reset
     // is seen (LocalClose); lingering set its own interest already.
     int r = SetInterest(slot, s.interest | kInterestRead);
-    if (r < 0) CloseNow(slot, kReasonErrno, -r, false);
+    if (r < 0) {
+      CloseNow(slot, kReasonErrno, -r, false);
+      return;
+    }
   }
+  // Decrypted input held back while paused: no socket event will bring it.
+  if (s.tls != nullptr && s.state == kOpen && s.tls->HasInput()) tls_backlog_.push_back(slot);
 }
 
 bool Loop::Enqueue(uint32_t slot, const iovec* iov, size_t count) {
@@ -900,6 +948,10 @@ void Loop::LocalClose(uint32_t slot, bool abortive, int32_t timeout_ms) {
     return;
   }
   if (s.state != kOpen) return;  // already closing gracefully
+  if (s.tls != nullptr) {
+    TlsCloseNotify(slot);  // queued behind the data: the peer can tell our close from a truncation
+    if (s.state != kOpen) return;
+  }
   s.close_reason = kReasonLocal;
   s.close_errno = 0;
   // The reader learns of the close now, as a blocking reader in Go learns it
@@ -952,6 +1004,7 @@ void Loop::CloseNow(uint32_t slot, int32_t reason, int32_t err, bool abortive) {
     return;
   }
   bool was_open = s.state != kConnecting;
+  bool tls_pending = was_open && (s.flags & kFlagTlsPending) != 0;
   if (s.fd >= 0) {
     if (s.interest != 0 || !(s.flags & kFlagBlocking)) poller_.Remove(s.fd, s.interest);
     if (abortive) SetAbortiveClose(s.fd);
@@ -962,7 +1015,10 @@ void Loop::CloseNow(uint32_t slot, int32_t reason, int32_t err, bool abortive) {
   FreeQueue(s);
   CancelTimers(slot);
   s.state = kClosed;
-  if (was_open) {
+  if (tls_pending) {
+    stats_.online--;
+    RecordTlsFail(slot, reason, err);
+  } else if (was_open) {
     stats_.online--;
     stats_.closed++;
     Record(kRecClose, slot, reason, err);
@@ -980,6 +1036,10 @@ void Loop::CloseListener(uint32_t slot) {
     s.fd = -1;
   }
   timers_.Cancel(TimerId(slot, kTimerClose));
+  if (slot < listener_tls_.size() && listener_tls_[slot] != nullptr) {
+    FreeTlsContext(listener_tls_[slot]);
+    listener_tls_[slot] = nullptr;
+  }
   if (slot < unix_paths_.size() && !unix_paths_[slot].empty()) {
     unlink(unix_paths_[slot].c_str());
     unix_paths_[slot].clear();
@@ -1001,7 +1061,11 @@ void Loop::Stop() {
   for (uint32_t i = 0; i < slots_.size(); i++) {
     Slot& s = slots_[i];
     if (s.kind != kConn || s.state == kClosed) continue;
-    if (s.head != nullptr && s.state != kConnecting) DrainQueue(i);  // a last try, never blocking
+    if (s.tls != nullptr && s.state == kOpen) {
+      TlsCloseNotify(i);  // a clean TLS end, if the kernel takes it now
+      if (slots_[i].state == kClosed || slots_[i].state == kStopping) continue;
+    }
+    if (slots_[i].head != nullptr && slots_[i].state != kConnecting) DrainQueue(i);  // a last try, never blocking
     if (slots_[i].state == kClosed || slots_[i].state == kStopping) continue;
     CloseNow(i, kReasonStop, 0, false);
   }
@@ -1093,10 +1157,10 @@ void Loop::OnReaderDone(const ReaderEvent& e) {
     }
     s.flags |= kFlagPeerEof;
     // A close requested after the FIN was read still reports the FIN.
-    s.close_reason = kReasonEof;
+    s.close_reason = EofReason(s);
     s.close_errno = 0;
     if (s.state == kLinger || s.head == nullptr) {
-      CloseNow(slot, kReasonEof, 0, false);
+      CloseNow(slot, s.close_reason, 0, false);
       return;
     }
     // Data is still queued: deliver it, then close (like the poller does).
@@ -1114,7 +1178,7 @@ void Loop::OnReaderDone(const ReaderEvent& e) {
       // writer failed with a socket error: the kernel reports a reset once,
       // and when the write consumed it the reader's recv() then returns 0;
       // the reset is what happened.
-      CloseNow(slot, kReasonEof, 0, (s.flags & kFlagAbortive) != 0);
+      CloseNow(slot, EofReason(s), 0, (s.flags & kFlagAbortive) != 0);
     } else {
       CloseNow(slot, s.close_reason, s.close_errno, (s.flags & kFlagAbortive) != 0);
     }
@@ -1133,16 +1197,42 @@ void Loop::OnReaderDone(const ReaderEvent& e) {
 
 bool Loop::CollectReaders() {
   slab_used_ = 0;
+  if (!tls_backlog_.empty()) ProcessTlsBacklog();
   reader_events_.clear();
-  bool more = readers_.Take(slab_, slab_len_, &reader_events_);
+  // With TLS in use, the readers' bytes land aside: plain ones are copied
+  // into the slab, ciphertext is decrypted into it after them.
+  bool aside = !tls_in_.empty();
+  size_t base = slab_used_;
+  uint8_t* dst = aside ? tls_in_.data() : slab_ + slab_used_;
+  bool more = readers_.Take(dst, slab_len_ - slab_used_, &reader_events_);
+  bool any_tls = false;
   for (const ReaderEvent& e : reader_events_) {
     if (e.done) {
       OnReaderDone(e);
       continue;
     }
-    if (Live(e.slot, e.gen) == nullptr) continue;
+    Slot* s = Live(e.slot, e.gen);
+    if (s == nullptr) continue;
     stats_.bytes_in += e.len;
-    Record(kRecData, e.slot, static_cast<int32_t>(e.offset), static_cast<int32_t>(e.len));
+    if (s->tls != nullptr) {
+      any_tls = true;
+      continue;
+    }
+    size_t off = base + e.offset;  // where Take() put it
+    if (aside) {
+      off = slab_used_;
+      std::memcpy(slab_ + off, dst + e.offset, e.len);
+    }
+    Record(kRecData, e.slot, static_cast<int32_t>(off), static_cast<int32_t>(e.len));
+    slab_used_ = off + e.len;
+  }
+  if (any_tls) {
+    for (const ReaderEvent& e : reader_events_) {
+      if (e.done) continue;
+      Slot* s = Live(e.slot, e.gen);
+      if (s == nullptr || s->tls == nullptr || s->state != kOpen) continue;
+      TlsInput(e.slot, dst + e.offset, e.len);
+    }
   }
   reader_events_.clear();
   return more;

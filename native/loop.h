@@ -22,6 +22,7 @@
 #include "readers.h"
 #include "sockets.h"
 #include "timer_heap.h"
+#include "tls.h"
 
 namespace netloop {
 
@@ -58,6 +59,11 @@ struct LoopConfig {
   uint32_t max_blocking_online = 1000;
   size_t reader_stack_size = 64 * 1024;
   size_t reader_buffer_size = 16 * 1024;
+  // TLS (tls.h): a handshake must finish within this time and these many
+  // bytes of the peer's, or the connection is dropped (kRecTlsFail): slow
+  // and flooding handshakes cost a bounded amount each.
+  int tls_handshake_timeout_ms = 10000;
+  uint64_t tls_max_handshake_bytes = 64 * 1024;
 };
 
 struct LoopStats {
@@ -72,6 +78,8 @@ struct LoopStats {
   uint64_t blocking_online = 0;  // connections with a reader thread (threads alive)
   uint64_t readers_started = 0;
   uint64_t read_paused = 0;  // connections not read now: their write queue is above the high mark
+  uint64_t tls_handshakes = 0;  // TLS handshakes completed
+  uint64_t tls_failed = 0;      // TLS connections dropped before their handshake completed
 };
 
 // Numbers shared with JS in a Float64Array(2), read and written on the loop
@@ -118,8 +126,20 @@ class Loop {
   int ListenerAddress(int id, AddressInfo* out) const;
   // Starts a non-blocking connect. On success the connection reports an OPEN
   // record with listener -1, or a DIAL_FAIL record; returns 0 or -errno.
-  int DialInet(const char* host, int port, int timeout_ms, uint32_t* slot, uint32_t* gen);
-  int DialUnix(const char* path, int timeout_ms, uint32_t* slot, uint32_t* gen);
+  // tls (may be null): the connection speaks TLS (client side); the loop
+  // owns it from the call on, whatever the result. Its OPEN record then
+  // waits for the handshake, or a kRecTlsFail record replaces it.
+  int DialInet(const char* host, int port, int timeout_ms, uint32_t* slot, uint32_t* gen, TlsConn* tls = nullptr);
+  int DialUnix(const char* path, int timeout_ms, uint32_t* slot, uint32_t* gen, TlsConn* tls = nullptr);
+  // TLS on a listener (a reference is taken; nullptr: plain again). New
+  // connections use it; live ones keep the context they started with.
+  int SetListenerTls(int id, SSL_CTX* ctx);
+  // A connection's TLS state until its slot is reused (so that a CLOSE or
+  // TLS_FAIL record can be explained), or nullptr.
+  const TlsConn* TlsOf(uint32_t slot, uint32_t gen) const;
+  // Decrypted input that did not fit in the last slab is waiting: the host
+  // runs Poll() again soon even if no socket is ready.
+  bool has_tls_backlog() const { return !tls_backlog_.empty(); }
   // Takes over a connected socket from another owner (Node): the descriptor
   // is duplicated and the duplicate enters the slot table exactly as an
   // accepted one does (same OPEN record, listener kAdoptedListener, same I/O
@@ -169,6 +189,27 @@ class Loop {
   size_t reader_bytes() const { return readers_.stack_size() + readers_.buffer_size(); }
 
  private:
+  enum SlotKind : uint8_t { kFree = 0, kListener = 1, kConn = 2 };
+
+  enum SlotState : uint8_t {
+    kConnecting = 1,  // dial in progress
+    kOpen = 2,
+    kFlushing = 3,  // closing: the queue drains first, then FIN
+    kLinger = 4,    // FIN sent, reading (and discarding) until the peer's FIN
+    kClosed = 5,    // descriptor closed, CLOSE record not yet delivered
+    kStopping = 6,  // blocking: the reader was told to stop; closed once it has exited
+  };
+
+  enum SlotFlags : uint8_t {
+    kFlagUnix = 1u << 0,
+    kFlagPeerEof = 1u << 1,
+    kFlagPaused = 1u << 2,  // listener paused after a persistent accept error
+    kFlagBlocking = 1u << 3,  // read by a reader thread, not by the poller
+    kFlagAbortive = 1u << 4,  // blocking: close with RST once the reader has exited
+    kFlagReadPaused = 1u << 5,  // not read: the write queue is above write_high_water
+    kFlagTlsPending = 1u << 6,  // TLS handshake in progress: JS has not seen the OPEN record
+  };
+
   struct Chunk {
     Chunk* next;
     size_t cap;
@@ -191,8 +232,13 @@ class Loop {
     size_t queued = 0;
     InetAddr peer;  // TCP peer (accepted or dialed); family 0 otherwise
     Reader* reader = nullptr;  // blocking mode: the thread reading this connection
+    TlsConn* tls = nullptr;    // TLS state, freed with the slot (FreeClosedSlots)
+    int32_t listener = -1;     // the OPEN record's listener id (held back until a TLS handshake completes)
   };
 
+
+  static int64_t NowMs();  // CLOCK_MONOTONIC
+  static uint32_t TimerId(uint32_t slot, int kind);
 
   uint32_t NewSlot();
   // Gives back a slot whose descriptor never opened as a connection or
@@ -208,7 +254,7 @@ class Loop {
   void CancelTimers(uint32_t slot);
   int AddListener(int fd, bool is_unix, const char* path);
   int StartDial(int r, int fd, bool is_unix, const InetAddr* addr, int timeout_ms, uint32_t* slot,
-                uint32_t* gen);
+                uint32_t* gen, TlsConn* tls);
 
   void OnListenerReady(uint32_t slot);
   // A connected descriptor enters the slot table (OPEN record with
@@ -254,6 +300,31 @@ class Loop {
   // for a connection that never opened).
   void CloseNow(uint32_t slot, int32_t reason, int32_t err, bool abortive);
   void CloseListener(uint32_t slot);
+  // The peer's end of the stream (FIN, or TLS close_notify) with the reason
+  // onClose reports unless a close of ours came first.
+  void OnPeerFin(uint32_t slot, int32_t reason);
+  // kReasonEof, or kReasonTlsTruncated for a TLS connection whose peer sent
+  // FIN without close_notify.
+  int32_t EofReason(const Slot& s) const;
+  // Sends iov now if nothing is queued before it, queues the rest: the
+  // bytes on the wire (ciphertext for a TLS connection).
+  void WriteWire(uint32_t slot, iovec* iov, size_t count);
+
+  // TLS (loop_tls.cc).
+  void TlsBegin(uint32_t slot);
+  void TlsInput(uint32_t slot, const uint8_t* data, size_t len);
+  // Handshake, then decrypt into the slab until it is full (backlog) or
+  // the input is used up; sends whatever OpenSSL has to say.
+  void TlsPump(uint32_t slot);
+  void TlsFlushOutput(uint32_t slot);
+  void TlsWrite(uint32_t slot, const iovec* iov, size_t count);
+  void TlsEstablished(uint32_t slot);
+  void TlsFail(uint32_t slot, int32_t code, const char* text);
+  void TlsCloseNotify(uint32_t slot);
+  void ProcessTlsBacklog();
+  void EnsureTlsBuffers();
+  // The record that ends a connection JS has not seen open (TLS handshake).
+  void RecordTlsFail(uint32_t slot, int32_t reason, int32_t err);
 
   LoopConfig config_;
   Poller poller_;
@@ -294,6 +365,14 @@ class Loop {
   LoopStats stats_;
   Readers readers_;
   std::vector<ReaderEvent> reader_events_;
+  // TLS: the context of each listener slot (nullptr: plain), ciphertext read
+  // before it is decrypted into the slab (sized like the slab, allocated
+  // when the first TLS connection opens), small plaintext writes gathered
+  // into one record, and the connections whose decrypted input did not fit.
+  std::vector<SSL_CTX*> listener_tls_;
+  std::vector<uint8_t> tls_in_;
+  std::vector<uint8_t> tls_plain_;
+  std::vector<uint32_t> tls_backlog_;
 };
 
 }  // namespace netloop

@@ -5,7 +5,7 @@ import * as native from '../dist/native.js';
 import { Engine } from '../dist/index.js';
 
 const { binding } = native;
-const LAYOUT = /^(RECORD_INTS|REC_|REASON_|CMD_|IO_)/;
+const LAYOUT = /^(RECORD_INTS|REC_|REASON_|CMD_|IO_|TLS_ERR_)/;
 
 t.test('binding.constants equal the constants of dist/native.js', async (t) => {
   const ts = Object.fromEntries(Object.entries(native).filter(([k]) => LAYOUT.test(k)));
@@ -24,6 +24,7 @@ t.test('binding.constants equal the constants of dist/native.js', async (t) => {
     REC_CLOSE: 3,
     REC_DRAIN: 4,
     REC_DIAL_FAIL: 5,
+    REC_TLS_FAIL: 6,
     REASON_EOF: 1,
     REASON_ERRNO: 2,
     REASON_READ_TIMEOUT: 3,
@@ -32,6 +33,14 @@ t.test('binding.constants equal the constants of dist/native.js', async (t) => {
     REASON_LOCAL: 6,
     REASON_STOP: 7,
     REASON_BUDGET: 8,
+    REASON_TLS_TRUNCATED: 9,
+    REASON_TLS: 10,
+    TLS_ERR_HANDSHAKE: 1,
+    TLS_ERR_TIMEOUT: 2,
+    TLS_ERR_TOO_LARGE: 3,
+    TLS_ERR_EOF: 4,
+    TLS_ERR_PROTOCOL: 5,
+    TLS_ERR_VERIFY: 100,
     CMD_WRITE: 1,
     CMD_WRITE_REF: 2,
     CMD_CLOSE: 3,
