@@ -6,19 +6,12 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
+import { runCli } from './helpers/cli.js';
 import { until } from './helpers/engine.js';
 
 t.setTimeout(60000);
-const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 
-function run(args) {
-  const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const r = { p, out: '', err: '', code: undefined };
-  p.stdout.on('data', (d) => (r.out += d));
-  p.stderr.on('data', (d) => (r.err += d));
-  r.exited = new Promise((resolve) => p.on('exit', (code) => resolve((r.code = code))));
-  return r;
-}
+const run = runCli;
 
 t.test('netloop compare: the observed table matches the contract in every mode', async (t) => {
   const r = run(['compare']);

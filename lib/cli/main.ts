@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The netloop command: `netloop echo` runs an echo server until SIGINT/SIGTERM.
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Engine, type IoMode } from '../index.js'; // index: Engine with its supervisor registered (--workers)
 import { Upgrader } from '../websocket/upgrader.js';
@@ -50,6 +51,9 @@ Options for echo:
                       A plain HTTP GET (no upgrade) gets a page saying how to
                       connect.
   --compression       ws: offer permessage-deflate (RFC 7692).
+  --tls-cert <file>   Serve TLS (wss:// for ws) with this certificate chain
+                      (PEM, leaf first); needs --tls-key.
+  --tls-key <file>    The certificate's private key (PEM).
   --quiet             Print nothing but errors (client: only the replies).
   -h, --help          Show this help.
 
@@ -65,6 +69,7 @@ Examples:
   netloop echo --proto tcp --host 127.0.0.1 --port 9000
   netloop echo --proto ws --port 9001
   netloop echo --proto ws --port 9001 --workers 2
+  netloop echo --proto ws --port 9443 --tls-cert cert.pem --tls-key key.pem
   netloop echo --proto ws --port 9001 --mode blocking --log-close
   netloop client ws://127.0.0.1:9001/
   netloop compare
@@ -90,6 +95,35 @@ function supervisorReports(): SupervisorOptions {
       if (w.restarts > 0) process.stderr.write(`netloop: worker ${w.id} restarted (pid ${w.pid})\n`);
     },
   };
+}
+
+/**
+ * The engine, or exit 2 saying why its options were refused (a TLS key that is not the
+ * certificate's, a file that is not PEM): the engine checks them, this says so without a stack.
+ */
+function newEngine(options: ConstructorParameters<typeof Engine>[0]): Engine {
+  try {
+    return new Engine(options);
+  } catch (err) {
+    process.stderr.write(`netloop: ${(err as Error).message}\n`);
+    return process.exit(2);
+  }
+}
+
+/** --tls-cert/--tls-key: the engine's tls option (files read now), or none. */
+function tlsOption(values: Record<string, string | boolean | undefined>): { cert: Buffer; key: Buffer } | undefined {
+  const certFile = values['tls-cert'] as string | undefined;
+  const keyFile = values['tls-key'] as string | undefined;
+  if (certFile === undefined && keyFile === undefined) return undefined;
+  if (certFile === undefined || keyFile === undefined) fail('--tls-cert and --tls-key go together');
+  const read = (flag: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      return fail(`${flag} ${file}: ${(err as Error).message}`);
+    }
+  };
+  return { cert: read('--tls-cert', certFile), key: read('--tls-key', keyFile) };
 }
 
 function portOption(values: Record<string, string | boolean | undefined>): number {
@@ -128,9 +162,11 @@ async function echo(values: Record<string, string | boolean | undefined>): Promi
   const mode = modeOption(values, 'nonblocking');
   const maxBlocking = maxBlockingOption(values, '1000');
   const logClose = values['log-close'] === true;
+  const tls = tlsOption(values);
 
   const common = {
     addrs: [addr],
+    ...(tls ? { tls } : {}),
     reusePort: values['reuse-port'] === true,
     ioMode: mode,
     maxBlockingOnline: maxBlocking,
@@ -145,7 +181,7 @@ async function echo(values: Record<string, string | boolean | undefined>): Promi
       ...(values.path !== undefined ? { path: values.path as string } : {}),
       ...(values.compression === true ? { compression: true } : {}),
       // A plain request (a browser pointed at the port) learns how to connect, instead of a 400.
-      httpHandler: welcomeHandler(() => engine.addresses()[0] ?? addr, wsPath),
+      httpHandler: welcomeHandler(() => engine.addresses()[0] ?? addr, wsPath, tls !== undefined),
     });
     // After our close frame (engine.stop() says 1001 to everyone) messages may
     // still arrive until the peer's close frame; they are not echoed.
@@ -157,9 +193,9 @@ async function echo(values: Record<string, string | boolean | undefined>): Promi
       upgrader.setCloseHandler((conn, code, reason) => handlerCalls.set(conn, { code, reason }));
       upgrader.onClose((conn, err) => logLine(reportClose(conn, err, handlerCalls.get(conn) ?? null, conn)));
     }
-    engine = new Engine({ ...common, upgrader });
+    engine = newEngine({ ...common, upgrader });
   } else {
-    engine = new Engine({
+    engine = newEngine({
       ...common,
       maxLoad: Number(maxLoadText),
       // `data` is only valid during the callback; write() copies small
@@ -173,15 +209,15 @@ async function echo(values: Record<string, string | boolean | undefined>): Promi
     await engine.start();
   } catch (err) {
     if (engine.role === 'worker') process.exit(1); // the primary reports it
-    process.stderr.write(`netloop: cannot listen on ${addr}: ${(err as Error).message}\n`);
+    process.stderr.write(`netloop: cannot ${tls ? 'serve TLS' : 'listen'} on ${addr}: ${(err as Error).message}\n`);
     process.exit(1);
   }
   if (!quiet) {
     const pids = engine.role === 'primary' ? (await engine.workerStats()).map((w) => w.pid) : [];
     const note = pids.length > 0 ? ` (${pids.length} worker processes, pids ${pids.join(', ')})` : '';
-    process.stdout.write(`netloop echo (${proto}) listening on ${engine.addresses().join(', ')}${note}\n`);
+    process.stdout.write(`netloop echo (${proto}${tls ? ' over TLS' : ''}) listening on ${engine.addresses().join(', ')}${note}\n`);
     const first = engine.addresses()[0];
-    if (proto === 'ws' && unix === undefined && first !== undefined) process.stdout.write(tryIt(`ws://${first}${wsPath}`));
+    if (proto === 'ws' && unix === undefined && first !== undefined) process.stdout.write(tryIt(`${tls ? 'wss' : 'ws'}://${first}${wsPath}`));
   }
 
   const shutdown = (signal: string): void => {
@@ -281,6 +317,8 @@ async function main(argv: string[]): Promise<void> {
         'max-load': { type: 'string' },
         path: { type: 'string' },
         compression: { type: 'boolean' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },

@@ -24,6 +24,15 @@ export function clientCommand(url: string): string {
 
 /** The lines printed once the echo server listens on `url`. */
 export function tryIt(url: string): string {
+  if (url.startsWith('wss:')) {
+    // netloop client speaks ws:// only; a browser speaks wss:// once it accepts the certificate.
+    const page = `https:${url.slice(4)}`;
+    return (
+      `Try it: open ${page} in a browser. A self-signed certificate gets a warning first ("not private",\n` +
+      '"potential security risk"): accept it for this address, and the page shows a line to paste into the\n' +
+      "browser's console that opens the wss:// connection.\n"
+    );
+  }
   return `Try it: ${clientCommand(url)}   (type a line, get it back; Ctrl-D to end)\n`;
 }
 
@@ -33,23 +42,23 @@ const AUTHORITY = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
 /**
  * Upgrader's httpHandler for the echo server: GET and HEAD get a short page saying how to
- * connect (to the authority the request named, else `fallback()`: the listening address),
- * other methods 405.
+ * connect (to the authority the request named, else `fallback()`: the listening address; wss://
+ * when the server speaks TLS), other methods 405.
  */
-export function welcomeHandler(fallback: () => string, path = '/'): (head: RequestHead) => HttpAnswer {
+export function welcomeHandler(fallback: () => string, path = '/', secure = false): (head: RequestHead) => HttpAnswer {
   return (head): HttpAnswer => {
     if (head.method !== 'GET' && head.method !== 'HEAD') {
       return { status: 405, headers: { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }, body: 'This is a WebSocket echo server: GET a page, or upgrade.\n' };
     }
     const host = head.get('host');
-    const url = `ws://${host !== undefined && AUTHORITY.test(host) ? host : fallback()}${path}`;
+    const url = `${secure ? 'wss' : 'ws'}://${host !== undefined && AUTHORITY.test(host) ? host : fallback()}${path}`;
     const body = `<!doctype html>
 <meta charset="utf-8">
 <title>netloop echo</title>
 <h1>netloop echo</h1>
 <p>This is a WebSocket echo server: every message sent to <code>${url}</code> comes back with its type.
 This page is what a plain HTTP request gets.</p>
-<p>From a shell: <code>${clientCommand(url)}</code>, then type a line.</p>
+${secure ? '' : `<p>From a shell: <code>${clientCommand(url)}</code>, then type a line.</p>\n`}
 <p>From this browser's console: <code>const ws = new WebSocket('${url}'); ws.onmessage = (e) =&gt; console.log(e.data); ws.onopen = () =&gt; ws.send('hello');</code></p>
 `;
     return { status: 200, headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }, body };

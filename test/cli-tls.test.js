@@ -1,0 +1,96 @@
+// `netloop echo --tls-cert F --tls-key F`: the echo server over netloop's own TLS, checked with
+// real clients that verify the certificate against the test CA (the `ws` package over wss://,
+// Node's tls for raw TCP, Node's https for the page a plain request gets), and the flag errors.
+import t from 'tap';
+import https from 'node:https';
+import path from 'node:path';
+import tls from 'node:tls';
+import WebSocket from 'ws';
+import { certs } from './helpers/certs.js';
+import { runCli } from './helpers/cli.js';
+import { until } from './helpers/engine.js';
+
+t.setTimeout(60000);
+const pki = certs();
+const certFile = path.join(pki.dir, 'server.crt');
+const keyFile = path.join(pki.dir, 'server.key');
+
+const run = runCli;
+
+async function listening(t, args) {
+  const r = run(['echo', '--port', '0', '--tls-cert', certFile, '--tls-key', keyFile, ...args]);
+  t.teardown(async () => {
+    if (r.code === undefined) {
+      r.p.kill('SIGTERM');
+      await r.exited;
+    }
+  });
+  await until(() => /listening on /.test(r.out) || r.code !== undefined, 10000, 'the server to listen');
+  const m = /listening on ([\d.]+):(\d+)/.exec(r.out);
+  if (m === null) throw new Error(`no address: ${r.out} ${r.err}`);
+  return { r, host: m[1], port: Number(m[2]) };
+}
+
+t.test('echo --proto ws over TLS: a wss client that verifies gets every message back', async (t) => {
+  const { r, host, port } = await listening(t, ['--proto', 'ws']);
+  t.match(r.out, /netloop echo \(ws over TLS\) listening on/);
+  await until(() => /wss:\/\/ connection\.\n/.test(r.out), 10000, 'the lines that follow');
+  t.match(r.out, new RegExp(`open https://${host}:${port}/ in a browser`), 'says which URL to open');
+  t.match(r.out, /self-signed certificate gets a warning/, 'says how a browser treats a self-signed certificate');
+  const ws = new WebSocket(`wss://localhost:${port}/`, { ca: pki.ca });
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  const got = [];
+  ws.on('message', (data, isBinary) => got.push([isBinary, data.toString('hex')]));
+  ws.send('hello over tls');
+  ws.send(Buffer.alloc(70000, 7)); // several TLS records
+  await until(() => got.length === 2, 10000, 'both echoes');
+  t.same(got, [[false, Buffer.from('hello over tls').toString('hex')], [true, Buffer.alloc(70000, 7).toString('hex')]]);
+  ws.close(1000);
+  await new Promise((resolve) => ws.once('close', resolve));
+  // A plain HTTPS request gets the welcome page, with the wss:// URL.
+  const page = await new Promise((resolve, reject) => {
+    https
+      .get({ host: 'localhost', port, path: '/', ca: pki.ca }, (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (s) => (body += s));
+        res.on('end', () => resolve({ status: res.statusCode, body }));
+      })
+      .on('error', reject);
+  });
+  t.equal(page.status, 200);
+  t.match(page.body, `new WebSocket('wss://localhost:${port}/')`);
+  t.notMatch(page.body, 'netloop client', 'no ws-only client command for a wss server');
+});
+
+t.test('echo --proto tcp over TLS: Node tls client, verified, bytes back', async (t) => {
+  const { port } = await listening(t, ['--proto', 'tcp']);
+  const sock = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: pki.ca });
+  await new Promise((resolve, reject) => {
+    sock.once('secureConnect', resolve);
+    sock.once('error', reject);
+  });
+  t.equal(sock.authorized, true, 'the certificate verified');
+  const sent = Buffer.alloc(50000).map((_, i) => i % 251);
+  let back = Buffer.alloc(0);
+  sock.on('data', (d) => (back = Buffer.concat([back, d])));
+  sock.write(sent);
+  await until(() => back.length >= sent.length, 10000, 'the echo');
+  t.ok(back.equals(sent), 'every byte back, in order');
+  sock.end();
+});
+
+t.test('the TLS flags: both or neither, files that exist and hold a key for the certificate', async (t) => {
+  const only = run(['echo', '--tls-cert', certFile]);
+  t.equal(await only.exited, 2);
+  t.match(only.err, '--tls-cert and --tls-key go together');
+  const missing = run(['echo', '--tls-cert', certFile, '--tls-key', path.join(pki.dir, 'no-such.key')]);
+  t.equal(await missing.exited, 2);
+  t.match(missing.err, /--tls-key .*no-such\.key: ENOENT/);
+  const mismatched = run(['echo', '--port', '0', '--tls-cert', certFile, '--tls-key', path.join(pki.dir, 'sni.key')]);
+  t.equal(await mismatched.exited, 2, 'a key of another certificate is refused at start');
+  t.match(mismatched.err, /^netloop: tls: .*key is not the certificate's/);
+  t.notMatch(mismatched.err, /at new Engine/, 'a sentence, not a stack');
+});
