@@ -94,3 +94,63 @@ t.test('the TLS flags: both or neither, files that exist and hold a key for the 
   t.match(mismatched.err, /^netloop: tls: .*key is not the certificate's/);
   t.notMatch(mismatched.err, /at new Engine/, 'a sentence, not a stack');
 });
+
+t.test('demo --tls (npm start -- --tls): page and socket on netloop\'s TLS, a self-signed certificate for the run', async (t) => {
+  const r = run(['demo', '--port', '0', '--tls']);
+  t.teardown(async () => {
+    if (r.code === undefined) {
+      r.p.kill('SIGTERM');
+      await r.exited;
+    }
+  });
+  await until(() => /trust store\.\n/.test(r.out) || r.code !== undefined, 15000, 'the demo to print its URL and the certificate note');
+  const m = /^netloop demo listening on (https:\/\/127\.0\.0\.1:(\d+)\/) \(WebSocket (wss:\/\/127\.0\.0\.1:\d+\/ws),/m.exec(r.out);
+  if (!t.ok(m, 'prints the https page URL and the wss URL', { out: r.out, err: r.err })) return;
+  const [, pageUrl, portText, wsUrl] = m;
+  const port = Number(portText);
+  t.match(r.out, `Open ${pageUrl} in a browser`, 'says which URL to open');
+  t.match(r.out, /self-signed, made for this run: the browser warns first/, 'says how the browser treats the certificate');
+  // The certificate is made for this run: nothing to verify it against, so the client checks
+  // what it is instead of trusting it.
+  const page = await new Promise((resolve, reject) => {
+    const req = https.get({ host: '127.0.0.1', port, path: '/', rejectUnauthorized: false }, (res) => {
+      let body = '';
+      const cert = res.socket.getPeerCertificate();
+      res.setEncoding('utf8').on('data', (s) => (body += s));
+      res.on('end', () => resolve({ status: res.statusCode, csp: res.headers['content-security-policy'], body, cert }));
+    });
+    req.on('error', reject);
+  });
+  t.equal(page.status, 200);
+  t.match(page.body, '<title>netloop demo</title>');
+  t.match(page.body, "location.protocol === 'https:' ? 'wss://'", 'the page opens wss:// when served over https');
+  t.match(page.csp, "connect-src 'self'");
+  t.equal(page.cert.subject.CN, 'netloop demo');
+  t.equal(page.cert.issuer.CN, 'netloop demo', 'self-signed');
+  t.match(page.cert.subjectaltname, 'IP Address:127.0.0.1');
+  // The page's socket: same origin (https://host), the hello, a chat line back.
+  const ws = new WebSocket(`${wsUrl}?name=tester`, { rejectUnauthorized: false, headers: { origin: `https://127.0.0.1:${port}` } });
+  const msgs = [];
+  ws.on('message', (d) => msgs.push(JSON.parse(d.toString())));
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  await until(() => msgs.some((x) => x.type === 'hello'), 10000, 'the hello');
+  ws.send(JSON.stringify({ type: 'chat', text: 'over wss' }));
+  await until(() => msgs.some((x) => x.type === 'chat' && x.text === 'over wss'), 10000, 'the chat line back');
+  t.pass('chat over wss');
+  ws.close(1000);
+  await new Promise((resolve) => ws.once('close', resolve));
+  // Another origin is refused, as over plain HTTP.
+  const refused = await new Promise((resolve) => {
+    const w = new WebSocket(wsUrl, { rejectUnauthorized: false, headers: { origin: `http://127.0.0.1:${port}` } });
+    w.on('unexpected-response', (_req, res) => {
+      resolve(res.statusCode);
+      w.terminate();
+    });
+    w.on('open', () => resolve('open'));
+    w.on('error', () => {});
+  });
+  t.equal(refused, 403, 'an http:// origin is not the https page');
+});

@@ -63,9 +63,15 @@ Options for demo:
   --mode <m>          The engine's I/O mode for the pages' WebSockets.    [default: mixed]
   --max-blocking <n>  mixed: pages read by a thread, at most; the others
                       by the poller (two windows: one of each).           [default: 1]
+  --tls               Serve the page and its socket over netloop's TLS
+                      (https://, wss://) with a self-signed certificate
+                      made for the run (the openssl command), or with
+                      --tls-cert/--tls-key. A browser warns about a
+                      self-signed certificate until you accept it.
 
 Examples:
   netloop demo --port 8080
+  netloop demo --port 8443 --tls          (npm start -- --tls)
   netloop echo --proto tcp --host 127.0.0.1 --port 9000
   netloop echo --proto ws --port 9001
   netloop echo --proto ws --port 9001 --workers 2
@@ -245,9 +251,20 @@ async function demo(values: Record<string, string | boolean | undefined>): Promi
   const port = portOption(values);
   const ioMode = modeOption(values, 'mixed');
   const maxBlockingOnline = maxBlockingOption(values, '1');
+  let tls = tlsOption(values);
+  const selfSigned = values.tls === true && tls === undefined;
+  if (selfSigned) {
+    const { selfSignedCertificate } = await import('./demo/certificate.js');
+    try {
+      tls = selfSignedCertificate();
+    } catch (err) {
+      process.stderr.write(`netloop demo --tls: ${(err as Error).message}\n`);
+      process.exit(1);
+    }
+  }
   let d;
   try {
-    d = await startDemo({ host, port, ioMode, maxBlockingOnline });
+    d = await startDemo({ host, port, ioMode, maxBlockingOnline, ...(tls ? { tls } : {}) });
   } catch (err) {
     const busy = (err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? ' (another program has the port: try --port 0, or another port)' : '';
     process.stderr.write(`netloop demo: cannot listen on ${host}:${port}: ${(err as Error).message}${busy}\n`);
@@ -256,6 +273,13 @@ async function demo(values: Record<string, string | boolean | undefined>): Promi
   const demoServer = d;
   process.stdout.write(`netloop demo listening on ${demoServer.url} (WebSocket ${demoServer.wsUrl}, I/O mode ${ioMode}${ioMode === 'mixed' ? `, reader threads for ${maxBlockingOnline} page(s), the poller beyond` : ''})\n`);
   process.stdout.write(`Open ${demoServer.url} in a browser (two windows to chat); Ctrl-C to stop.\n`);
+  if (selfSigned) {
+    process.stdout.write(
+      'The certificate is self-signed, made for this run: the browser warns first ("Your connection is not private",\n' +
+        '"Potential Security Risk Ahead"). Accept it for this address (Chrome: Advanced, then Proceed; Firefox: Advanced,\n' +
+        'then Accept the Risk); the page and its wss:// socket then both use it. Nothing is added to the system\'s trust store.\n',
+    );
+  }
   const shutdown = (): void => {
     process.off('SIGINT', shutdown);
     process.off('SIGTERM', shutdown);
@@ -317,6 +341,7 @@ async function main(argv: string[]): Promise<void> {
         'max-load': { type: 'string' },
         path: { type: 'string' },
         compression: { type: 'boolean' },
+        tls: { type: 'boolean' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
         quiet: { type: 'boolean' },

@@ -162,7 +162,7 @@ export const PAGE = String.raw`<!doctype html>
     reconnectTimer = null;
     var name = $('name').value.trim() || new URLSearchParams(location.search).get('name') || '';
     setStatus('connecting', 'connecting…');
-    ws = new WebSocket('ws://' + location.host + '/ws' + (name ? '?name=' + encodeURIComponent(name) : ''));
+    ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws' + (name ? '?name=' + encodeURIComponent(name) : ''));
     ws.onmessage = function (ev) { receive(JSON.parse(ev.data)); };
     ws.onclose = function (ev) {
       setStatus('closed', 'disconnected (' + ev.code + (ev.reason ? ' ' + ev.reason : '') + '): retrying in 2 s');

@@ -1,5 +1,8 @@
 // `netloop demo`: one Node http server that serves a page and hands its WebSocket upgrades to a
 // netloop engine (Upgrader.handleUpgrade), so the page and its socket share origin and port.
+// With tls, netloop serves both itself on its own TLS listener (https:// page through the
+// Upgrader's httpHandler, wss:// socket): Node's http server is not involved, since a socket
+// Node has decrypted cannot be handed over.
 // Over that socket the page gets a chat room, the engine's figures every second, and the close
 // lab (lab.ts). The protocol is JSON text messages, one object each, with a `type`:
 //
@@ -15,6 +18,7 @@ import { formatError } from '../close-report.js';
 import { CLOSE_EVENTS, MODE_COLUMNS, type ComparisonRow } from '../compare.js';
 import { CloseLab, FEATURED_EVENTS, parseLabRequest } from './lab.js';
 import { PAGE } from './page.js';
+import type { RequestHead } from '../../http/request-parser.js';
 
 export interface DemoOptions {
   host: string;
@@ -22,10 +26,12 @@ export interface DemoOptions {
   port: number;
   ioMode: IoMode;
   maxBlockingOnline: number;
+  /** Serve https:// and wss:// with this certificate and key (PEM). */
+  tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
 export interface Demo {
-  /** The page: http://host:port/ */
+  /** The page: http://host:port/ (https:// with tls) */
   readonly url: string;
   /** Where the page's WebSocket connects. */
   readonly wsUrl: string;
@@ -61,8 +67,25 @@ function cleanName(name: unknown): string {
 
 // A page elsewhere on the web must not drive a visitor's browser into this server (the browser
 // sends its Origin; non-browser clients send none).
-function sameOrigin(origin: string | undefined, head: { get(name: string): string | undefined }): boolean {
-  return origin === undefined || origin === `http://${head.get('host') ?? ''}`;
+function sameOrigin(scheme: 'http' | 'https'): (origin: string | undefined, head: { get(name: string): string | undefined }) => boolean {
+  return (origin, head) => origin === undefined || origin === `${scheme}://${head.get('host') ?? ''}`;
+}
+
+// What a plain request gets: the page at /, 404 elsewhere, 405 for other methods.
+function pageAnswer(method: string, path: string): { status: number; headers: Record<string, string>; body: string } {
+  const text = { 'content-type': 'text/plain; charset=utf-8' };
+  if (method !== 'GET' && method !== 'HEAD') return { status: 405, headers: { allow: 'GET, HEAD', ...text }, body: 'GET the page, or upgrade on /ws\n' };
+  if (path !== '/') return { status: 404, headers: text, body: 'Not found: the demo is at /\n' };
+  return {
+    status: 200,
+    headers: {
+      'content-type': 'text/html; charset=utf-8',
+      'cache-control': 'no-store',
+      // The page loads nothing but itself (the machine may be offline) and talks only to its own origin.
+      'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'",
+    },
+    body: PAGE,
+  };
 }
 
 // One lab row as the page draws it: the per-column cells only (the merged ones are for the CLI).
@@ -99,11 +122,20 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
   const upgrader = new Upgrader<Member>({
     path: '/ws',
     messageLengthLimit: MESSAGE_LIMIT,
-    checkOrigin: sameOrigin,
+    checkOrigin: sameOrigin(options.tls ? 'https' : 'http'),
+    // With tls the engine's own listener also answers the page's plain requests.
+    ...(options.tls ? { httpHandler: (head: RequestHead) => pageAnswer(head.method, head.target.split('?')[0] ?? '/') } : {}),
     // The nickname comes with the upgrade (?name=), so the connection has it from onOpen on.
     onUpgrade: (req) => ({ accept: true, session: { name: cleanName(req.query.get('name')) || `guest-${++guests}` } }),
   });
-  const engine = new Engine({ addrs: [], upgrader, ioMode: options.ioMode, maxBlockingOnline: options.maxBlockingOnline });
+  const listenOn = options.host.includes(':') ? `[${options.host}]:${options.port}` : `${options.host}:${options.port}`;
+  const engine = new Engine({
+    addrs: options.tls ? [listenOn] : [],
+    ...(options.tls ? { tls: options.tls } : {}),
+    upgrader,
+    ioMode: options.ioMode,
+    maxBlockingOnline: options.maxBlockingOnline,
+  });
 
   upgrader.onOpen((ws) => {
     members.add(ws);
@@ -202,23 +234,11 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
   }, 1000);
   ticker.unref(); // the http server keeps the process alive, not the figures
 
+  if (options.tls) return serveTls(engine, lab, ticker);
+
   const server = http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('GET the page, or upgrade on /ws\n');
-      return;
-    }
-    if (path !== '/') {
-      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('Not found: the demo is at /\n');
-      return;
-    }
-    res.writeHead(200, {
-      'content-type': 'text/html; charset=utf-8',
-      'cache-control': 'no-store',
-      // The page loads nothing but itself (the machine may be offline) and talks only to its own origin.
-      'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'",
-    });
-    res.end(req.method === 'HEAD' ? undefined : PAGE);
+    const a = pageAnswer(req.method ?? 'GET', (req.url ?? '/').split('?')[0] ?? '/');
+    res.writeHead(a.status, a.headers).end(req.method === 'HEAD' ? undefined : a.body);
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     // Refusals (404, 403...) are answered on Node's socket and resolve null; a rejection means
@@ -255,6 +275,27 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
       await lab.stop();
       server.closeAllConnections(); // keep-alive page requests
       await closed;
+    },
+  };
+}
+
+// With tls: the engine listens itself (page and socket on one TLS port).
+async function serveTls(engine: Engine, lab: CloseLab, ticker: NodeJS.Timeout): Promise<Demo> {
+  try {
+    await engine.start();
+  } catch (err) {
+    clearInterval(ticker);
+    throw err;
+  }
+  const authority = engine.addresses()[0] ?? '';
+  return {
+    url: `https://${authority}/`,
+    wsUrl: `wss://${authority}/ws`,
+    engine,
+    async stop() {
+      clearInterval(ticker);
+      await engine.stop(); // 1001 to every page, answers awaited (closeTimeout at most)
+      await lab.stop();
     },
   };
 }
