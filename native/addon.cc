@@ -31,16 +31,16 @@ namespace {
 // record rounds the rest waits for the idle handle (next loop turn).
 constexpr int kMaxDispatchRounds = 64;
 
-// TLS contexts cross to JS as tagged externals (a finalizer drops JS's
-// reference); the tag makes sure an argument really is one of ours.
+// TLS contexts cross to JS as tagged wrapper objects (a finalizer drops
+// JS's reference); the tag makes sure an argument really is one of ours.
 const napi_type_tag kTlsContextTag = {0x6e65746c6f6f7074ULL, 0x746c73637478ULL};
 
 SSL_CTX* TlsContextArg(Napi::Value v) {
-  if (!v.IsExternal()) return nullptr;
+  if (!v.IsObject()) return nullptr;
   bool ours = false;
   if (napi_check_object_type_tag(v.Env(), v, &kTlsContextTag, &ours) != napi_ok || !ours) return nullptr;
   void* data = nullptr;
-  if (napi_get_value_external(v.Env(), v, &data) != napi_ok) return nullptr;
+  if (napi_unwrap(v.Env(), v, &data) != napi_ok) return nullptr;
   return static_cast<SSL_CTX*>(data);
 }
 
@@ -909,17 +909,18 @@ Napi::Value CreateTlsContext(const Napi::CallbackInfo& info) {
     e.ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  // A plain napi external: the finalizer is a static function, so nothing
-  // besides the context itself is allocated for it.
-  napi_value ext;
-  if (napi_create_external(env, ctx, [](napi_env, void* p, void*) { FreeTlsContext(static_cast<SSL_CTX*>(p)); },
-                           nullptr, &ext) != napi_ok) {
+  // An empty object wrapping the context: Node finalizes wrapped objects
+  // still alive when the environment goes away, so no context outlives it.
+  napi_value obj;
+  if (napi_create_object(env, &obj) != napi_ok ||
+      napi_wrap(env, obj, ctx, [](napi_env, void* p, void*) { FreeTlsContext(static_cast<SSL_CTX*>(p)); }, nullptr,
+                nullptr) != napi_ok) {
     FreeTlsContext(ctx);
     Napi::Error::New(env, "createTlsContext: out of memory").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  napi_type_tag_object(env, ext, &kTlsContextTag);
-  return Napi::Value(env, ext);
+  napi_type_tag_object(env, obj, &kTlsContextTag);
+  return Napi::Value(env, obj);
 }
 
 Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {

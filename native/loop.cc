@@ -518,8 +518,9 @@ void Loop::OnReadable(uint32_t slot) {
   // read only to be discarded, into a scratch buffer: the slab still holds
   // this batch's undelivered data.
   bool deliver = s.state == kOpen;
-  // TLS: ciphertext is read aside and decrypted into the slab (TlsInput).
-  bool decrypt = deliver && s.tls != nullptr;
+  // TLS: ciphertext is read aside and decrypted into the slab (TlsInput);
+  // after a local close too, so that the peer's close_notify is seen.
+  bool decrypt = s.tls != nullptr;
   uint8_t* dst = discard_;
   size_t want = sizeof discard_;
   if (deliver) {
@@ -527,6 +528,9 @@ void Loop::OnReadable(uint32_t slot) {
     if (room == 0) return;  // the slab is full: level-triggered, read next time
     dst = decrypt ? tls_in_.data() : slab_ + slab_used_;
     want = std::min(room, read_share_);
+  } else if (decrypt) {
+    dst = tls_in_.data();
+    want = std::min(tls_in_.size(), read_share_);
   }
   ssize_t r;
   do {
@@ -1230,7 +1234,9 @@ bool Loop::CollectReaders() {
     for (const ReaderEvent& e : reader_events_) {
       if (e.done) continue;
       Slot* s = Live(e.slot, e.gen);
-      if (s == nullptr || s->tls == nullptr || s->state != kOpen) continue;
+      if (s == nullptr || s->tls == nullptr || s->state == kStopping) continue;
+      // Also while closing: the plaintext is discarded, but the peer's
+      // close_notify must be seen, or its FIN would read as a truncation.
       TlsInput(e.slot, dst + e.offset, e.len);
     }
   }

@@ -412,6 +412,13 @@ bool TlsConn::Feed(const uint8_t* data, size_t len) {
 
 void TlsConn::Fail(int ssl_error, int32_t code) {
   long verify = SSL_get_verify_result(ssl_);
+  if (!established_ && verify == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY) {
+    // A lone leaf whose issuer nobody here knows: Node (on the same
+    // OpenSSL) calls that UNABLE_TO_VERIFY_LEAF_SIGNATURE, and programs
+    // written against Node's tls test for that code.
+    STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl_);
+    if (chain == nullptr || sk_X509_num(chain) <= 1) verify = X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE;
+  }
   if (!established_ && verify != X509_V_OK) {
     // The peer's certificate was refused: say which check failed.
     error_ = kTlsErrVerify + static_cast<int32_t>(verify);

@@ -40,7 +40,7 @@ window.T = {
   },
   open(protocols) {
     const id = ++T.next;
-    const ws = new WebSocket('ws://' + location.host + '/ws', protocols);
+    const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws', protocols);
     ws.binaryType = 'arraybuffer';
     const s = { ws, messages: [], errors: 0, closeEvents: [] };
     T.socks[id] = s;
@@ -97,7 +97,7 @@ async function browserTests() {
       return { status: 404, headers: [['Content-Type', 'text/plain']], body: 'Not Found\n' };
     },
   });
-  const origin = `http://${srv.addr}`;
+  const origin = srv.origin;
 
   const context = await launchChromium(t);
   const page = context.pages()[0] ?? (await context.newPage());
@@ -120,7 +120,7 @@ async function browserTests() {
     const s = await open(['chat']);
     t.equal(s.protocol, 'chat', 'the browser sees the subprotocol');
     t.equal(s.extensions, '', 'no extension agreed');
-    t.equal(s.url, `ws://${srv.addr}/ws`);
+    t.equal(s.url, srv.url);
     const rec = s.rec;
     t.equal(rec.c.subprotocol, 'chat');
     t.equal(rec.c.path, '/ws');

@@ -12,6 +12,7 @@ import { computeAccept } from '../http/upgrade.js';
 import { listElements, listHasToken, trimOws } from '../http/chars.js';
 import { WebSocketConn, failForHandler, type ClosedWebSocketConn, type WebSocketOwner } from './conn.js';
 import type { MessageType } from './opcodes.js';
+import type { TlsClientOptions } from '../tls.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
 import { PerMessageDeflate, inflationLimit, acceptClientResponse, offerClient, type DeflateOptions } from './deflate.js';
 import { checkKnownOptions, compressionOption, intOption, msOption } from '../options.js';
@@ -52,6 +53,13 @@ export interface DialOptions<S = unknown> {
   onOpen?: (c: WebSocketConn<S>, response: ResponseHead) => void;
   /** The connection's write queue became empty (bufferedAmount 0). */
   onDrain?: (c: WebSocketConn<S>) => void;
+  /**
+   * wss:// only: TLS options (trusted `ca`, `servername`, `rejectUnauthorized`,
+   * a client certificate). The server's certificate is verified against
+   * Node's root certificates by default, and must be for the URL's host; the
+   * dial rejects with a TLSHandshakeError that says why otherwise.
+   */
+  tls?: TlsClientOptions;
 }
 
 /** The handshake failed: the server answered something other than a valid 101. */
@@ -72,6 +80,7 @@ export class HandshakeError extends NetloopError {
 const DIAL_OPTIONS = {
   engine: true, subprotocols: true, compression: true, headers: true, handshakeTimeout: true, closeTimeout: true,
   messageLengthLimit: true, onMessage: true, onDataFrame: true, onClose: true, closeHandler: true, pingHandler: true, pongHandler: true, onOpen: true, onDrain: true,
+  tls: true,
 } as const satisfies Record<keyof DialOptions, true>;
 
 let sharedEngine: Engine | undefined;
@@ -100,20 +109,19 @@ async function defaultEngine(): Promise<Engine> {
   return sharedStarting;
 }
 
-function parseUrl(url: string): { host: string; port: number; path: string; hostHeader: string } {
+function parseUrl(url: string): { host: string; port: number; path: string; hostHeader: string; secure: boolean } {
   let u: URL;
   try {
     u = new URL(url);
   } catch {
     throw new TypeError(`dial: "${url}" is not a URL`);
   }
-  if (u.protocol !== 'ws:') {
-    throw new TypeError(u.protocol === 'wss:' ? 'dial: wss:// (TLS) is not supported' : `dial: the URL must start with ws://, got ${u.protocol}`);
-  }
+  if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new TypeError(`dial: the URL must start with ws:// or wss://, got ${u.protocol}`);
   if (u.hash !== '') throw new TypeError('dial: a WebSocket URL has no fragment (#...)');
-  const port = u.port === '' ? 80 : Number(u.port);
+  const secure = u.protocol === 'wss:';
+  const port = u.port === '' ? (secure ? 443 : 80) : Number(u.port);
   const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
-  return { host, port, path: (u.pathname || '/') + u.search, hostHeader: u.host };
+  return { host, port, path: (u.pathname || '/') + u.search, hostHeader: u.host, secure };
 }
 
 class ClientSession<S> implements ReceiverHandlers, WebSocketOwner<S> {
@@ -313,7 +321,8 @@ async function handshake<S>(
 ): Promise<WebSocketConn<S>> {
   const addr = target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
   const started = Date.now();
-  const conn = await engine._dial(addr, { timeout }, handshakeProto);
+  // The engine checks the certificate against the URL's host unless tls.servername says otherwise.
+  const conn = await engine._dial(addr, { timeout, ...(target.secure ? { tls: options.tls ?? true } : {}) }, handshakeProto);
   const key = randomBytes(16).toString('base64');
   const lines = [
     `GET ${target.path} HTTP/1.1`,

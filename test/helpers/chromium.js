@@ -13,6 +13,13 @@ export const CHROMIUM = '/usr/bin/chromium';
 // keep it from reaching for the network, which this machine refuses.
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
 
+// NETLOOP_TEST_TLS=1 (helpers/tls-env.js): the browser accepts the test
+// server's certificate by its public key's hash, and nothing else.
+function tlsArgs() {
+  const spki = process.env.NETLOOP_TEST_TLS_SPKI;
+  return process.env.NETLOOP_TEST_TLS === '1' && spki !== undefined ? [`--ignore-certificate-errors-spki-list=${spki}`] : [];
+}
+
 /** Fails `t` (CI installs the browser, so its absence is an error, not a skip); returns whether it is there. */
 export function requireChromium(t) {
   if (fs.existsSync(CHROMIUM)) return true;
@@ -44,7 +51,7 @@ export async function launchChromium(t, ms = 15000) {
     fs.rmSync(profile, { recursive: true, force: true });
   });
   context = await within(
-    chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, timeout: ms, env: browserEnv(), args: ARGS }),
+    chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, timeout: ms, env: browserEnv(), args: [...ARGS, ...tlsArgs()] }),
     ms,
     'chromium to launch',
   );

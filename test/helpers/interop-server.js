@@ -7,6 +7,7 @@
 // Not a test file itself (tap runs test/**/*.test.js only).
 import { performance } from 'node:perf_hooks';
 import { testIoMode, asNonBlocking } from './ws-peer.js';
+import { testTls } from './tls-env.js';
 import http from 'node:http';
 import { Engine, Upgrader, NetClosedError } from '../../dist/index.js';
 import { requestHeadOf } from '../../dist/adopt.js';
@@ -128,7 +129,8 @@ export async function startServer(t, { upgrader = {}, compression = false, onOpe
     c.session.pongs.push(Buffer.from(data));
   });
   const mountOnHttp = process.env.NETLOOP_TEST_MOUNT === 'http';
-  const engine = new Engine({ ...(mountOnHttp ? {} : { addrs: ['127.0.0.1:0'] }), upgrader: up, ...testIoMode() });
+  const tls = testTls(); // NETLOOP_TEST_TLS=1: the same suite over wss://
+  const engine = new Engine({ ...(mountOnHttp ? {} : { addrs: ['127.0.0.1:0'] }), upgrader: up, ...testIoMode(), ...(tls !== undefined ? { tls } : {}) });
   await engine.start();
   t.teardown(() => engine.stop());
   let addr;
@@ -151,12 +153,17 @@ export async function startServer(t, { upgrader = {}, compression = false, onOpe
     [addr] = engine.addresses();
   }
 
+  const port = Number(addr.slice(addr.lastIndexOf(':') + 1));
   return {
     engine,
     up,
     addr,
-    port: Number(addr.slice(addr.lastIndexOf(':') + 1)),
-    url: `ws://${addr}/ws`,
+    port,
+    // Over TLS the certificate names localhost (and 127.0.0.1); clients
+    // verify it against the test CA (NODE_EXTRA_CA_CERTS).
+    url: tls !== undefined ? `wss://localhost:${port}/ws` : `ws://${addr}/ws`,
+    /** The page origin (Chromium): http://addr, or https://localhost:port over TLS. */
+    origin: tls !== undefined ? `https://localhost:${port}` : `http://${addr}`,
     conns,
     /** The record of the i-th upgraded connection, once it has opened. */
     async conn(i = 0, ms = 5000) {
