@@ -65,6 +65,8 @@ interface Binding {
   trimMemory(): boolean;
   /** XORs buf[start, end) with the WebSocket masking key, in place; returns the key index at end (lib/websocket/mask.ts). */
   mask(buf: Uint8Array, start: number, end: number, key: Uint8Array, keyIndex: number): number;
+  /** dst[dstStart + i] = src[srcStart + i] ^ key[(keyIndex + i) % 4] for i < n, in one pass; returns the key index after the last byte (lib/websocket/mask.ts). */
+  maskCopy(src: Uint8Array, srcStart: number, dst: Uint8Array, dstStart: number, n: number, key: Uint8Array, keyIndex: number): number;
 }
 
 const require = createRequire(import.meta.url);
