@@ -2,8 +2,8 @@
 // and source addresses.
 
 // The peers for a protocol: netloop, the npm/Node baseline, and the C ceiling.
-export const serversFor = (proto) => (proto === 'tcp' ? ['netloop', 'net', 'c'] : ['netloop', 'ws', 'c']);
-export const ratioFor = (proto) => (proto === 'tcp' ? ['net', 'c'] : ['ws', 'c']);
+export const serversFor = (proto) => (proto === 'tcp' ? ['netloop', 'net', 'c'] : ['netloop', 'uws', 'ws', 'c']);
+export const ratioFor = (proto) => (proto === 'tcp' ? ['net', 'c'] : ['uws', 'ws', 'c']);
 
 export const protoOption = { type: 'string', default: 'ws', choices: ['ws', 'tcp'], help: 'ws: WebSocket frames; tcp: raw bytes' };
 export const threadsOption = { default: 1, min: 1, integer: true, help: 'load generator threads (all on its CPUs when pinned)' };

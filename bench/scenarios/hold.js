@@ -10,7 +10,7 @@ export default {
   summary: 'N idle WebSocket connections with periodic pings: RSS per connection, connect time',
   // Past one process's open files only a server that runs as several processes on one port can
   // take part (harness/scale.js): netloop with --workers.
-  defaultServers: (o) => (o.conns > PER_PROCESS_CONNS ? ['netloop'] : ['netloop', 'ws', 'c']),
+  defaultServers: (o) => (o.conns > PER_PROCESS_CONNS ? ['netloop'] : ['netloop', 'uws', 'ws', 'c']),
   options: {
     ...wsHold.options,
     conns: {

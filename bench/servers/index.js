@@ -9,6 +9,8 @@
 //                       (not through a shell, so the pid the harness sees is the server's own)
 //   missing()           null when it can start, else why not (checked before any run; such a
 //                       server is reported as failed with this reason, the others still run)
+//   optional            true for a peer that may be absent (uWS.js): a default run leaves it
+//                       out with a printed note instead of reporting it as failed
 //
 // A server that starts but cannot serve the protocol (e.g. a netloop CLI without --proto ws yet)
 // exits or fails its handshakes; the harness reports that run as failed with the reason.
@@ -16,6 +18,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { benchDir, echoCPath, netloopCliPath } from '../harness/paths.js';
+import { UWS_VERSION, uwsModulePath } from '../peers/uws.js';
 
 const node = process.execPath;
 // --node-flags: the same V8/Node flags for every Node server, so that a
@@ -139,6 +142,17 @@ export const servers = {
     script: 'netloop-ws-echo.js',
     missing: cliMissing, // netloop/ws is dist/compat/ws.js: built with the CLI
   }),
+  uws: {
+    ...scriptServer({
+      describe: `uWebSockets.js ${UWS_VERSION} (the unofficial npm build, installed on demand): bench/servers/uws-echo.js`,
+      protocols: ['ws'],
+      script: 'uws-echo.js',
+      // NETLOOP_BENCH_INSTALL_PEERS=0: use an installed copy only, never download (the tests).
+      missing: () =>
+        uwsModulePath({ install: process.env.NETLOOP_BENCH_INSTALL_PEERS !== '0', log: (line) => process.stderr.write(`bench: ${line}\n`) }).skip ?? null,
+    }),
+    optional: true,
+  },
   'socketio-ws': socketIoServer('ws'),
   'socketio-netloop': socketIoServer('netloop'),
   c: {
