@@ -154,7 +154,7 @@ t.test('bench harness smoke', async (t) => {
   // A ping every second, each answered before the next: a pong may be late by most of a second
   // while the machine runs other tests beside this one (a 0.2 s interval failed under load).
   await t.test('hold', (t) => scenario(t, 'hold', ['--conns', '2000', '--settle', '0.3', '--duration', '2.2', '--ping-interval', '1'], dir));
-  // The path past one process's open files (harness/scale.js), with the per-process share
+  // The path past one process's open files (harness/hold-levels.js), with the per-process share
   // lowered to 1,000: netloop as 3 worker processes, 3 generator processes.
   await t.test('hold past one process', async (t) => {
     await scenario(t, 'hold', ['--conns', '2500', '--settle', '0.5', '--duration', '2.2', '--ping-interval', '1'], dir, { NETLOOP_BENCH_PER_PROCESS: '1000' });
