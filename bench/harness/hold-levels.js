@@ -211,8 +211,8 @@ function startGenerator({ index, conns, host, port, o, cpu, concurrency }) {
 // allowed (root), to at least these many pages per connection held, and put back afterwards;
 // the result says what was changed.
 const TCP_MEM_PATH = '/proc/sys/net/ipv4/tcp_mem';
-const TCP_MEM_PAGES_PER_CONN = [0.75, 1, 1.5];
-const TCP_MEM_FROM_CONNS = 200000;
+const TCP_MEM_PAGES_PER_CONN = [2, 3, 4];
+const TCP_MEM_FROM_CONNS = 100000;
 
 export function raiseTcpMem(conns) {
   if (conns < TCP_MEM_FROM_CONNS) return null;
