@@ -70,7 +70,7 @@ async function runOne({ run, name, c, host, pinning, opts, log }) {
   }
   let server;
   try {
-    server = await startServer({ file, args, cpu: pinning.serverCpu, host, port });
+    server = await startServer({ file, args, cpu: pinning.serverCpu, host, port, timeoutMs: 10_000 + workers * 2000 });
   } catch (e) {
     rec.error = `${name} did not start: ${e.message}`;
     rec.problems = runProblems(rec, scenario.kind, conns);
@@ -98,7 +98,7 @@ async function runOne({ run, name, c, host, pinning, opts, log }) {
           loadgenCpu: pinning.loadgenCpu,
           // The supervisor prints its worker pids once every worker listens.
           serverReady: async () => {
-            const end = Date.now() + 30_000;
+            const end = Date.now() + 30_000 + workers * 2000; // dozens of Node processes start on one core
             while (workers > 0 && !/worker processes/.test(server.output()) && Date.now() < end) await sleep(50);
           },
           log,
