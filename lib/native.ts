@@ -111,6 +111,8 @@ interface Binding {
   mask(buf: Uint8Array, start: number, end: number, key: Uint8Array, keyIndex: number): number;
   /** An OpenSSL context on Node's own OpenSSL (native/tls.cc); throws an Error saying what is wrong with the config. */
   createTlsContext(config: NativeTlsConfig): NativeTlsContext;
+  /** dst[dstStart + i] = src[srcStart + i] ^ key[(keyIndex + i) % 4] for i < n, in one pass; returns the key index after the last byte (lib/websocket/mask.ts). */
+  maskCopy(src: Uint8Array, srcStart: number, dst: Uint8Array, dstStart: number, n: number, key: Uint8Array, keyIndex: number): number;
 }
 
 const require = createRequire(import.meta.url);

@@ -23,6 +23,7 @@
 #endif
 
 #include "loop.h"
+#include "mask.h"
 
 namespace netloop {
 namespace {
@@ -799,9 +800,9 @@ Napi::Object Constants(Napi::Env env) {
 // mask(buf, start, end, key, keyIndex) -> keyIndex: XORs buf[start, end)
 // with the 4-byte WebSocket masking key in place (RFC 6455 §5.3), key byte
 // keyIndex first; returns the key index of the byte at end. For large
-// payloads: a C loop over 64-bit words, which the compiler vectorizes, is
-// several times faster than JavaScript's 32-bit typed-array loop
-// (lib/websocket/mask.ts uses this above a threshold).
+// payloads: the vector loop of mask.h is several times faster than
+// JavaScript's 32-bit typed-array loop (lib/websocket/mask.ts uses this above
+// a threshold).
 Napi::Value Mask(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint8_t* buf = nullptr;
@@ -819,23 +820,40 @@ Napi::Value Mask(const Napi::CallbackInfo& info) {
   }
   size_t start = static_cast<size_t>(start_d);
   size_t end = static_cast<size_t>(end_d);
-  unsigned k = static_cast<unsigned>(info[4].As<Napi::Number>().Int32Value()) & 3u;
-  // The key rotated so that its first byte applies to buf[start].
-  uint8_t rot[8];
-  for (unsigned i = 0; i < 8; i++) rot[i] = key[(k + i) & 3u];
-  uint64_t word;
-  std::memcpy(&word, rot, sizeof word);
+  unsigned k = static_cast<unsigned>(info[4].As<Napi::Number>().Int32Value());
   uint8_t* p = buf + start;
-  size_t n = end - start;
-  size_t words = n / 8;
-  for (size_t i = 0; i < words; i++) {
-    uint64_t v;
-    std::memcpy(&v, p + i * 8, sizeof v);  // no alignment assumption, no aliasing UB
-    v ^= word;
-    std::memcpy(p + i * 8, &v, sizeof v);
+  return Napi::Number::New(env, static_cast<double>(MaskCopy(p, p, end - start, key, k)));
+}
+
+// maskCopy(src, srcStart, dst, dstStart, n, key, keyIndex) -> keyIndex:
+// dst[dstStart + i] = src[srcStart + i] ^ key[(keyIndex + i) % 4] for i < n,
+// in one pass: the receiver's copy of a payload out of the receive slab and
+// its unmasking together, as the C echo server does them. src and dst must
+// not overlap (they are different buffers in every caller; checked).
+Napi::Value MaskCopyFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* src = nullptr;
+  uint8_t* dst = nullptr;
+  uint8_t* key = nullptr;
+  size_t src_len = 0, dst_len = 0, key_len = 0;
+  if (info.Length() < 7 || !GetTypedArray(info[0], napi_uint8_array, &src, &src_len) || !info[1].IsNumber() ||
+      !GetTypedArray(info[2], napi_uint8_array, &dst, &dst_len) || !info[3].IsNumber() || !info[4].IsNumber() ||
+      !GetTypedArray(info[5], napi_uint8_array, &key, &key_len) || key_len < 4 || !info[6].IsNumber()) {
+    return ThrowType(env, "maskCopy(src, srcStart, dst, dstStart, n, key, keyIndex)");
   }
-  for (size_t i = words * 8; i < n; i++) p[i] ^= rot[i & 7u];
-  return Napi::Number::New(env, static_cast<double>((k + n) & 3u));
+  double src_start = info[1].As<Napi::Number>().DoubleValue();
+  double dst_start = info[3].As<Napi::Number>().DoubleValue();
+  double n_d = info[4].As<Napi::Number>().DoubleValue();
+  if (!(src_start >= 0 && dst_start >= 0 && n_d >= 0 && src_start + n_d <= static_cast<double>(src_len) &&
+        dst_start + n_d <= static_cast<double>(dst_len))) {
+    return ThrowType(env, "maskCopy: the ranges must lie within src and dst");
+  }
+  size_t n = static_cast<size_t>(n_d);
+  const uint8_t* from = src + static_cast<size_t>(src_start);
+  uint8_t* to = dst + static_cast<size_t>(dst_start);
+  if (n > 0 && from < to + n && to < from + n) return ThrowType(env, "maskCopy: src and dst ranges overlap");
+  unsigned k = static_cast<unsigned>(info[6].As<Napi::Number>().Int32Value());
+  return Napi::Number::New(env, static_cast<double>(MaskCopy(to, from, n, key, k)));
 }
 
 // releaseMemory(critical): tells V8 the process is under memory pressure.
@@ -928,6 +946,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("trimMemory", Napi::Function::New(env, TrimMemory));
   exports.Set("mask", Napi::Function::New(env, Mask));
   exports.Set("createTlsContext", Napi::Function::New(env, CreateTlsContext));
+  exports.Set("maskCopy", Napi::Function::New(env, MaskCopyFn));
   exports.Set("EngineHandle", EngineHandle::Define(env));
   exports.Set("constants", Constants(env));
 #if defined(__linux__)

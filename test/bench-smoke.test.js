@@ -23,7 +23,8 @@ const QUICK = ['--runs', '1', '--warmup', '0.1', '--duration', '0.3'];
 function runBench(args, resultsDir, env = {}) {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [path.join(root, 'bench', 'run.js'), ...args], {
-      env: { ...process.env, NETLOOP_BENCH_RESULTS_DIR: resultsDir, ...env },
+      // uWS.js takes part where a copy is installed (bench/.peers); a test never downloads it.
+      env: { ...process.env, NETLOOP_BENCH_RESULTS_DIR: resultsDir, NETLOOP_BENCH_INSTALL_PEERS: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -93,6 +94,7 @@ async function scenario(t, name, args, dir, env) {
     t.match(r.stdout, `| ${s} |`, `${name}: ${s} in the table`);
     t.match(chart, `>${s}<`, `${name}: ${s} in the chart`);
   }
+  return { stdout: r.stdout, rec };
 }
 
 // The soak at a tiny size: 60 connections for 3 s, mixed, every close path completed at
@@ -146,13 +148,19 @@ t.test('bench harness smoke', async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
   await t.test('echo', (t) => scenario(t, 'echo', ['--conns', '4', '--inflight', '2', '--size', '64,65536', '--msg-type', 'binary,text'], dir));
-  await t.test('latency', (t) => scenario(t, 'latency', ['--conns', '4', '--rate', '200'], dir));
+  await t.test('latency, uWS.js unavailable: left out with a note, the run still clean', async (t) => {
+    const noPeers = mkdtempSync(path.join(os.tmpdir(), 'netloop-no-peers-'));
+    const out = await scenario(t, 'latency', ['--conns', '4', '--rate', '200'], dir, { NETLOOP_BENCH_PEERS_DIR: noPeers });
+    rmSync(noPeers, { recursive: true, force: true });
+    t.match(out?.stdout ?? '', /Skipped \(optional peers that cannot run here\):\n- uws: /, 'the report names uws and why');
+    t.notOk(out?.rec.servers.includes('uws'), 'uws not among the servers run');
+  });
   // Enough connections that each server's RSS grows by megabytes: with a few hundred, a garbage
   // collection between the two samples can make the difference negative (ws: -2.7 MB once).
   // A ping every second, each answered before the next: a pong may be late by most of a second
   // while the machine runs other tests beside this one (a 0.2 s interval failed under load).
   await t.test('hold', (t) => scenario(t, 'hold', ['--conns', '2000', '--settle', '0.3', '--duration', '2.2', '--ping-interval', '1'], dir));
-  // The path past one process's open files (harness/scale.js), with the per-process share
+  // The path past one process's open files (harness/hold-levels.js), with the per-process share
   // lowered to 1,000: netloop as 3 worker processes, 3 generator processes.
   await t.test('hold past one process', async (t) => {
     await scenario(t, 'hold', ['--conns', '2500', '--settle', '0.5', '--duration', '2.2', '--ping-interval', '1'], dir, { NETLOOP_BENCH_PER_PROCESS: '1000' });

@@ -11,7 +11,7 @@ import {
   pingFrame,
   pongFrame,
 } from '../dist/websocket/sender.js';
-import { maskInPlace } from '../dist/websocket/mask.js';
+import { copyMasked, maskInPlace } from '../dist/websocket/mask.js';
 import { CloseCode, isValidCloseCode, MAX_CLOSE_REASON_BYTES } from '../dist/websocket/close.js';
 import { Opcode } from '../dist/websocket/opcodes.js';
 import { Receiver } from '../dist/websocket/receiver.js';
@@ -115,6 +115,47 @@ t.test('maskInPlace: every alignment, length and key offset agrees with the defi
     }
   }
   t.equal(bad, 0, 'no mismatches, bytes outside the range untouched, key index returned');
+});
+
+t.test('copyMasked: every alignment of both sides, length and key offset agrees with the definition', async (t) => {
+  const key = hex('a1b2c3d4');
+  let bad = 0;
+  for (let srcOff = 0; srcOff < 5; srcOff++) {
+    for (let dstOff = 0; dstOff < 5; dstOff++) {
+      // Both sides of the 16-byte vector and of the 64-byte block, and long runs.
+      for (const len of [0, 1, 15, 16, 17, 63, 64, 65, 127, 512, 1027, 65539]) {
+        for (let k = 0; k < 4; k++) {
+          const src = Buffer.alloc(srcOff + len + 3);
+          for (let i = 0; i < src.length; i++) src[i] = (i * 37 + 11) & 0xff;
+          const before = Buffer.from(src);
+          const dst = Buffer.alloc(dstOff + len + 9, 0x5a);
+          const expected = Buffer.from(dst);
+          for (let i = 0; i < len; i++) expected[dstOff + i] = src[srcOff + i] ^ key[(k + i) & 3];
+          const next = copyMasked(src, srcOff, dst, dstOff, len, key, k);
+          if (!dst.equals(expected) || !src.equals(before) || next !== ((k + len) & 3)) bad++;
+        }
+      }
+    }
+  }
+  t.equal(bad, 0, 'no mismatches, source untouched, bytes outside the range untouched, key index returned');
+});
+
+t.test('the native masked copy refuses out-of-bounds and overlapping ranges', async (t) => {
+  const { binding } = await import('../dist/native.js');
+  const key = hex('a1b2c3d4');
+  const src = Buffer.alloc(16, 1);
+  const dst = Buffer.alloc(16);
+  t.throws(() => binding.maskCopy(src, 8, dst, 0, 9, key, 0), TypeError, 'past the end of src');
+  t.throws(() => binding.maskCopy(src, 0, dst, 8, 9, key, 0), TypeError, 'past the end of dst');
+  t.throws(() => binding.maskCopy(src, -1, dst, 0, 4, key, 0), TypeError, 'negative start');
+  t.throws(() => binding.maskCopy(src, 0, dst, 0, -1, key, 0), TypeError, 'negative length');
+  t.throws(() => binding.maskCopy(src, 0, dst, 0, 4, hex('a1b2'), 0), TypeError, 'a key shorter than 4 bytes');
+  t.throws(() => binding.maskCopy(src, 0, [0, 0], 0, 1, key, 0), TypeError, 'not a Uint8Array');
+  t.throws(() => binding.maskCopy(src, 0, src.subarray(4), 0, 8, key, 0), TypeError, 'overlapping ranges of one buffer');
+  t.equal(binding.maskCopy(src, 0, src, 8, 8, key, 1), 1, 'adjacent ranges of one buffer do not overlap');
+  t.equal(src[8], 1 ^ key[1], 'and are copied');
+  t.equal(binding.maskCopy(src, 3, dst, 3, 0, key, 2), 2, 'an empty range changes nothing');
+  t.ok(dst.equals(Buffer.alloc(16)), 'untouched');
 });
 
 t.test('the native mask refuses what would go out of bounds', async (t) => {

@@ -151,8 +151,12 @@ export const kinds = {
     summarize: (runs, names) => summarizeOld(runs, names, 'hold'),
     table: (summary, names) => holdTable(summary, names),
     legend:
-      'Medians over clean runs, a fresh server each run. RSS per conn = (RSS when all are upgraded and idle after ' +
-      'the settle time - RSS before the first connect) / connections held; "end" is after the hold and its pings. ' +
+      'Medians over clean runs, a fresh server each run. hold: RSS per conn (slope) = the growth of the server\'s RSS ' +
+      'per connection between the held levels (least squares; each level sampled after the settle time), fixed = the ' +
+      'line\'s intercept (per-process costs, not per connection); kernel slab and TCP buffers: growth of /proc/slabinfo ' +
+      '(every cache) and /proc/net/sockstat TCP mem between the first and last level, per connection, both ends of the ' +
+      'loopback connection counted (machine-wide). ws-hold: RSS per conn = (RSS when all are upgraded and idle after ' +
+      'the settle time - RSS before the first connect) / connections held. "end" is after the hold and its pings. ' +
       'connect time: first connect to last upgrade. server CPU per connect: accept + upgrade; per pong: CPU during ' +
       'the hold / pongs.',
   },

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { servers } from '../servers/index.js';
 import { kindOf, progressLine } from './kinds.js';
 import { loadgenPath } from './paths.js';
-import { PER_PROCESS_CONNS, runScaledHold, scalePlan } from './scale.js';
+import { PER_PROCESS_CONNS, raiseTcpMem, runLevelHold, workersFor } from './hold-levels.js';
 import {
   commOf, freePort, machineBusyTicks, pidTicks, runLoadgen, selfAndChildrenTicks, startServer, stopServer, waitReleased,
 } from './proc.js';
@@ -52,12 +52,12 @@ function otherCpu(a, b) {
   return wall > 0 ? Math.max(0, other / ticksPerSecond() / wall) : null;
 }
 
-async function runOne({ run, name, c, host, pinning, opts }) {
+async function runOne({ run, name, c, host, pinning, opts, log }) {
   const scenario = c; // the case: proto, role, kind, loadgenArgs, timeoutS, conns, pauseS
   const conns = c.conns;
   const port = await freePort(host);
   const scaled = isScaled(c);
-  const workers = scaled ? scalePlan(conns).workers : 0;
+  const workers = scaled ? workersFor(conns) : 0;
   const { file, args } = servers[name].command({ proto: c.proto, role: c.role ?? 'echo', host, port, nodeFlags: opts['node-flags'], opts, workers, tls: c.tls });
   const rec = {
     run, case: c.id, kind: c.kind, server: name, port, command: [file, ...args].join(' '), pid: null, result: null, problems: [], notes: [],
@@ -70,7 +70,7 @@ async function runOne({ run, name, c, host, pinning, opts }) {
   }
   let server;
   try {
-    server = await startServer({ file, args, cpu: pinning.serverCpu, host, port });
+    server = await startServer({ file, args, cpu: pinning.serverCpu, host, port, timeoutMs: 10_000 + workers * 2000 });
   } catch (e) {
     rec.error = `${name} did not start: ${e.message}`;
     rec.problems = runProblems(rec, scenario.kind, conns);
@@ -79,27 +79,42 @@ async function runOne({ run, name, c, host, pinning, opts }) {
   rec.pid = server.child.pid;
   rec.server_comm = commOf(rec.pid);
   const before = cpuSnapshot(rec.pid);
-  const lg = scaled
-    ? await runScaledHold({
-        c: { ...c, opts },
-        host,
-        port,
-        serverPid: rec.pid,
-        loadgenCpu: pinning.loadgenCpu,
-        // The supervisor prints its worker pids once every worker listens.
-        serverReady: async () => {
-          const end = Date.now() + 30_000;
-          while (!/worker processes/.test(server.output()) && Date.now() < end) await sleep(50);
-        },
-      })
-    : await runLoadgen({
-        // A case may bring its own generator (a Node script printing the same JSON line).
-        file: c.generator ? process.execPath : loadgenPath,
-        args: [...(c.generator ? [c.generator] : []), ...c.loadgenArgs, '--host', host, '--port', String(port), '--server-pid', String(rec.pid)],
-        cpu: pinning.loadgenCpu,
-        timeoutMs: c.timeoutS * 1000,
-      });
-  if (scaled) rec.notes.push(`past one process: ${workers} server worker processes (--workers), ${scalePlan(conns).loadgens} generator processes`);
+  // hold (levels) and any hold past one process: the harness drives the generators level by level.
+  const levelled = Boolean(c.levels || scaled);
+  const tcpMem = levelled ? raiseTcpMem(conns) : null;
+  if (tcpMem) {
+    log(`  ${tcpMem.note}`);
+    rec.notes.push(tcpMem.note);
+    rec.tcp_mem = { changed: tcpMem.changed, before: tcpMem.before ?? null, after: tcpMem.after ?? null };
+  }
+  let lg;
+  try {
+    lg = levelled
+      ? await runLevelHold({
+          c: { ...c, opts },
+          host,
+          port,
+          serverPid: rec.pid,
+          loadgenCpu: pinning.loadgenCpu,
+          // The supervisor prints its worker pids once every worker listens.
+          serverReady: async () => {
+            const end = Date.now() + 30_000 + workers * 2000; // dozens of Node processes start on one core
+            while (workers > 0 && !/worker processes/.test(server.output()) && Date.now() < end) await sleep(50);
+          },
+          log,
+        })
+      : await runLoadgen({
+          // A case may bring its own generator (a Node script printing the same JSON line).
+          file: c.generator ? process.execPath : loadgenPath,
+          args: [...(c.generator ? [c.generator] : []), ...c.loadgenArgs, '--host', host, '--port', String(port), '--server-pid', String(rec.pid)],
+          cpu: pinning.loadgenCpu,
+          timeoutMs: c.timeoutS * 1000,
+        });
+  } catch (e) {
+    tcpMem?.restore?.();
+    throw e;
+  }
+  if (scaled) rec.notes.push(`past one process: ${workers} server worker processes (--workers), ${lg.json?.loadgen_processes ?? '?'} generator processes`);
   const after = cpuSnapshot(rec.pid);
   rec.other_cpu = otherCpu(before, after);
   const diedDuringRun = server.child.exitCode !== null || server.child.signalCode !== null;
@@ -108,6 +123,7 @@ async function runOne({ run, name, c, host, pinning, opts }) {
   // the next run neither competes with that work nor finds the memory still taken.
   const released = await waitReleased(port);
   rec.release_s = released.seconds;
+  tcpMem?.restore?.(); // once the sockets are gone: their teardown needed the room too
   if (!released.released) rec.notes.push(`${released.left} socket(s) of port ${port} still not released after ${released.seconds.toFixed(0)} s`);
   // Then a pause for the kernel's deferred work (freeing socket memory, timers) after runs with
   // many connections (scenario.pauseS).
@@ -149,7 +165,7 @@ export function saturationNote(j) {
 }
 
 // A hold with more connections than one process may keep open: several server and generator
-// processes (harness/scale.js).
+// processes (harness/hold-levels.js).
 export function isScaled(c) {
   return c.kind === 'hold' && c.conns > PER_PROCESS_CONNS;
 }
@@ -169,7 +185,7 @@ export async function runMatrix({ cases, serverNames, opts, host, pinning, log }
     for (const c of cases) {
       const names = serverNames.filter((s) => serves(servers[s], c));
       for (const name of rotation(names, r)) {
-        const rec = await runOne({ run: r + 1, name, c, host, pinning, opts });
+        const rec = await runOne({ run: r + 1, name, c, host, pinning, opts, log });
         runs.push(rec);
         log(progressLine(rec, opts.runs, cases.length > 1 ? c.label : ''));
       }

@@ -24,7 +24,7 @@ export function planPinning(serverCpu, loadgenCpu) {
 // Every child still running, so an interrupted harness leaves no server behind.
 export const liveChildren = new Set();
 
-function track(child) {
+export function track(child) {
   liveChildren.add(child);
   child.once('exit', () => liveChildren.delete(child));
   child.once('error', () => liveChildren.delete(child));
@@ -32,7 +32,7 @@ function track(child) {
 }
 
 // taskset execs the program, so the child's pid is the program's pid.
-function pinnedCommand(cpu, file, args) {
+export function pinnedCommand(cpu, file, args) {
   return cpu === null ? { file, args } : { file: 'taskset', args: ['-c', cpu, file, ...args] };
 }
 

@@ -45,6 +45,15 @@ export function summarize(runs, serverNames, kind = 'echo') {
         pings_sent: median(res.map((j) => j.pings_sent)),
         pongs_received: median(res.map((j) => j.pongs_received)),
         ping_p99_us: median(res.map((j) => j.ping_p99_us)),
+        // hold (levels): the fixed cost (the line's intercept), the kernel's side per connection
+        // (both ends of a loopback connection), the server's processes and the generator's CPU.
+        rss_fixed_bytes: median(res.map((j) => j.rss_fixed_bytes)),
+        rss_per_conn_from_start_bytes: median(res.map((j) => j.rss_per_conn_from_start_bytes)),
+        kernel_slab_bytes_per_conn: median(res.map((j) => j.kernel?.slab_bytes_per_conn)),
+        kernel_tcp_mem_bytes_per_conn: median(res.map((j) => j.kernel?.tcp_mem_bytes_per_conn)),
+        kernel_slab_caches: res.find((j) => j.kernel)?.kernel.slab_caches ?? null,
+        server_processes: median(res.map((j) => j.server_processes)),
+        loadgen_cpu_s: median(res.map((j) => j.loadgen_cpu_s)),
       };
       continue;
     }
@@ -105,8 +114,10 @@ export function markdownTable(summary, serverNames, ratioAgainst = ['net', 'c'])
 }
 
 export function holdTable(summary, serverNames) {
-  const head = ['server', 'held', 'RSS per conn, bytes: median (min–max)', 'RSS MiB before → idle → end', 'connect time s: median (min–max)',
-    'connects/s', 'server CPU us per connect', 'server CPU us per pong', 'ping p99 us'];
+  // Levelled holds (hold) add the fixed cost and the kernel's side; ws-hold keeps its columns.
+  const levelled = serverNames.some((n) => summary[n]?.rss_fixed_bytes != null);
+  const head = ['server', 'held', `RSS per conn, bytes${levelled ? ' (slope)' : ''}: median (min–max)`, ...(levelled ? ['fixed MiB', 'kernel slab B/conn', 'TCP buffers B/conn'] : []),
+    'RSS MiB before → idle → end', 'connect time s: median (min–max)', 'connects/s', 'server CPU us per connect', 'server CPU us per pong', 'ping p99 us'];
   const rows = [`| ${head.join(' | ')} |`, `|---|${'---:|'.repeat(head.length - 1)}`];
   for (const name of serverNames) {
     const s = summary[name];
@@ -118,10 +129,14 @@ export function holdTable(summary, serverNames) {
     const c = s.connect_time_s;
     rows.push(
       `| ${name} | ${fmtInt(s.conns_ok)} | ${fmtInt(r.median)} (${fmtInt(r.min)}–${fmtInt(r.max)}) | ` +
+        (levelled ? `${mib(s.rss_fixed_bytes)} | ${fmtInt(s.kernel_slab_bytes_per_conn)} | ${fmtInt(s.kernel_tcp_mem_bytes_per_conn)} | ` : '') +
         `${mib(s.rss_before_bytes)} → ${mib(s.rss_idle_bytes)} → ${mib(s.rss_end_bytes)} | ` +
         `${fmt(c.median, 2)} (${fmt(c.min, 2)}–${fmt(c.max, 2)}) | ${fmtInt(s.connects_per_sec)} | ` +
         `${fmt(s.connect_cpu_us_per_conn, 0)} | ${fmt(s.hold_cpu_us_per_pong, 1)} | ${fmt(s.ping_p99_us, 0)} |`,
     );
   }
+  // Where the kernel's bytes go (system-wide, both ends of each loopback connection).
+  const caches = serverNames.filter((n) => summary[n]?.kernel_slab_caches?.length);
+  if (caches.length) rows.push('', ...caches.map((n) => `kernel slab growth per connection, ${n} run (both ends): ${summary[n].kernel_slab_caches.slice(0, 8).map((k) => `${k.cache} ${fmtInt(k.bytes_per_conn)} B`).join(', ')}`));
   return rows.join('\n');
 }

@@ -3,8 +3,8 @@
 import { benchCertificate, KEY_TYPES } from '../harness/tls.js';
 
 // The peers for a protocol: netloop, the npm/Node baseline, and the C ceiling.
-export const serversFor = (proto) => (proto === 'tcp' ? ['netloop', 'net', 'c'] : ['netloop', 'ws', 'c']);
-export const ratioFor = (proto) => (proto === 'tcp' ? ['net', 'c'] : ['ws', 'c']);
+export const serversFor = (proto) => (proto === 'tcp' ? ['netloop', 'net', 'c'] : ['netloop', 'uws', 'ws', 'c']);
+export const ratioFor = (proto) => (proto === 'tcp' ? ['net', 'c'] : ['uws', 'ws', 'c']);
 
 // --tls: the peers that speak TLS themselves. ws: ws on Node's https, uWS.js's SSLApp (BoringSSL);
 // tcp: Node's tls module. The C server has no TLS (no ceiling here).

@@ -13,6 +13,8 @@
 //                       tls = { cert, key } (files) and passes them as --tls-cert/--tls-key
 //   tlsOnly             true for a server that only runs in --tls cases (uWS.js's SSLApp)
 //   tlsMissing()        like missing(), for --tls cases
+//   optional            true for a peer that may be absent (uWS.js): a default run leaves it
+//                       out with a printed note instead of reporting it as failed
 //
 // A server that starts but cannot serve the protocol (e.g. a netloop CLI without --proto ws yet)
 // exits or fails its handshakes; the harness reports that run as failed with the reason.
@@ -165,6 +167,17 @@ export const servers = {
     script: 'netloop-ws-echo.js',
     missing: cliMissing, // netloop/ws is dist/compat/ws.js: built with the CLI
   }),
+  uws: {
+    ...scriptServer({
+      describe: `uWebSockets.js ${UWS_VERSION} (the unofficial npm build, installed on demand): bench/servers/uws-echo.js`,
+      protocols: ['ws'],
+      script: 'uws-echo.js',
+      // NETLOOP_BENCH_INSTALL_PEERS=0: use an installed copy only, never download (the tests).
+      missing: () =>
+        uwsModulePath({ install: process.env.NETLOOP_BENCH_INSTALL_PEERS !== '0', log: (line) => process.stderr.write(`bench: ${line}\n`) }).skip ?? null,
+    }),
+    optional: true,
+  },
   'uws-ssl': {
     ...scriptServer({
       describe: `uWebSockets.js ${UWS_VERSION} SSLApp (its own TLS; --tls cases only; installed on demand): bench/servers/uws-ssl-echo.js`,
@@ -176,6 +189,7 @@ export const servers = {
         uwsModulePath({ install: process.env.NETLOOP_BENCH_INSTALL_PEERS !== '0', log: (line) => process.stderr.write(`bench: ${line}\n`) }).skip ?? null,
     }),
     tlsOnly: true,
+    optional: true,
   },
   'socketio-ws': socketIoServer('ws'),
   'socketio-netloop': socketIoServer('netloop'),

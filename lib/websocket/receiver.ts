@@ -7,8 +7,9 @@
 //
 // Buffers: `chunk` is a view of the engine's receive buffer, reused after
 // push() returns. Nothing here keeps a reference to it: every payload byte is
-// copied exactly once, into a buffer the receiver allocated, and unmasked and
-// UTF-8-checked in place right after the copy, piece by piece as it arrives.
+// copied exactly once, into a buffer the receiver allocated, unmasked on the
+// way (one native pass for runs of 512 bytes and more) and UTF-8-checked
+// right after the copy, piece by piece as it arrives.
 // A message that arrives in one frame is copied into a buffer of exactly its
 // length, which is handed to the user and is theirs to keep.
 //
@@ -51,7 +52,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { BudgetError, ProtocolError } from '../errors.js';
 import { CloseCode, parseClosePayload } from './close.js';
-import { maskInPlace } from './mask.js';
+import { COPY_MASKED_MIN, copyMasked, maskInPlace } from './mask.js';
 import { MAX_CONTROL_PAYLOAD, Opcode, type MessageType } from './opcodes.js';
 import { Utf8Validator, isValidUtf8 } from './utf8.js';
 
@@ -678,8 +679,9 @@ export class Receiver {
     const at = this.#dstOffset + this.#payloadDone;
     if (at + n > this.#dst.length) this.#grow(at + n);
     const dst = this.#dst;
-    // The one copy out of the engine's buffer, unmasking on the way for a few
-    // bytes; more are copied natively, then unmasked in place a word at a time.
+    // The one copy out of the engine's buffer, unmasking on the way: a byte
+    // loop for a few bytes, one native pass for many, and in between a
+    // native copy then a word-wise unmask in place.
     if (n < SMALL_COPY) {
       if (this.#masked) {
         const key = this.#key;
@@ -692,9 +694,14 @@ export class Receiver {
       } else {
         for (let i = 0; i < n; i++) dst[at + i] = chunk[pos + i]!;
       }
+    } else if (!this.#masked) {
+      dst.set(chunk.subarray(pos, pos + n), at);
+    } else if (n >= COPY_MASKED_MIN) {
+      // Copy and unmask in one native pass: every byte read and written once.
+      this.#keyIndex = copyMasked(chunk, pos, dst, at, n, this.#key, this.#keyIndex);
     } else {
       dst.set(chunk.subarray(pos, pos + n), at);
-      if (this.#masked) this.#keyIndex = maskInPlace(dst, at, at + n, this.#key, this.#keyIndex);
+      this.#keyIndex = maskInPlace(dst, at, at + n, this.#key, this.#keyIndex);
     }
     this.#pos = pos + n;
     this.#payloadDone += n;

@@ -75,6 +75,23 @@ void Worker::send_ping(Conn& c, uint64_t round) {
   if (!c.want_out) flush(c);
 }
 
+// --barrier: says how many connections are up, then waits for the harness's go (a line on
+// stdin, or stdin's end if the harness is gone) while the workers keep every connection open.
+// The watchdog is off meanwhile (the harness bounds the wait) and re-armed for the rest.
+static void wait_for_go(const std::vector<std::unique_ptr<Worker>>& workers, const Options& o) {
+  uint64_t up = 0;
+  for (auto& w : workers) up += w->stats().upgraded;  // written before `connecting` dropped
+  printf("{\"phase\":\"connected\",\"conns_ok\":%" PRIu64 "}\n", up);
+  fflush(stdout);
+  alarm(0);
+  char c = 0;
+  ssize_t r;
+  do {
+    r = read(0, &c, 1);
+  } while ((r < 0 && errno == EINTR) || (r == 1 && c != '\n'));
+  alarm(static_cast<unsigned>(std::ceil(o.settle_s + o.duration_s + 5)) + 30);
+}
+
 // Hold: sample the server's RSS, open everything, wait until all are upgraded (or failed),
 // let the server settle, sample RSS again, hold (and ping) for the duration, sample once more.
 int run_hold(Plan& plan) {
@@ -95,6 +112,7 @@ int run_hold(Plan& plan) {
   std::vector<std::thread> threads = start_threads(workers);
   wait_connected(sync);
   cpu_ok = cpu_ok && read_proc_cpu_ticks(o.server_pid, &cpu_up);
+  if (o.barrier) wait_for_go(workers, o);
   sleep_until_ns(now_ns() + static_cast<uint64_t>(o.settle_s * 1e9));
   rss_ok = rss_ok && read_proc_rss_bytes(o.server_pid, &rss_idle);
   cpu_ok = cpu_ok && read_proc_cpu_ticks(o.server_pid, &cpu_hold);

@@ -16,7 +16,7 @@ const char kUsage[] =
     "                       [--path /] [--host-header H] [--connect-concurrency 500]\n"
     "                       [--source-ips 127.0.0.1,127.0.0.2,...]\n"
     "       netloop-loadgen --hold --port P [--proto ws] [--conns N] [--duration 5] [--settle 2]\n"
-    "                       [--ping-interval 0] [--connect-timeout 60] [--server-pid PID] ...\n"
+    "                       [--ping-interval 0] [--connect-timeout 60] [--server-pid PID] [--barrier] ...\n"
     "       netloop-loadgen --rate R ...             (echo, open loop: R messages/s per connection)\n"
     "       netloop-loadgen --churn --port P [--proto tcp|ws] [--conns 50] [--duration 5] ...\n"
     "       netloop-loadgen --broadcast --port P --proto ws [--conns N] [--inflight 4] ...\n"
@@ -25,7 +25,9 @@ const char kUsage[] =
     "       netloop-loadgen --self-test\n"
     "Echo mode prints one JSON line with throughput, latency percentiles, errors and server CPU;\n"
     "--hold prints one JSON line with connect time, pings/pongs and the server's RSS per idle\n"
-    "connection. --self-test checks SHA-1, base64, the handshake and the frame codec, then exits.\n";
+    "connection; with --barrier it prints {\"phase\":\"connected\",\"conns_ok\":N} once all are up and\n"
+    "waits for a line on stdin before the settle. --self-test checks SHA-1, base64, the handshake\n"
+    "and the frame codec, then exits.\n";
 
 namespace {
 
@@ -71,6 +73,10 @@ std::string parse_options(int argc, char** argv, Options* o, bool* help) {
       return "";
     }
     // Flags without a value.
+    if (flag == "--barrier") {
+      o->barrier = true;
+      continue;
+    }
     if (flag == "--hold") {
       o->hold = true;
       continue;
@@ -163,6 +169,7 @@ std::string parse_options(int argc, char** argv, Options* o, bool* help) {
   if (o->self_test) return "";
   if (!have_port) return "--port is required";
   if (o->ping_interval_s > 0 && !o->hold) return "--ping-interval needs --hold";
+  if (o->barrier && !o->hold) return "--barrier needs --hold";
   if (o->ping_interval_s > 0 && o->proto != "ws") return "--ping-interval needs --proto ws";
   if ((o->hold ? 1 : 0) + (o->churn ? 1 : 0) + (o->broadcast ? 1 : 0) > 1) return "--hold, --churn and --broadcast exclude each other";
   if (o->rate > 0 && (o->hold || o->churn || o->broadcast)) return "--rate is for echo mode";

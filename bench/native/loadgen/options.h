@@ -40,6 +40,11 @@ struct Options {
   // (the publisher included), every connection checks every message.
   bool broadcast = false;
   double settle_s = 2;
+  // --hold --barrier: once every connection is upgraded (or failed), print
+  // {"phase":"connected","conns_ok":N} and wait for a line on stdin (or its end) before the
+  // settle and the hold: the harness holds several generators at a level, samples the server,
+  // then lets them all ping at once (bench/harness/hold-levels.js).
+  bool barrier = false;
   double ping_interval_s = 0;  // 0: no pings
   bool self_test = false;
   // TLS (any mode, any protocol): the protocol's bytes go through TLS (tls.h).

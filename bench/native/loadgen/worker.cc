@@ -221,7 +221,9 @@ uint64_t Worker::wait_timeout_ns() {
     if (!retries_.empty()) wake = std::min(wake, retries_.top().first);
     wake = std::min(wake, plan_.t_connect_deadline);
   } else if (start_ == 0) {
-    wake = std::min(wake, now_ + 2'000'000);
+    // At a --barrier the wait is the harness's (seconds, while other generators connect): a
+    // 2 ms poll in each of dozens of generator processes would take CPU from those connecting.
+    wake = std::min(wake, now_ + (plan_.opt.barrier ? 50'000'000 : 2'000'000));
   } else if (!plan_.opt.hold || now_ < end_) {
     wake = std::min(wake, end_);
     if (next_ping_due_ != 0) wake = std::min(wake, next_ping_due_);
