@@ -1,0 +1,252 @@
+// netloop/redis, the adapter on its own against real redis-servers (one node, and a 3-master
+// cluster): several adapters stand for several servers; each one's deliveries are recorded the
+// way the engine makes them (what the adapter hands back through deliver, plus what publish()
+// leaves to the engine by returning false). The same adapter behind real engines and ws clients
+// is in pubsub-redis-engines.test.js.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { redisPubSub } from '../dist/pubsub/redis.js';
+import { REDIS_CLI, redisMissing, startRedis, startRedisCluster, stopAll } from './helpers/redis.js';
+import { until } from './helpers/engine.js';
+
+const missing = redisMissing();
+if (missing) {
+  t.skip(missing);
+} else {
+  t.teardown(stopAll);
+  run();
+}
+
+/** An adapter with the engine's side of the contract around it, recording every delivery. */
+function server(name, options, topics) {
+  const received = []; // { topic, text, type }
+  const errors = [];
+  const gaps = [];
+  const adapter = redisPubSub({ onError: (e) => errors.push(e), onGap: (g) => gaps.push(g), ...options });
+  const local = new Set(topics);
+  adapter.attach((topic, data, type) => {
+    if (local.has(topic)) received.push({ topic, data: Buffer.from(data), type });
+  });
+  for (const topic of topics) adapter.subscribe(topic);
+  return {
+    name,
+    adapter,
+    received,
+    errors,
+    gaps,
+    publish(topic, data, type) {
+      if (!adapter.publish(topic, data, type) && local.has(topic)) received.push({ topic, data: Buffer.from(data), type });
+    },
+    unsubscribe(topic) {
+      local.delete(topic);
+      adapter.unsubscribe(topic);
+    },
+  };
+}
+
+const numsub = (node, channel, cmd = 'NUMSUB') => Number(node.cli('PUBSUB', cmd, channel).split('\n')[1]);
+
+// A payload that says who sent it and its number, in text or in binary with every byte value.
+function payload(from, seq) {
+  if (seq % 2 === 0) return { data: Buffer.from(`${from}:${seq}:é`), type: 'text' };
+  const b = Buffer.alloc(256 + 8);
+  b.write(from.padEnd(4, ' '), 0, 'latin1');
+  b.writeUInt32BE(seq, 4);
+  for (let i = 0; i < 256; i++) b[8 + i] = i;
+  return { data: b, type: 'binary' };
+}
+
+function parse(r) {
+  if (r.type === 'text') {
+    const [from, seq, tail] = r.data.toString('utf8').split(':');
+    return { from, seq: Number(seq), ok: tail === 'é' };
+  }
+  const from = r.data.subarray(0, 4).toString('latin1').trim();
+  const seq = r.data.readUInt32BE(4);
+  let ok = r.data.length === 264;
+  for (let i = 0; ok && i < 256; i++) ok = r.data[8 + i] === i;
+  return { from, seq, ok };
+}
+
+/** Every publisher's messages exactly once, in its order, intact. */
+function checkExactlyOnce(t, srv, topic, publishers, count) {
+  const got = srv.received.filter((r) => r.topic === topic).map(parse);
+  t.equal(got.length, publishers.length * count, `${srv.name}: ${publishers.length * count} deliveries on ${topic}`);
+  t.ok(got.every((g) => g.ok), `${srv.name}: every payload intact, types kept`);
+  for (const p of publishers) {
+    const seqs = got.filter((g) => g.from === p).map((g) => g.seq);
+    t.same(seqs, Array.from({ length: count }, (_, i) => i), `${srv.name}: ${p}'s ${count} messages once each, in order`);
+  }
+}
+
+function run() {
+  t.test('three servers on one Redis: every publish once to every subscriber, order per publisher kept', async (t) => {
+    const redis = await startRedis();
+    const servers = ['s1', 's2', 's3'].map((n) => server(n, { url: redis.url }, ['room']));
+    t.teardown(() => Promise.all(servers.map((s) => s.adapter.close())));
+    await until(() => numsub(redis, 'netloop:room') === 3, 10_000, 'three subscriptions');
+    // Redis has them; let the adapters read its confirmations (until then a publish is delivered
+    // locally at once, which is right but would change the interleaving checked below).
+    await new Promise((r) => setTimeout(r, 100));
+    const COUNT = 300;
+    for (let seq = 0; seq < COUNT; seq++) {
+      for (const s of servers) {
+        const { data, type } = payload(s.name, seq);
+        s.publish('room', data, type);
+      }
+    }
+    await until(() => servers.every((s) => s.received.length >= 3 * COUNT), 15_000, 'every delivery');
+    await new Promise((r) => setTimeout(r, 200)); // a duplicate would arrive within this
+    for (const s of servers) checkExactlyOnce(t, s, 'room', ['s1', 's2', 's3'], COUNT);
+    // Every server saw the one order Redis gave the messages (delivery on the way back).
+    const order = (s) => s.received.map((r) => { const p = parse(r); return `${p.from}:${p.seq}`; }).join(',');
+    t.equal(order(servers[1]), order(servers[0]), 's2 saw the same interleaving as s1');
+    t.equal(order(servers[2]), order(servers[0]), 's3 saw the same interleaving as s1');
+    t.same(servers.map((s) => s.errors.length), [0, 0, 0], 'no errors');
+    t.same(servers.map((s) => s.adapter.stats.published), [COUNT, COUNT, COUNT], 'each server published its messages to Redis once');
+    await redis.stop();
+  });
+
+  t.test('a Redis channel only while there are local subscribers (PUBSUB NUMSUB and SHARDNUMSUB)', async (t) => {
+    const redis = await startRedis();
+    for (const sharded of [false, true]) {
+      const cmd = sharded ? 'SHARDNUMSUB' : 'NUMSUB';
+      const a = server('a', { url: redis.url, sharded, prefix: 'p:' }, []);
+      const b = server('b', { url: redis.url, sharded, prefix: 'p:' }, []);
+      t.equal(numsub(redis, 'p:t', cmd), 0, `${cmd}: no subscription before a local subscriber`);
+      a.adapter.subscribe('t');
+      b.adapter.subscribe('t');
+      await until(() => numsub(redis, 'p:t', cmd) === 2, 5000, 'two subscriptions');
+      a.unsubscribe('t');
+      await until(() => numsub(redis, 'p:t', cmd) === 1, 5000, 'one left');
+      // Subscribe again at once after leaving: the adapter orders its commands per topic.
+      b.adapter.unsubscribe('t');
+      b.adapter.subscribe('t');
+      b.adapter.unsubscribe('t');
+      await until(() => numsub(redis, 'p:t', cmd) === 0, 5000, 'none left');
+      await new Promise((r) => setTimeout(r, 100));
+      t.equal(numsub(redis, 'p:t', cmd), 0, `${cmd}: 0 once the last local subscriber left`);
+      // A publish with no local subscriber anywhere still goes out, and nobody gets it.
+      a.publish('t', Buffer.from('x'), 'text');
+      await until(() => a.adapter.stats.published === 1, 5000, 'the publish acknowledged');
+      t.equal(a.received.length + b.received.length, 0, 'nothing delivered without subscribers');
+      await Promise.all([a.adapter.close(), b.adapter.close()]);
+    }
+    await redis.stop();
+  });
+
+  t.test('Redis killed and restarted mid-stream: gap reported, resubscribed, delivering again', async (t) => {
+    let redis = await startRedis();
+    const servers = ['s1', 's2'].map((n) => server(n, { url: redis.url, pingInterval: 500 }, ['live']));
+    t.teardown(() => Promise.all(servers.map((s) => s.adapter.close())));
+    await until(() => numsub(redis, 'netloop:live') === 2, 10_000, 'two subscriptions');
+    let seq = 0;
+    const send = () => {
+      const { data, type } = payload('s1', seq++);
+      servers[0].publish('live', data, type);
+    };
+    for (let i = 0; i < 50; i++) send();
+    await until(() => servers.every((s) => s.received.length === 50), 5000, 'the first 50 everywhere');
+
+    const killedAt = Date.now();
+    await redis.kill('SIGKILL');
+    await until(() => servers.every((s) => s.errors.length > 0), 5000, 'both adapters saw the connection fail');
+    // During the outage: the publishing server's own subscribers still get its messages (the
+    // topic has no live Redis subscription), the other server cannot; nothing is queued.
+    for (let i = 0; i < 20; i++) send();
+    t.equal(servers[0].received.length, 70, 'local subscribers served during the outage');
+    t.equal(servers[1].received.length, 50, 'the other server got none of them');
+    await new Promise((r) => setTimeout(r, 300));
+
+    const restartedAt = Date.now();
+    redis = await redis.restart();
+    await until(() => numsub(redis, 'netloop:live') === 2, 15_000, 'both resubscribed after the restart');
+    // The publishing connection reconnects on its own backoff: probe (on another topic) until a
+    // publish gets through.
+    await until(() => {
+      servers[0].adapter.publish('probe', Buffer.from('p'), 'text');
+      return servers[0].adapter.stats.published > 50;
+    }, 15_000, 'the publisher back');
+    await new Promise((r) => setTimeout(r, 50));
+    await until(() => servers.every((s) => s.gaps.some((g) => g.kind === 'subscribe')), 5000, 'the subscribe gap reports');
+    for (const s of servers) {
+      const g = s.gaps.find((g) => g.kind === 'subscribe');
+      t.same(g.topics, ['live'], `${s.name}: the gap names the topic`);
+      t.ok(g.from >= killedAt - 50 && g.from <= restartedAt, `${s.name}: the gap starts at the failure`);
+      t.ok(g.to >= restartedAt - 50 && g.to <= Date.now(), `${s.name}: and ends after the restart`);
+    }
+    for (let i = 0; i < 30; i++) send();
+    await until(() => servers[1].received.length === 80 && servers[0].received.length === 100, 10_000, 'delivering again');
+    await until(() => servers[0].gaps.some((g) => g.kind === 'publish'), 5000, 'the publish gap report');
+    const pg = servers[0].gaps.find((g) => g.kind === 'publish');
+    t.ok(pg.count >= 20, `the 20 publishes that could not reach Redis are reported (${pg.count} with the probes)`);
+    t.equal(pg.topics[0], 'live', 'with their topic');
+    const seqs = (s) => s.received.map((r) => parse(r).seq);
+    t.same(seqs(servers[0]), Array.from({ length: 100 }, (_, i) => i), 'the publishing server: all 100, in order');
+    t.same(seqs(servers[1]), [...Array.from({ length: 50 }, (_, i) => i), ...Array.from({ length: 30 }, (_, i) => 70 + i)], 'the other: all but the outage, in order');
+    await redis.stop();
+  });
+
+  t.test('messages on the channel that are not netloop envelopes are dropped and reported', async (t) => {
+    const redis = await startRedis();
+    const s = server('s', { url: redis.url }, ['t']);
+    t.teardown(() => s.adapter.close());
+    await until(() => numsub(redis, 'netloop:t') === 1, 5000, 'subscribed');
+    const pub = (hex) => spawnSync(REDIS_CLI, ['-p', String(redis.port), '-x', 'PUBLISH', 'netloop:t'], { input: Buffer.from(hex, 'hex') });
+    pub('01'); // shorter than the header
+    pub('0900' + '00'.repeat(8) + '41'); // unknown version
+    pub('01f0' + '00'.repeat(8) + '41'); // unknown flags
+    pub('0100' + '00'.repeat(8) + 'c328'); // text, invalid UTF-8
+    pub('0101' + '00'.repeat(8) + 'c328'); // binary: any bytes
+    await until(() => s.received.length === 1 && s.adapter.stats.malformed === 4, 5000, 'all five handled');
+    t.same(s.received[0].data, Buffer.from('c328', 'hex'), 'the valid binary envelope delivered');
+    t.equal(s.errors.filter((e) => e.code === 'NETLOOP_PUBSUB_MALFORMED').length, 4, 'four reported as malformed');
+    t.match(s.errors.map((e) => e.message).join('\n'), /not valid UTF-8/, 'with the reason');
+    await redis.stop();
+  });
+
+  t.test('options are validated', async (t) => {
+    t.throws(() => redisPubSub({ url: 'redis://x', cluster: { rootNodes: [{ url: 'redis://y' }] } }), TypeError);
+    t.throws(() => redisPubSub({ cluster: { rootNodes: [] } }), /rootNodes/);
+    t.throws(() => redisPubSub({ url: 'redis://127.0.0.1:1', maxPendingBytes: -1 }), /maxPendingBytes/);
+    t.throws(() => redisPubSub({ url: 'redis://127.0.0.1:1', prefix: 3 }), /prefix/);
+  });
+
+  t.test('a 3-master cluster, sharded channels over every master', async (t) => {
+    const cluster = await startRedisCluster();
+    t.teardown(() => cluster.stop());
+    // Topics until every master owns at least one of them.
+    const topics = [];
+    const owners = new Set();
+    for (let i = 0; owners.size < 3 || topics.length < 6; i++) {
+      topics.push(`topic-${i}`);
+      owners.add(cluster.ownerOf(`netloop:topic-${i}`).port);
+    }
+    const servers = ['s1', 's2', 's3'].map((n) => server(n, { cluster: { rootNodes: cluster.rootNodes } }, topics));
+    t.teardown(() => Promise.all(servers.map((s) => s.adapter.close())));
+    for (const topic of topics) {
+      const owner = cluster.ownerOf(`netloop:${topic}`);
+      await until(() => numsub(owner, `netloop:${topic}`, 'SHARDNUMSUB') === 3, 10_000, `three shard subscriptions of ${topic}`);
+    }
+    const COUNT = 60;
+    for (let seq = 0; seq < COUNT; seq++) {
+      for (const s of servers) {
+        for (const topic of topics) {
+          const { data, type } = payload(s.name, seq);
+          s.publish(topic, data, type);
+        }
+      }
+    }
+    const total = 3 * COUNT * topics.length;
+    await until(() => servers.every((s) => s.received.length >= total), 20_000, 'every delivery');
+    await new Promise((r) => setTimeout(r, 200));
+    for (const s of servers) for (const topic of topics) checkExactlyOnce(t, s, topic, ['s1', 's2', 's3'], COUNT);
+    t.same(servers.map((s) => s.errors.length), [0, 0, 0], 'no errors');
+    // The last local subscriber leaves: the shard channel is gone from its master.
+    const topic = topics[0];
+    for (const s of servers) s.unsubscribe(topic);
+    const owner = cluster.ownerOf(`netloop:${topic}`);
+    await until(() => numsub(owner, `netloop:${topic}`, 'SHARDNUMSUB') === 0, 5000, 'SSUBSCRIBE undone');
+    t.pass(`SHARDNUMSUB of ${topic} is 0 on its master`);
+  });
+}
