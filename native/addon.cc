@@ -611,7 +611,8 @@ Napi::Value EngineHandle::Address(const Napi::CallbackInfo& info) {
 // stats(out: Float64Array(12)): online, accepted, dialed, closed, rejected,
 // bytesIn, bytesOut, queued, blockingOnline (reader threads alive),
 // readersStarted, readerBytes (stack plus buffer reserved per reader),
-// readPaused (connections not read because of backpressure).
+// readPaused (connections not read because of backpressure), and with a
+// 13th element writesSkipped (published frames dropped by a skip mark).
 Napi::Value EngineHandle::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   double* out = nullptr;
@@ -632,6 +633,7 @@ Napi::Value EngineHandle::Stats(const Napi::CallbackInfo& info) {
   out[9] = static_cast<double>(s.readers_started);
   out[10] = static_cast<double>(loop_.reader_bytes());
   out[11] = static_cast<double>(s.read_paused);
+  if (len > 12) out[12] = static_cast<double>(s.writes_skipped);
   return env.Undefined();
 }
 

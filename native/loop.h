@@ -72,6 +72,7 @@ struct LoopStats {
   uint64_t blocking_online = 0;  // connections with a reader thread (threads alive)
   uint64_t readers_started = 0;
   uint64_t read_paused = 0;  // connections not read now: their write queue is above the high mark
+  uint64_t writes_skipped = 0;  // WRITE_REF commands dropped: the queue was above their skip mark (topics)
 };
 
 // Numbers shared with JS in a Float64Array(2), read and written on the loop

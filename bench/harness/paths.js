@@ -33,6 +33,6 @@ export const netloopCliPath = process.env.NETLOOP_BENCH_NETLOOP_CLI
 export const buildHint =
   '`node bench/native/build.js` builds them into bench/native/bin (a C++17 and a C compiler: CXX, CC);\n' +
   'or by hand:\n' +
-  '  g++ -O2 -std=c++17 -fno-exceptions -Wall -Wextra -pthread bench/native/loadgen.cc -o DIR/netloop-loadgen\n' +
+  '  g++ -O2 -std=c++17 -fno-exceptions -Wall -Wextra -pthread bench/native/loadgen/*.cc -o DIR/netloop-loadgen\n' +
   '  gcc -O3 -Wall -Wextra bench/native/echo_server.c -o DIR/netloop-echo-c\n' +
   'and set NETLOOP_BENCH_BIN_DIR=DIR';

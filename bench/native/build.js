@@ -8,18 +8,28 @@
 // The flags are those node-gyp used while binding.gyp built them (its Release defaults plus the
 // targets' own, the later -O winning), so the figures measured before the move stay comparable.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const defaultBinDir = path.join(here, 'bin');
 
+// Every file of a folder with one of the extensions, as paths relative to here, sorted.
+const filesIn = (dir, exts) =>
+  readdirSync(path.join(here, dir))
+    .filter((f) => exts.some((e) => f.endsWith(e)))
+    .sort()
+    .map((f) => path.join(dir, f));
+
 const programs = [
   {
     name: 'netloop-loadgen',
     compiler: () => process.env.CXX || 'c++',
-    sources: ['loadgen.cc'],
+    // One file per concern in loadgen/ (see loadgen/main.cc); every .cc is compiled, every .h
+    // is an input for staleness.
+    sources: filesIn('loadgen', ['.cc']),
+    headers: filesIn('loadgen', ['.h']),
     // The generator is written without exceptions (see its header comment).
     flags: ['-std=c++17', '-O2', '-fno-exceptions', '-fno-omit-frame-pointer', '-Wall', '-Wextra', '-pthread'],
   },
@@ -42,7 +52,7 @@ const mtime = (file) => statSync(file).mtimeMs;
  */
 export function ensureBenchPrograms({ binDir = defaultBinDir, force = false, log = () => {} } = {}) {
   const built = [];
-  const inputs = (p) => [...p.sources, ...sharedHeaders].map((s) => path.join(here, s)).concat(fileURLToPath(import.meta.url));
+  const inputs = (p) => [...p.sources, ...(p.headers ?? []), ...sharedHeaders].map((s) => path.join(here, s)).concat(fileURLToPath(import.meta.url));
   for (const p of programs) {
     const out = path.join(binDir, p.name);
     const newest = Math.max(...inputs(p).map(mtime));

@@ -3,13 +3,11 @@
 //
 //   node bench/servers/netloop-broadcast.js --host 127.0.0.1 --port P [--mode nonblocking|blocking|mixed] [--max-blocking N]
 //
-// The frame is built once per message with frame() from websocket/sender (server frames are not
-// masked, so the same [header, payload] pair is valid on every connection) and queued on each
-// connection's transport with writev: no per-connection framing, no copy of the payload in JS.
-// WebSocketConn has no public "write these pre-framed bytes" call yet, so this reaches for its
-// transport (`_raw`, a plain Conn); examples/chat.js instead calls writeMessage() per member,
-// which frames per connection. --mode sets the Engine's ioMode and --max-blocking its
-// maxBlockingOnline (omitted: the Engine's defaults).
+// Every connection subscribes to one topic at open, and each message received is published to it
+// with Upgrader.publish(): the public topics API frames the message once and hands the same bytes
+// to every subscriber's write (no per-connection framing, no copy of the payload in JS).
+// --mode sets the Engine's ioMode and --max-blocking its maxBlockingOnline (omitted: the Engine's
+// defaults).
 // Prints "listening HOST:PORT" when ready; exits on SIGINT/SIGTERM.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -29,17 +27,10 @@ const distDir = process.env.NETLOOP_BENCH_DIST
   ? path.resolve(process.env.NETLOOP_BENCH_DIST)
   : path.join(path.dirname(path.dirname(path.dirname(new URL(import.meta.url).pathname))), 'dist');
 const { Engine, Upgrader } = await import(pathToFileURL(path.join(distDir, 'index.js')).href);
-const { frame } = await import(pathToFileURL(path.join(distDir, 'websocket', 'sender.js')).href);
 
-const OPCODE = { text: 0x1, binary: 0x2 };
-const members = new Set();
 const upgrader = new Upgrader({});
-upgrader.onOpen((c) => members.add(c));
-upgrader.onClose((c) => members.delete(c));
-upgrader.onMessage((_from, type, data) => {
-  const frames = frame(OPCODE[type], data); // encoded once for every member
-  for (const c of members) if (!c.closed) c._raw.writev(frames);
-});
+upgrader.onOpen((c) => c.subscribe('all'));
+upgrader.onMessage((_from, type, data) => upgrader.publish('all', data, type));
 
 const options = { addrs: [`${values.host}:${values.port}`], upgrader };
 if (values.mode !== undefined) {
