@@ -6,16 +6,10 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { redisPubSub } from '../dist/pubsub/redis.js';
-import { REDIS_CLI, redisMissing, startRedis, startRedisCluster, stopAll } from './helpers/redis.js';
+import { REDIS_CLI, startRedis, startRedisCluster, withRedis } from './helpers/redis.js';
 import { until } from './helpers/engine.js';
 
-const missing = redisMissing();
-if (missing) {
-  t.skip(missing);
-} else {
-  t.teardown(stopAll);
-  run();
-}
+withRedis(t, run);
 
 /** An adapter with the engine's side of the contract around it, recording every delivery. */
 function server(name, options, topics) {
@@ -194,14 +188,33 @@ function run() {
     await until(() => numsub(redis, 'netloop:t') === 1, 5000, 'subscribed');
     const pub = (hex) => spawnSync(REDIS_CLI, ['-p', String(redis.port), '-x', 'PUBLISH', 'netloop:t'], { input: Buffer.from(hex, 'hex') });
     pub('01'); // shorter than the header
-    pub('0900' + '00'.repeat(8) + '41'); // unknown version
-    pub('01f0' + '00'.repeat(8) + '41'); // unknown flags
-    pub('0100' + '00'.repeat(8) + 'c328'); // text, invalid UTF-8
-    pub('0101' + '00'.repeat(8) + 'c328'); // binary: any bytes
+    pub('0900' + '00'.repeat(12) + '41'); // unknown version
+    pub('01f0' + '00'.repeat(12) + '41'); // unknown flags
+    pub('0100' + '00'.repeat(12) + 'c328'); // text, invalid UTF-8
+    pub('0101' + '00'.repeat(12) + 'c328'); // binary: any bytes
     await until(() => s.received.length === 1 && s.adapter.stats.malformed === 4, 5000, 'all five handled');
     t.same(s.received[0].data, Buffer.from('c328', 'hex'), 'the valid binary envelope delivered');
     t.equal(s.errors.filter((e) => e.code === 'NETLOOP_PUBSUB_MALFORMED').length, 4, 'four reported as malformed');
     t.match(s.errors.map((e) => e.message).join('\n'), /not valid UTF-8/, 'with the reason');
+    await redis.stop();
+  });
+
+  t.test('maxPendingBytes bounds what waits for Redis: past it publishes are dropped and reported', async (t) => {
+    const redis = await startRedis();
+    const s = server('s', { url: redis.url, maxPendingBytes: 100 }, ['t']);
+    t.teardown(() => s.adapter.close());
+    await until(() => numsub(redis, 'netloop:t') === 1, 5000, 'subscribed');
+    await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 3; i++) s.publish('t', Buffer.alloc(60, i), 'binary'); // 74 bytes each with the header
+    await until(() => s.received.length === 1, 5000, 'the first delivered');
+    s.publish('t', Buffer.alloc(60, 9), 'binary');
+    await until(() => s.gaps.some((g) => g.kind === 'publish'), 5000, 'the drop report');
+    const g = s.gaps.find((g) => g.kind === 'publish');
+    t.equal(g.count, 2, 'two publishes dropped');
+    t.match(g.reason, /maxPendingBytes/, 'the reason names the limit');
+    await until(() => s.received.length === 2, 5000, 'the next one delivered');
+    t.same(s.received.map((r) => r.data[0]), [0, 9], 'the dropped ones delivered nowhere, the others in order');
+    t.equal(s.adapter.stats.pendingBytes, 0, 'nothing pending');
     await redis.stop();
   });
 

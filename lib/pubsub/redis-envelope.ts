@@ -9,7 +9,9 @@
 //   offset 1   1 byte   flags: bit 0 = binary message (else text),
 //                              bit 1 = the origin already delivered it to its own subscribers
 //   offset 2   8 bytes  origin: the id of the adapter that published it
-//   offset 10  ...      the payload, as the user gave it
+//   offset 10  4 bytes  sequence: the publishing adapter's count of its publishes (big-endian,
+//                       wrapping), so that it can find its own publish when it comes back
+//   offset 14  ...      the payload, as the user gave it
 import { randomBytes } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
 
@@ -18,7 +20,7 @@ export type EnvelopeType = 'text' | 'binary';
 
 export const ENVELOPE_VERSION = 1;
 export const ORIGIN_LENGTH = 8;
-export const ENVELOPE_HEADER = 2 + ORIGIN_LENGTH;
+export const ENVELOPE_HEADER = 2 + ORIGIN_LENGTH + 4;
 
 const FLAG_BINARY = 0x01;
 const FLAG_DELIVERED_BY_ORIGIN = 0x02;
@@ -33,11 +35,12 @@ export function newOrigin(): Buffer {
  * One copy of the payload into a buffer that starts with the header. Redis needs the message as
  * one argument, so this is the only copy a publish makes, whatever the number of subscribers.
  */
-export function encodeEnvelope(origin: Buffer, type: EnvelopeType, deliveredByOrigin: boolean, payload: Uint8Array): Buffer {
+export function encodeEnvelope(origin: Buffer, seq: number, type: EnvelopeType, deliveredByOrigin: boolean, payload: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(ENVELOPE_HEADER + payload.byteLength);
   out[0] = ENVELOPE_VERSION;
   out[1] = (type === 'binary' ? FLAG_BINARY : 0) | (deliveredByOrigin ? FLAG_DELIVERED_BY_ORIGIN : 0);
   origin.copy(out, 2, 0, ORIGIN_LENGTH);
+  out.writeUInt32BE(seq >>> 0, 2 + ORIGIN_LENGTH);
   out.set(payload, ENVELOPE_HEADER);
   return out;
 }
@@ -46,6 +49,7 @@ export interface DecodedEnvelope {
   type: EnvelopeType;
   /** The publishing adapter's id; compare with `equalsOrigin`. */
   origin: Buffer;
+  seq: number;
   deliveredByOrigin: boolean;
   /** A view into the received buffer (not a copy). */
   payload: Buffer;
@@ -64,7 +68,8 @@ export function decodeEnvelope(message: Buffer): DecodedEnvelope | string {
   if (type === 'text' && !isUtf8(payload)) return 'text message is not valid UTF-8';
   return {
     type,
-    origin: message.subarray(2, ENVELOPE_HEADER),
+    origin: message.subarray(2, 2 + ORIGIN_LENGTH),
+    seq: message.readUInt32BE(2 + ORIGIN_LENGTH),
     deliveredByOrigin: (flags & FLAG_DELIVERED_BY_ORIGIN) !== 0,
     payload,
   };

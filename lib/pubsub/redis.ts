@@ -18,17 +18,9 @@ import { cluster, singleNode } from './redis-connections.js';
 import type { BufferListener, Connections } from './redis-connections.js';
 import { ENVELOPE_HEADER, decodeEnvelope, encodeEnvelope, equalsOrigin, newOrigin } from './redis-envelope.js';
 
-/** A data message's type, as the engine knows it. */
-export type MessageType = 'text' | 'binary';
+import type { MessageType, PubSubAdapter, PubSubDeliver } from './adapter.js';
 
-/** The contract between the engine's topics and a cross-process or cross-machine carrier. */
-export interface PubSubAdapter {
-  attach(deliver: (topic: string, data: Uint8Array, type: MessageType) => void): void;
-  subscribe(topic: string): void;
-  unsubscribe(topic: string): void;
-  publish(topic: string, data: Uint8Array, type: MessageType): boolean;
-  close(): Promise<void>;
-}
+export type { MessageType, PubSubAdapter } from './adapter.js';
 
 /** What may have been missed, reported once it is over (times are `Date.now()` milliseconds). */
 export interface PubSubGap {
@@ -121,7 +113,15 @@ class RedisPubSub implements PubSubAdapter {
   readonly #onError: ((err: Error) => void) | undefined;
   readonly #connections: Connections;
   readonly #topics = new Map<string, TopicState>();
-  #deliver: ((topic: string, data: Uint8Array, type: MessageType) => void) | undefined;
+  #deliver: PubSubDeliver | undefined;
+  #seq = 0;
+  /**
+   * The publishing connections of this server's publishes that are on their way through Redis,
+   * by sequence number, handed back to deliver() with the echo (the engine skips them). An entry
+   * leaves with its echo, or when the echo cannot come any more (send failed, subscription lost,
+   * topic left).
+   */
+  readonly #awaitingEcho = new Map<number, { origin: object; topic: string }>();
   #closed = false;
   #connected = false;
   #retryTimer: NodeJS.Timeout | undefined;
@@ -160,7 +160,7 @@ class RedisPubSub implements PubSubAdapter {
     return { ...this.#stats };
   }
 
-  attach(deliver: (topic: string, data: Uint8Array, type: MessageType) => void): void {
+  attach(deliver: PubSubDeliver): void {
     if (this.#deliver) throw new NetloopError('NETLOOP_PUBSUB_ATTACHED', 'this Redis adapter is already attached to an engine');
     this.#deliver = deliver;
     // node-redis retries a failed first connection itself, with its backoff; the adapter's
@@ -190,23 +190,33 @@ class RedisPubSub implements PubSubAdapter {
     if (!state || !state.wanted) return;
     state.wanted = false;
     state.live = false;
+    this.#forgetEchoes((t) => t === topic);
     if (state.gapFrom !== 0) this.#reportSubscribeGaps([topic], state.gapFrom);
     state.gapFrom = 0;
     this.#reconcile(topic, state);
   }
 
-  publish(topic: string, data: Uint8Array, type: MessageType): boolean {
+  publish(topic: string, data: Uint8Array, type: MessageType, origin?: object): boolean {
     const state = this.#topics.get(topic);
     // Local subscribers, no live Redis subscription: they get it now, and the echo is dropped.
     const deliverNow = state !== undefined && state.wanted && !state.live;
     if (this.#closed) return !deliverNow;
     const size = ENVELOPE_HEADER + data.byteLength;
     if (!this.#connections.canPublish()) {
+      // Nothing can be sent: the other servers miss it (reported), this one's subscribers get it
+      // now. (A publish sent just before the connection failed may still come back after it.)
       this.#dropPublish(topic, this.#outageReason ?? 'Redis connection not ready');
-    } else if (this.#stats.pendingBytes + size > this.#maxPendingBytes) {
+      return false;
+    }
+    if (this.#stats.pendingBytes + size > this.#maxPendingBytes) {
+      // Lost here too: delivering it now would overtake the publishes still on their way.
       this.#dropPublish(topic, `more than maxPendingBytes (${this.#maxPendingBytes}) waiting for Redis`);
     } else {
-      const envelope = encodeEnvelope(this.#origin, type, deliverNow, data);
+      const seq = (this.#seq = (this.#seq + 1) >>> 0);
+      const envelope = encodeEnvelope(this.#origin, seq, type, deliverNow, data);
+      // Only an echo this server will deliver needs its origin back.
+      const awaits = origin !== undefined && !deliverNow && state !== undefined && state.wanted;
+      if (awaits) this.#awaitingEcho.set(seq, { origin, topic });
       this.#stats.pendingBytes += envelope.length;
       this.#connections.publish(this.#prefix + topic, envelope).then(
         () => {
@@ -216,6 +226,7 @@ class RedisPubSub implements PubSubAdapter {
         },
         (err: Error) => {
           this.#stats.pendingBytes -= envelope.length;
+          if (awaits) this.#awaitingEcho.delete(seq);
           this.#dropPublish(topic, err.message);
         },
       );
@@ -227,6 +238,7 @@ class RedisPubSub implements PubSubAdapter {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#retryTimer);
+    this.#awaitingEcho.clear();
     for (const [topic, state] of this.#topics) {
       if (!state.wanted || state.gapFrom === 0) continue;
       this.#reportSubscribeGaps([topic], state.gapFrom);
@@ -246,10 +258,15 @@ class RedisPubSub implements PubSubAdapter {
       this.#reportError(new NetloopError('NETLOOP_PUBSUB_MALFORMED', `dropped a message on Redis channel ${this.#prefix}${topic}: ${env}`));
       return;
     }
-    if (env.deliveredByOrigin && equalsOrigin(env.origin, this.#origin)) return;
+    let origin: object | undefined;
+    if (equalsOrigin(env.origin, this.#origin)) {
+      if (env.deliveredByOrigin) return;
+      origin = this.#awaitingEcho.get(env.seq)?.origin;
+      this.#awaitingEcho.delete(env.seq);
+    }
     this.#stats.delivered++;
     try {
-      this.#deliver(topic, env.payload, env.type);
+      this.#deliver(topic, env.payload, env.type, origin);
     } catch (err) {
       // The engine's delivery must not break node-redis's reading of the connection.
       this.#reportError(err as Error);
@@ -330,7 +347,12 @@ class RedisPubSub implements PubSubAdapter {
       state.live = false;
       if (state.wanted && state.gapFrom === 0) state.gapFrom = now;
     }
+    this.#forgetEchoes((topic) => affects(this.#prefix + topic));
     this.#scheduleRetry();
+  }
+
+  #forgetEchoes(affects: (topic: string) => boolean): void {
+    for (const [seq, e] of this.#awaitingEcho) if (affects(e.topic)) this.#awaitingEcho.delete(seq);
   }
 
   /** Retries every topic whose subscription is not what it should be, now. */

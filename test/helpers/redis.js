@@ -137,3 +137,11 @@ export async function startRedisCluster() {
 export async function stopAll() {
   await Promise.all([...running].map((n) => n.stop()));
 }
+
+/** Runs `run` (which defines the tests), or skips saying why Redis is missing; stops every server at the end. */
+export function withRedis(t, run) {
+  const missing = redisMissing();
+  if (missing) return t.skip(missing);
+  t.teardown(stopAll);
+  run();
+}
