@@ -16,6 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { benchDir, echoCPath, netloopCliPath } from '../harness/paths.js';
+import { uwsModulePath } from '../peers/uws.js';
 
 const node = process.execPath;
 // --node-flags: the same V8/Node flags for every Node server, so that a
@@ -141,6 +142,28 @@ export const servers = {
   }),
   'socketio-ws': socketIoServer('ws'),
   'socketio-netloop': socketIoServer('netloop'),
+  // The fanout scenario's servers: topics in one engine (netloop), across worker processes, and
+  // uWebSockets.js's own topics in one process.
+  'netloop-workers': {
+    describe: 'netloop topics across 6 worker processes (the primary relays): bench/servers/netloop-broadcast.js --workers 6',
+    protocols: ['ws'],
+    roles: ['broadcast'],
+    command: ({ host, port, nodeFlags, opts }) => ({
+      file: node,
+      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'netloop-broadcast.js'), '--host', host, '--port', String(port), '--workers', String(opts?.['server-workers'] ?? 6)],
+    }),
+    missing: cliMissing,
+  },
+  uws: {
+    describe: "uWebSockets.js's topics (app.publish), one process: bench/servers/uws-broadcast.js (installed on demand, bench/peers/uws.js)",
+    protocols: ['ws'],
+    roles: ['broadcast'],
+    command: ({ host, port, nodeFlags }) => ({
+      file: node,
+      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'uws-broadcast.js'), '--host', host, '--port', String(port)],
+    }),
+    missing: () => uwsModulePath({ log: (m) => console.error(m) }).skip ?? null,
+  },
   c: {
     describe: 'C epoll echo server (the ceiling): bench/native/bin/netloop-echo-c [--proto ws]',
     protocols: ['tcp', 'ws'],

@@ -1,13 +1,14 @@
 // netloop's broadcast server: every WebSocket message received is sent to every open connection
 // (the sender included), framed once.
 //
-//   node bench/servers/netloop-broadcast.js --host 127.0.0.1 --port P [--mode nonblocking|blocking|mixed] [--max-blocking N]
+//   node bench/servers/netloop-broadcast.js --host 127.0.0.1 --port P [--mode nonblocking|blocking|mixed] [--max-blocking N] [--workers N]
 //
 // Every connection subscribes to one topic at open, and each message received is published to it
 // with Upgrader.publish(): the public topics API frames the message once and hands the same bytes
 // to every subscriber's write (no per-connection framing, no copy of the payload in JS).
 // --mode sets the Engine's ioMode and --max-blocking its maxBlockingOnline (omitted: the Engine's
-// defaults).
+// defaults). --workers N runs N supervised worker processes (the script runs again in each): a
+// publish in one worker reaches the subscribers of the others through the primary's relay.
 // Prints "listening HOST:PORT" when ready; exits on SIGINT/SIGTERM.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -19,6 +20,7 @@ const { values } = parseArgs({
     port: { type: 'string', default: '0' },
     mode: { type: 'string' },
     'max-blocking': { type: 'string' },
+    workers: { type: 'string' },
   },
 });
 
@@ -41,6 +43,7 @@ if (values.mode !== undefined) {
   options.ioMode = values.mode;
 }
 if (values['max-blocking'] !== undefined) options.maxBlockingOnline = Number(values['max-blocking']);
+if (values.workers !== undefined) options.workers = Number(values.workers);
 const engine = new Engine(options);
 try {
   await engine.start();
@@ -48,7 +51,11 @@ try {
   console.error(`netloop-broadcast: ${err.message}`);
   process.exit(1);
 }
-process.stdout.write(`listening ${engine.addresses().join(', ')} (netloop broadcast${values.mode ? `, ${values.mode}` : ''})\n`);
+// The workers share the primary's stdout: only the primary announces itself.
+if (engine.role !== 'worker') {
+  const how = [values.mode, values.workers ? `${values.workers} worker processes` : undefined].filter(Boolean).join(', ');
+  process.stdout.write(`listening ${engine.addresses().join(', ')} (netloop broadcast${how ? `, ${how}` : ''})\n`);
+}
 
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
