@@ -153,7 +153,7 @@ t.test('bench harness smoke', async (t) => {
   });
   await t.test('broadcast', (t) => scenario(t, 'broadcast', ['--conns', '20', '--threads', '1'], dir));
   // Topics in one engine and across worker processes (uWS.js left out: it installs 114 MB on demand).
-  await t.test('fanout', (t) => scenario(t, 'fanout', ['--conns', '20', '--threads', '1', '--servers', 'netloop,netloop-workers', '--server-workers', '2'], dir));
+  await t.test('fanout', (t) => scenario(t, 'fanout', ['--conns', '20', '--threads', '1', '--servers', 'netloop,netloop-workers,netloop-redis', '--server-workers', '2', '--redis-servers', '2'], dir));
   await t.test('churn ws', (t) => scenario(t, 'churn', ['--conns', '4'], dir));
   await t.test('churn tcp', (t) => scenario(t, 'churn', ['--conns', '4', '--proto', 'tcp'], dir));
   await t.test('ws-api', (t) => scenario(t, 'ws-api', ['--conns', '4', '--inflight', '2', '--size', '64', '--msg-type', 'binary'], dir));

@@ -17,12 +17,13 @@ import { PER_PROCESS_CONNS } from '../harness/scale.js';
 export default {
   ...broadcast,
   name: 'fanout',
-  summary: 'topics: one publisher to N subscribers (netloop, netloop across 6 workers, uWS.js): deliveries/s, publish-to-deliver p50/p99',
-  defaultServers: ['netloop', 'netloop-workers', 'uws'],
+  summary: 'topics: one publisher to N subscribers (netloop, netloop across 6 workers, 3 netloop servers sharing a Redis, uWS.js): deliveries/s, publish-to-deliver p50/p99',
+  defaultServers: ['netloop', 'netloop-workers', 'netloop-redis', 'uws'],
   options: {
     ...broadcast.options,
     conns: { ...broadcast.options.conns, help: `subscribers (the publisher among them), at most ${int(PER_PROCESS_CONNS)} (one generator process)` },
     'server-workers': { default: 6, min: 1, integer: true, help: 'worker processes of netloop-workers' },
+    'redis-servers': { default: 3, min: 1, integer: true, help: 'netloop servers sharing one Redis in netloop-redis' },
   },
   title: (o) => `fanout: 1 publisher to ${int(o.conns)} subscribers, ${sizeLabel(o.size)} ${o['msg-type']}, ${o.inflight} in flight`,
   cases: (o) => {

@@ -154,6 +154,29 @@ export const servers = {
     }),
     missing: cliMissing,
   },
+  // Three netloop servers sharing one Redis: three worker processes on the port (the kernel
+  // spreads the subscribers), each with its own netloop/redis adapter, which the workers use
+  // instead of the primary's relay; the server starts its own redis-server.
+  'netloop-redis': {
+    describe: 'netloop topics across 3 servers sharing one Redis (3 worker processes, each its own netloop/redis adapter): bench/servers/netloop-broadcast.js --workers 3 --redis auto',
+    protocols: ['ws'],
+    roles: ['broadcast'],
+    command: ({ host, port, nodeFlags, opts }) => ({
+      file: node,
+      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'netloop-broadcast.js'), '--host', host, '--port', String(port), '--workers', String(opts?.['redis-servers'] ?? 3), '--redis', 'auto'],
+    }),
+    missing: () => {
+      const why = cliMissing();
+      if (why) return why;
+      if (spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).status !== 0) return 'redis-server is not installed (apt-get install redis-server)';
+      try {
+        import.meta.resolve('redis');
+        return null;
+      } catch {
+        return 'the redis package (node-redis) is not installed: run `npm install`';
+      }
+    },
+  },
   uws: {
     describe: "uWebSockets.js's topics (app.publish), one process: bench/servers/uws-broadcast.js (installed on demand, bench/peers/uws.js)",
     protocols: ['ws'],

@@ -1,7 +1,7 @@
 // netloop's broadcast server: every WebSocket message received is sent to every open connection
 // (the sender included), framed once.
 //
-//   node bench/servers/netloop-broadcast.js --host 127.0.0.1 --port P [--mode nonblocking|blocking|mixed] [--max-blocking N] [--workers N]
+//   node bench/servers/netloop-broadcast.js --host 127.0.0.1 --port P [--mode nonblocking|blocking|mixed] [--max-blocking N] [--workers N] [--redis auto|URL]
 //
 // Every connection subscribes to one topic at open, and each message received is published to it
 // with Upgrader.publish(): the public topics API frames the message once and hands the same bytes
@@ -9,6 +9,10 @@
 // --mode sets the Engine's ioMode and --max-blocking its maxBlockingOnline (omitted: the Engine's
 // defaults). --workers N runs N supervised worker processes (the script runs again in each): a
 // publish in one worker reaches the subscribers of the others through the primary's relay.
+// --redis: topics through Redis (netloop/redis) instead of the relay: with --workers N, N
+// netloop servers (one per worker process, each with its own adapter and Redis connections)
+// sharing one Redis; `auto` starts a throwaway redis-server (no persistence, a free loopback
+// port) and stops it on exit, a URL uses yours.
 // Prints "listening HOST:PORT" when ready; exits on SIGINT/SIGTERM.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -21,6 +25,7 @@ const { values } = parseArgs({
     mode: { type: 'string' },
     'max-blocking': { type: 'string' },
     workers: { type: 'string' },
+    redis: { type: 'string' },
   },
 });
 
@@ -30,7 +35,68 @@ const distDir = process.env.NETLOOP_BENCH_DIST
   : path.join(path.dirname(path.dirname(path.dirname(new URL(import.meta.url).pathname))), 'dist');
 const { Engine, Upgrader } = await import(pathToFileURL(path.join(distDir, 'index.js')).href);
 
-const upgrader = new Upgrader({});
+// The workers run this script again with the primary's environment: the primary starts Redis
+// (for `auto`) and hands its URL down; a worker never starts one.
+let redisServer;
+let stopBeforeStart = () => {};
+if (values.redis !== undefined && process.env.NETLOOP_BENCH_REDIS_URL === undefined) {
+  process.env.NETLOOP_BENCH_REDIS_URL = values.redis === 'auto' ? await startRedis() : values.redis;
+}
+let pubsub;
+if (process.env.NETLOOP_BENCH_REDIS_URL !== undefined) {
+  const { redisPubSub } = await import(pathToFileURL(path.join(distDir, 'pubsub', 'redis.js')).href);
+  pubsub = redisPubSub({
+    url: process.env.NETLOOP_BENCH_REDIS_URL,
+    onGap: (gap) => console.error(`netloop-broadcast: Redis gap ${JSON.stringify(gap)}`),
+    onError: (err) => console.error(`netloop-broadcast: Redis: ${err.message}`),
+  });
+}
+
+async function startRedis() {
+  const { spawn } = await import('node:child_process');
+  const net = await import('node:net');
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const port = await new Promise((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = probe.address().port;
+      probe.close(() => resolve(p));
+    });
+  });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netloop-bench-redis-'));
+  redisServer = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  redisServer.on('error', (err) => {
+    console.error(`netloop-broadcast: cannot start redis-server: ${err.message}`);
+    process.exit(1);
+  });
+  process.on('exit', () => {
+    redisServer.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  // A stop that comes while the engine is still starting must not leave the redis-server
+  // behind: until the handlers below replace these, a signal exits at once (through 'exit').
+  const early = () => process.exit(0);
+  process.once('SIGINT', early);
+  process.once('SIGTERM', early);
+  stopBeforeStart = () => {
+    process.off('SIGINT', early);
+    process.off('SIGTERM', early);
+  };
+  // Ready when it answers PING.
+  for (let i = 0; i < 100; i++) {
+    const pong = await new Promise((resolve) => {
+      const sock = net.connect(port, '127.0.0.1', () => sock.write('PING\r\n'));
+      sock.once('data', (d) => { sock.destroy(); resolve(d.toString().startsWith('+PONG')); });
+      sock.once('error', () => resolve(false));
+    });
+    if (pong) return `redis://127.0.0.1:${port}`;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  console.error('netloop-broadcast: redis-server did not answer');
+  process.exit(1);
+}
+
+const upgrader = new Upgrader({ pubsub });
 upgrader.onOpen((c) => c.subscribe('all'));
 upgrader.onMessage((_from, type, data) => upgrader.publish('all', data, type));
 
@@ -53,10 +119,15 @@ try {
 }
 // The workers share the primary's stdout: only the primary announces itself.
 if (engine.role !== 'worker') {
-  const how = [values.mode, values.workers ? `${values.workers} worker processes` : undefined].filter(Boolean).join(', ');
+  const how = [
+    values.mode,
+    values.workers ? `${values.workers} worker processes` : undefined,
+    pubsub || values.redis ? `topics through Redis ${process.env.NETLOOP_BENCH_REDIS_URL}` : undefined,
+  ].filter(Boolean).join(', ');
   process.stdout.write(`listening ${engine.addresses().join(', ')} (netloop broadcast${how ? `, ${how}` : ''})\n`);
 }
 
+stopBeforeStart();
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
     void engine.stop().then(() => process.exit(0));
