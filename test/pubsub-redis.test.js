@@ -5,6 +5,10 @@
 // is in pubsub-redis-engines.test.js.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { redisPubSub } from '../dist/pubsub/redis.js';
 import { REDIS_CLI, startRedis, startRedisCluster, withRedis } from './helpers/redis.js';
 import { until } from './helpers/engine.js';
@@ -218,6 +222,22 @@ function run() {
     await redis.stop();
   });
 
+  t.test('without node-redis installed: a clear error, and only when the adapter is made', async (t) => {
+    // A copy of dist/ where no node_modules can be found above it.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netloop-no-redis-'));
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.cpSync(fileURLToPath(new URL('../dist/', import.meta.url)), path.join(dir, 'dist'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'package.json'), '{"type":"module"}');
+    const script = `
+      const m = await import('./dist/pubsub/redis.js');
+      console.log('loaded');
+      try { m.redisPubSub({ url: 'redis://127.0.0.1:1' }); } catch (e) { console.log(e.code, e.message); }`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8', env: { ...process.env, NODE_PATH: '' } });
+    t.equal(r.status, 0, 'exits normally');
+    t.match(r.stdout, /^loaded\n/, 'importing netloop/redis loads no Redis client');
+    t.match(r.stdout, /NETLOOP_REDIS_MISSING .*npm install redis/, 'making an adapter says what to install');
+  });
+
   t.test('options are validated', async (t) => {
     t.throws(() => redisPubSub({ url: 'redis://x', cluster: { rootNodes: [{ url: 'redis://y' }] } }), TypeError);
     t.throws(() => redisPubSub({ cluster: { rootNodes: [] } }), /rootNodes/);
@@ -261,5 +281,52 @@ function run() {
     const owner = cluster.ownerOf(`netloop:${topic}`);
     await until(() => numsub(owner, `netloop:${topic}`, 'SHARDNUMSUB') === 0, 5000, 'SSUBSCRIBE undone');
     t.pass(`SHARDNUMSUB of ${topic} is 0 on its master`);
+  });
+
+  t.test('a cluster master killed and restarted: only its topics have a gap, the others keep flowing', async (t) => {
+    const cluster = await startRedisCluster();
+    t.teardown(() => cluster.stop());
+    const topics = ['a', 'b', 'c', 'd', 'e', 'f'];
+    let victim = cluster.ownerOf('netloop:a');
+    const onVictim = topics.filter((x) => cluster.ownerOf(`netloop:${x}`) === victim);
+    const others = topics.filter((x) => !onVictim.includes(x));
+    t.ok(others.length > 0, `topics elsewhere: ${others}`);
+    const servers = ['s1', 's2'].map((n) => server(n, { cluster: { rootNodes: cluster.rootNodes }, pingInterval: 500 }, topics));
+    t.teardown(() => Promise.all(servers.map((s) => s.adapter.close())));
+    const subscribedEverywhere = (node) => (x) => numsub(node ?? cluster.ownerOf(`netloop:${x}`), `netloop:${x}`, 'SHARDNUMSUB') === 2;
+    await until(() => topics.every(subscribedEverywhere()), 15_000, 'every topic subscribed by both');
+    await new Promise((r) => setTimeout(r, 100));
+    const publishAll = (k) => topics.forEach((x) => servers[0].publish(x, Buffer.from(`${k}`), 'text'));
+    const on = (s, k) => s.received.filter((r) => r.data.toString() === `${k}`).map((r) => r.topic).sort();
+    publishAll(1);
+    await until(() => servers.every((s) => on(s, 1).length === 6), 5000, 'round 1 everywhere');
+
+    const killedAt = Date.now();
+    await victim.kill('SIGKILL');
+    await until(() => servers[1].errors.length > 0, 5000, 's2 saw the master go');
+    await new Promise((r) => setTimeout(r, 300));
+    publishAll(2);
+    await until(() => on(servers[1], 2).length === others.length, 5000, 'round 2 on the other masters');
+    await new Promise((r) => setTimeout(r, 200));
+    t.same(on(servers[1], 2), others, 's2: the topics of the live masters kept flowing, the dead one\'s did not');
+    t.same(on(servers[0], 2), topics, 's1: all its own publishes to its subscribers (those of the dead master at once)');
+
+    victim = await victim.restart();
+    await until(() => /cluster_state:ok/.test(victim.cli('CLUSTER', 'INFO')), 20_000, 'the cluster ok again');
+    await until(() => onVictim.every(subscribedEverywhere(victim)), 20_000, 'resubscribed on the restarted master');
+    await until(() => servers.every((s) => s.gaps.some((g) => g.kind === 'subscribe')), 5000, 'the gap reports');
+    for (const s of servers) {
+      const g = s.gaps.find((g) => g.kind === 'subscribe');
+      t.same([...g.topics].sort(), onVictim, `${s.name}: the gap names exactly the dead master's topics`);
+      t.ok(g.from >= killedAt - 50 && g.to > g.from, `${s.name}: from the kill to the resubscription`);
+    }
+    // The publishing connection to that master comes back on its own backoff.
+    for (let k = 3; on(servers[1], k).length < 6; k++) {
+      if (k > 100) throw new Error('round k never reached every topic');
+      publishAll(k);
+      await new Promise((r) => setTimeout(r, 200));
+      if (on(servers[1], k).length === 6) break;
+    }
+    t.pass('a later round reached every topic on both servers');
   });
 }

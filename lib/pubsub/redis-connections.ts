@@ -36,10 +36,14 @@ interface NodeRedisMaster {
   host?: string;
   port?: number;
   address?: string;
+  client?: { isReady: boolean };
   pubSub?: { client: { isReady: boolean } };
 }
 
-interface NodeRedisCluster extends Omit<NodeRedisClient, 'duplicate'> {
+interface NodeRedisCluster extends Omit<NodeRedisClient, 'duplicate' | 'isReady'> {
+  /** v6; v5's cluster client has only isOpen. */
+  readonly isReady?: boolean;
+  readonly isOpen: boolean;
   readonly slots: Array<{ master: NodeRedisMaster } | undefined>;
   readonly pubSubNode?: { address?: string; client: { isReady: boolean } };
 }
@@ -87,8 +91,8 @@ export interface ConnectionEvents {
 
 export interface Connections {
   connect(): Promise<void>;
-  /** True when a publish can be sent now (it may still fail on the way). */
-  canPublish(): boolean;
+  /** True when a publish on `channel` can be sent now (it may still fail on the way). */
+  canPublish(channel: string): boolean;
   publish(channel: string, message: Buffer): Promise<unknown>;
   /** Subscribes (idempotent for the same listener); resolves once Redis confirmed it. */
   subscribe(channel: string, listener: BufferListener): Promise<unknown>;
@@ -181,6 +185,7 @@ export function cluster(opts: ClusterOptions, events: ConnectionEvents): Connect
   // classic channels, the one node the cluster client subscribes on.
   const masterOf = (channel: string): NodeRedisMaster | undefined =>
     opts.sharded ? c.slots[clusterSlot(channel)]?.master : undefined;
+  const clusterUp = () => c.isReady ?? c.isOpen;
   c.on('error', (err: Error) => events.error(err));
   c.on('node-error', (err: Error, node: { host?: string; port?: number }) => {
     events.error(err);
@@ -195,12 +200,16 @@ export function cluster(opts: ClusterOptions, events: ConnectionEvents): Connect
     async connect() {
       await c.connect();
     },
-    canPublish: () => c.isReady,
+    canPublish(channel) {
+      // The connection to the master that takes this publish, when node-redis has one yet.
+      const client = (opts.sharded ? masterOf(channel) : undefined)?.client;
+      return client ? client.isReady : clusterUp();
+    },
     publish: opts.sharded ? c.sPublish.bind(c) : c.publish.bind(c),
     subscribe: (channel, listener) => (opts.sharded ? c.sSubscribe(channel, listener, true) : c.subscribe(channel, listener, true)),
     unsubscribe: (channel) => (opts.sharded ? c.sUnsubscribe(channel) : c.unsubscribe(channel)),
     subscriberUp(channel) {
-      if (!c.isReady) return false;
+      if (!clusterUp()) return false;
       const client = opts.sharded ? masterOf(channel)?.pubSub?.client : c.pubSubNode?.client;
       return client?.isReady === true;
     },

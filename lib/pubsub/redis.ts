@@ -202,7 +202,7 @@ class RedisPubSub implements PubSubAdapter {
     const deliverNow = state !== undefined && state.wanted && !state.live;
     if (this.#closed) return !deliverNow;
     const size = ENVELOPE_HEADER + data.byteLength;
-    if (!this.#connections.canPublish()) {
+    if (!this.#connections.canPublish(this.#prefix + topic)) {
       // Nothing can be sent: the other servers miss it (reported), this one's subscribers get it
       // now. (A publish sent just before the connection failed may still come back after it.)
       this.#dropPublish(topic, this.#outageReason ?? 'Redis connection not ready');
