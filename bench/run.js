@@ -130,7 +130,12 @@ function parse(argv) {
   const serverNames = values.servers ? values.servers.split(',').map((s) => s.trim()).filter(Boolean) : defaults;
   if (serverNames.length === 0) fail('--servers is empty', scenario);
   if (new Set(serverNames).size !== serverNames.length) fail('--servers lists a server twice', scenario);
-  const cases = casesOf(scenario, opts);
+  let cases;
+  try {
+    cases = casesOf(scenario, opts); // a scenario may refuse options it cannot run (fanout past one generator process)
+  } catch (e) {
+    fail(e.message, scenario);
+  }
   for (const n of serverNames) {
     if (!servers[n]) fail(`unknown server "${n}" (have: ${Object.keys(servers).join(', ')})`, scenario);
     if (!cases.some((c) => serves(servers[n], c))) {

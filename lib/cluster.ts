@@ -5,6 +5,8 @@
 // index.ts registers workers.ts's factory; an Engine imported from
 // engine.js alone, without the supervisor registered, refuses `workers`.
 //
+import type { PubSubAdapter } from './pubsub/adapter.js';
+
 // The public types both sides speak (EngineStats, SupervisorOptions and the
 // worker reports) live here for the same reason.
 
@@ -34,6 +36,8 @@ export interface EngineStats {
   readerThreadBytes: number;
   /** Connections not read now because their write queue is above writeHighWaterMark. */
   readPaused: number;
+  /** Published messages not queued for a subscriber that was too far behind (topics.slowSubscriber 'skip'). */
+  writesSkipped: number;
   /** Bytes held for unfinished WebSocket messages (counted against memoryBudget with queuedBytes). */
   heldBytes: number;
   /** TLS handshakes completed since start. */
@@ -135,6 +139,8 @@ export interface EngineCluster {
   /** The primary's aggregate (undefined in a worker: the engine's own). */
   stats(): EngineStats | undefined;
   workerStats(): Promise<WorkerStats[]>;
+  /** In a worker: the relay of topics of `channel` through the primary to the other workers. */
+  pubsub?(channel: string): PubSubAdapter | undefined;
 }
 
 /** @internal What a supervisor needs of the engine it runs for. */

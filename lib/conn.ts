@@ -6,8 +6,10 @@
 // connection is ordered after the writes made before it.
 import { NetClosedError, OverflowError } from './errors.js';
 import { checkInt, MAX_MS } from './options.js';
+import { publishArgs } from './topics/hub.js';
 import type { EngineStats } from './cluster.js';
 import type { TlsInfo } from './tls.js';
+import type { TopicHub } from './topics/hub.js';
 
 /** Connection states as the JS side sees them. */
 export const enum ConnState {
@@ -91,6 +93,10 @@ export interface ConnEngine {
   /** @internal */ readonly _online: number;
   /** @internal */ _write(c: Conn, data: Uint8Array | string): void;
   /** @internal */ _writeBytes(c: Conn, src: Uint8Array, start: number, end: number): void;
+  /** @internal `data` shared by many connections' writes (a published message); dropped when the queue holds more than `skipMark` > 0 bytes. */
+  _writeShared(c: Conn, data: Uint8Array, skipMark: number): void;
+  /** @internal The raw TCP topics of the engine (Conn.subscribe). */
+  readonly _topics: TopicHub<Conn>;
   /** @internal */ _close(c: Conn, err: Error | null, abortive: boolean, timeoutMs?: number): void;
   /** @internal */ _setDeadline(c: Conn, kind: 0 | 1, deadline: Deadline): void;
   /** @internal */ _bufferedAmount(c: Conn): number;
@@ -126,6 +132,7 @@ class ConnExtras {
   local: string | undefined = undefined;
   remote: string | undefined = undefined;
   session: unknown = undefined;
+  topics: Set<string> | undefined = undefined;
 }
 
 /**
@@ -332,6 +339,54 @@ export class Conn<S = unknown> {
   /** Attaches a value to the connection (read back with `session`). */
   setSession(session: S): void {
     (this._x ??= new ConnExtras()).session = session;
+  }
+
+  /** @internal This connection's topics, once it subscribed to one. */
+  get _topicSet(): Set<string> | undefined {
+    return this._x?.topics;
+  }
+
+  /**
+   * Subscribes this connection to `topic` (a string of 1 to
+   * topics.maxTopicLength characters): Engine.publish(topic) and other
+   * connections' publish(topic) send to it from now on, until
+   * unsubscribe() or its close. Returns false if it was subscribed already.
+   * Throws RangeError past topics.maxTopicsPerConnection.
+   */
+  subscribe(topic: string): boolean {
+    const hub = this.engine._topics;
+    hub.check('subscribe', topic);
+    if (this._state !== ConnState.Open) throw new NetClosedError();
+    return hub.subscribe(this, ((this._x ??= new ConnExtras()).topics ??= new Set()), topic);
+  }
+
+  /** Unsubscribes this connection from `topic`; false if it was not subscribed. */
+  unsubscribe(topic: string): boolean {
+    const own = this._x?.topics;
+    this.engine._topics.check('unsubscribe', topic);
+    return own !== undefined && this.engine._topics.unsubscribe(this, own, topic);
+  }
+
+  /** Whether this connection is subscribed to `topic`. */
+  isSubscribed(topic: string): boolean {
+    return this._x?.topics?.has(topic) === true;
+  }
+
+  /** The topics this connection is subscribed to (a copy); still readable in onClose. */
+  get topics(): string[] {
+    return this._x?.topics === undefined ? [] : [...this._x.topics];
+  }
+
+  /**
+   * Engine.publish() from this connection: every subscriber of `topic`
+   * receives `data` but this connection (subscribed or not). Returns the
+   * local subscribers it was queued for now.
+   */
+  publish(topic: string, data: Uint8Array | string, type?: 'text' | 'binary'): number {
+    const hub = this.engine._topics;
+    hub.check('publish', topic);
+    const a = publishArgs('publish', topic, data, type);
+    return hub.publish(topic, a.bytes, a.type, this);
   }
 
   /** The value given to setSession(); undefined before. */

@@ -13,6 +13,8 @@ import { BurstWatcher, PEAK_THRESHOLD, PeakWatcher } from './memory.js';
 import { boolOption, callbackOption, checkInt, checkKnownOptions } from './options.js';
 import { clusterOptions, createCluster, type EngineCluster, type EngineStats, type SupervisorOptions, type WorkerStats } from './cluster.js';
 import { clientContext, handshakeError, protocolError, serverContext, type TlsClientOptions, type TlsInfo, type TlsServerOptions } from './tls.js';
+import { TopicHub, publishArgs, pubsubOption, topicsOption, type TopicsOptions } from './topics/hub.js';
+import type { PubSubAdapter } from './pubsub/adapter.js';
 import {
   BudgetError,
   EOFError,
@@ -171,6 +173,14 @@ export interface EngineOptions<S = unknown> {
    * peer. Default: ignored (stats().tlsFailed counts them).
    */
   onTLSError?: (err: TLSHandshakeError, remoteAddr: string | undefined) => void;
+  /** Raw TCP topics (Conn.subscribe, Engine.publish): name limits and the slow-subscriber policy (docs/topics.md). */
+  topics?: TopicsOptions;
+  /**
+   * Carries raw TCP publishes to other servers (a PubSubAdapter, e.g. on
+   * Redis). Default: none; with `workers`, the primary relays between the
+   * worker processes unless an adapter is given here.
+   */
+  pubsub?: PubSubAdapter;
 }
 
 /** Options of Engine.dial(). */
@@ -216,7 +226,7 @@ const ENGINE_OPTIONS = {
   maxWriteBufferSize: true, writeHighWaterMark: true, writeLowWaterMark: true, memoryBudget: true, maxLoad: true, closeTimeout: true, dialTimeout: true, readBufferSize: true, readBudget: true,
   maxEventsPerIteration: true, ref: true, ioMode: true, releaseMemoryAfterBurst: true, maxBlockingOnline: true,
   readerStackSize: true, readerBufferSize: true, upgrader: true, workers: true, supervisor: true,
-  tls: true, tlsHandshakeTimeout: true, tlsMaxHandshakeSize: true, onTLSError: true,
+  tls: true, tlsHandshakeTimeout: true, tlsMaxHandshakeSize: true, onTLSError: true, topics: true, pubsub: true,
 } as const satisfies Record<keyof EngineOptions, true>;
 
 const DIAL_OPTIONS = { timeout: true, tls: true } as const satisfies Record<keyof EngineDialOptions, true>;
@@ -296,7 +306,7 @@ function checkIoMode(mode: unknown): IoMode {
  */
 export class Engine<S = unknown> implements ConnEngine, StreamOwner {
   /** The options in effect, every default filled in. */
-  readonly options: Readonly<Required<Omit<EngineOptions, 'onOpen' | 'onData' | 'onClose' | 'onDrain' | 'upgrader' | 'workers' | 'supervisor' | 'tls' | 'onTLSError'>>>;
+  readonly options: Readonly<Required<Omit<EngineOptions, 'onOpen' | 'onData' | 'onClose' | 'onDrain' | 'upgrader' | 'workers' | 'supervisor' | 'tls' | 'onTLSError' | 'topics' | 'pubsub'>>>;
   readonly #upgrader: EngineUpgrader | undefined;
   /** With `workers`: the supervisor (in the primary) or the worker's link to it. */
   readonly #cluster: EngineCluster | undefined;
@@ -335,6 +345,8 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
   #burst: BurstWatcher | undefined;
   #peak: PeakWatcher | undefined;
   #stopped: Promise<void> | undefined;
+  /** Raw TCP topics (Conn.subscribe). */
+  readonly #topics: TopicHub<Conn>;
   readonly #flushTask = (): void => {
     this.#flushScheduled = false;
     this.#flush();
@@ -394,6 +406,9 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
       tlsMaxHandshakeSize: checkInt('tlsMaxHandshakeSize', options.tlsMaxHandshakeSize ?? 64 * 1024, 1024, 2 ** 32 - 1),
     });
     this._receiveBudget.budget = this.options.memoryBudget;
+    this.#topics = new TopicHub<Conn>(topicsOption('Engine', options.topics), pubsubOption('Engine', options.pubsub), (subs, data, _type, exclude) =>
+      this.#fanOut(subs, data, exclude),
+    );
     this.#upgrader?.attach(this);
     if (this.options.releaseMemoryAfterBurst > 0) this.#burst = new BurstWatcher(this.options.releaseMemoryAfterBurst);
     this.#cluster = createCluster(this, options);
@@ -475,6 +490,7 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
     this.#handle = handle;
     this.#state = 'running';
     this.#peak = new PeakWatcher(() => this.#meter[METER_QUEUED]! + this.#meter[METER_HELD]!);
+    this.#topics.start(this._clusterPubSub('raw'));
     this.#upgrader?.started(this);
   }
 
@@ -542,7 +558,57 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
         this.#handle = undefined;
         resolve();
       });
-    });
+    }).then(() => this.#topics.stop());
+  }
+
+  /**
+   * Raw TCP topics: sends `data` (bytes, or a string as UTF-8) to every
+   * connection subscribed to `topic` (Conn.subscribe), and through the
+   * `pubsub` adapter (or the workers' relay) to the other servers. The
+   * bytes are queued once and shared by every subscriber's write: do not
+   * change them until the end of the tick. A subscriber that cannot keep
+   * up follows `topics.slowSubscriber`. Returns the local subscribers it
+   * was queued for now. `type` only matters to an adapter that passes it on.
+   */
+  publish(topic: string, data: Uint8Array | string, type?: 'text' | 'binary'): number {
+    this.#topics.check('Engine.publish', topic);
+    const a = publishArgs('Engine.publish', topic, data, type);
+    return this.#topics.publish(topic, a.bytes, a.type, undefined);
+  }
+
+  /** Connections of this engine subscribed to `topic` (this process only). */
+  numSubscribers(topic: string): number {
+    return this.#topics.count(topic);
+  }
+
+  /** @internal The raw topics (Conn.subscribe). */
+  get _topics(): TopicHub<Conn> {
+    return this.#topics;
+  }
+
+  /** @internal The relay between worker processes for topics of `channel` ('raw', 'ws'), in a worker; undefined elsewhere. */
+  _clusterPubSub(channel: string): PubSubAdapter | undefined {
+    return this.#cluster?.pubsub?.(channel);
+  }
+
+  // Writes one published message to each subscriber: the same bytes by
+  // reference (one WRITE_REF command each), never a copy per subscriber.
+  #fanOut(subs: ReadonlySet<Conn>, data: Uint8Array, exclude: Conn | undefined): number {
+    if (this.#state !== 'running' || data.byteLength === 0) return 0;
+    const mark = this._skipMark(this.#topics.config);
+    let n = 0;
+    for (const c of subs) {
+      if (c === exclude || c._state !== ConnState.Open) continue;
+      this._writeShared(c, data, mark);
+      n++;
+    }
+    return n;
+  }
+
+  /** @internal The skip mark WRITE_REF carries for a topics policy: 0 for 'close'. */
+  _skipMark(config: { readonly slowSubscriber: 'close' | 'skip'; readonly skipAbove: number }): number {
+    if (config.slowSubscriber !== 'skip') return 0;
+    return config.skipAbove > 0 ? config.skipAbove : Math.max(1, this.options.writeHighWaterMark);
   }
 
   /** Connects to "host:port", "[v6]:port" or "unix:/path". The Conn also goes through onOpen. */
@@ -656,6 +722,7 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
       readPaused: s[11]!,
       tlsHandshakes: s[12]!,
       tlsFailed: s[13]!,
+      writesSkipped: s[14]!,
       heldBytes: this.#meter[METER_HELD]!,
     };
   }
@@ -810,7 +877,7 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
   // A socket whose descriptor cannot be taken over (TLS): the same Conn and
   // protocol code over Node's stream (stream-transport.ts).
   #serveStream(socket: Socket, head: Buffer, open: ((conn: Conn) => void) | undefined): Conn {
-    const transport = new StreamTransport(this, socket, (c, d) => this.#onData(c, d), (c, err) => this.#onClose(c, err));
+    const transport = new StreamTransport(this, socket, (c, d) => this.#onData(c, d), (c, err) => this.#deliverClose(c, err));
     let conn: Conn | undefined;
     try {
       conn = transport.open((c) => {
@@ -883,7 +950,17 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
     // the close lost data (reset or timeout while flushing): that is not silent.
     const err = c._closeErr ?? (reason === REASON_TLS ? protocolError(errno, this.#handle?.tlsInfo(slot, gen)?.errorText ?? '') : this.#closeError(reason, errno, c._blocking));
     if (c._proto !== undefined) c._proto.onClose(c, err);
-    else this.#onClose(c, err);
+    else this.#deliverClose(c, err);
+  }
+
+  // A raw connection's onClose; its topics are left after it (onClose may still read conn.topics).
+  #deliverClose(c: Conn, err: Error | null): void {
+    try {
+      this.#onClose(c, err);
+    } finally {
+      const own = c._topicSet;
+      if (own !== undefined) this.#topics.leaveAll(c, own);
+    }
   }
 
   // The transport's account of a close (DESIGN.md, close contract). A
@@ -1000,6 +1077,23 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
     }
     this.#pushWrite(c, this.#outUsed, len);
     this.#outUsed += len;
+  }
+
+  /**
+   * @internal Queues `data` for `c` by reference: many connections' writes
+   * share one buffer (a published frame). With `skipMark` > 0 the write is
+   * dropped for a connection whose queue holds more than that (topics' 'skip').
+   */
+  _writeShared(c: Conn, data: Uint8Array, skipMark: number): void {
+    if (this.#state !== 'running') throw new NetClosedError();
+    if (this.#ncmds === CMD_CAPACITY) this.#flush();
+    const refs = this.#refs;
+    let i = refs.length - 1;
+    if (i < 0 || refs[i] !== data) {
+      refs.push(data);
+      i++;
+    }
+    this.#pushCmd(CMD_WRITE_REF, c, i, skipMark);
   }
 
   /** @internal Whether the running engine keeps the process alive (the shared client engine: while it has connections). */

@@ -25,6 +25,8 @@ export type { HeaderList } from './http/response.js';
 export type { ResponseHead } from './http/response-parser.js';
 export type { StreamOwner } from './stream-transport.js';
 export type { DeflateOptions } from './websocket/deflate.js';
+export type { PubSubAdapter, PubSubDeliver } from './pubsub/adapter.js';
+export type { TopicsOptions, SlowSubscriberPolicy } from './topics/hub.js';
 export {
   NetloopError,
   CloseError,

@@ -161,7 +161,7 @@ export const TLS_ERR_VERIFY = 100;
 export const ADOPTED_LISTENER = -2;
 
 export const CMD_WRITE = 1; // a: out offset, b: length
-export const CMD_WRITE_REF = 2; // a: refs index
+export const CMD_WRITE_REF = 2; // a: refs index; b: skip mark (0: none; else dropped while the queue holds more bytes)
 export const CMD_CLOSE = 3; // a: 0 graceful, 1 abortive; b: graceful close timeout ms (0: the engine's)
 export const CMD_DEADLINE = 4; // a: 0 read, 1 write; b: ms from now, -1 clears
 
@@ -170,7 +170,7 @@ export const IO_BLOCKING = 1;
 export const IO_MIXED = 2;
 
 /** Length of the Float64Array that EngineHandle.stats() fills. */
-export const STATS_LENGTH = 14;
+export const STATS_LENGTH = 15;
 
 // The memory meter shared with native (native/loop.h, kMeter*).
 export const METER_QUEUED = 0;

@@ -12,6 +12,7 @@
 import type { Socket } from 'node:net';
 import { Conn, ConnState, type ConnEngine, type Deadline } from './conn.js';
 import type { EngineStats } from './cluster.js';
+import type { TopicHub } from './topics/hub.js';
 import { formatAddress } from './address.js';
 import { EOFError, HandlerError, OverflowError, SysError, TimeoutError } from './errors.js';
 
@@ -25,6 +26,8 @@ export interface StreamOwner {
   /** @internal */ readonly _receiveBudget: { hold(delta: number): boolean; readonly budget: number };
   /** @internal The connection ended: forget it (engine stop, keepalive sweeps). */
   _streamClosed(conn: Conn): void;
+  /** @internal The engine's raw TCP topics. */
+  readonly _topics: TopicHub<Conn>;
 }
 
 /** Reports an error of the application to the process, as an exception in a 'data' handler would be. */
@@ -163,6 +166,17 @@ export class StreamTransport implements ConnEngine {
       // The engine's stated policy: past the limit the connection closes and its queue is dropped.
       this._close(c, new OverflowError(this.#owner.options.maxWriteBufferSize), true);
     }
+  }
+
+  /** @internal A published message: Node's stream keeps a reference, no copy; skipped past the mark like the engine's. */
+  _writeShared(c: Conn, data: Uint8Array, skipMark: number): void {
+    if (skipMark > 0 && this.#socket.writableLength > skipMark) return;
+    this._write(c, data);
+  }
+
+  /** @internal */
+  get _topics(): TopicHub<Conn> {
+    return this.#owner._topics;
   }
 
   /** @internal */

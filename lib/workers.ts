@@ -16,10 +16,16 @@
 // channel is the user's):
 //   worker -> primary  listening {addrs} | start-failed {error} | stats {seq?, stats} | stopped {stats}
 //   primary -> worker  stop | stats {seq}
+// plus the topics relay's messages (pubsub/workers-relay.ts). The channel
+// uses Node's 'advanced' serialization (structured clone), so that relayed
+// payloads travel as bytes: the user's own messages on it must be
+// structured-cloneable (plain objects, arrays, Buffers, Maps...).
 import { fork, type ChildProcess } from 'node:child_process';
 import { parseAddress } from './address.js';
 import { NetClosedError, SysError } from './errors.js';
 import { checkKnownOptions, msOption, stringsOption } from './options.js';
+import { PrimaryRelay, WorkerRelayHub } from './pubsub/workers-relay.js';
+import type { PubSubAdapter } from './pubsub/adapter.js';
 import type { ClusterFactory, ClusterHost, ClusterRequest, EngineCluster, EngineStats, SupervisorOptions, WorkerExit, WorkerExitReason, WorkerListening, WorkerStats } from './cluster.js';
 
 export type { SupervisorOptions, WorkerExit, WorkerExitReason, WorkerListening, WorkerStats } from './cluster.js';
@@ -143,9 +149,12 @@ class WorkerAgent implements EngineCluster {
   #stopping: Promise<void> | undefined;
   #asked = false;
   #timer: NodeJS.Timeout | undefined;
+  readonly #relay = new WorkerRelayHub((m) => this.#send(m));
   readonly #onMessage = (m: unknown): void => {
     if (!isOurs(m)) return;
-    if (m.type === 'stop') {
+    if (m.type === 'pub') {
+      this.#relay.received(m.batch);
+    } else if (m.type === 'stop') {
       this.#asked = true;
       void this.#engine.stop();
     } else if (m.type === 'stats') {
@@ -201,6 +210,11 @@ class WorkerAgent implements EngineCluster {
 
   addresses(): undefined {
     return undefined;
+  }
+
+  /** The relay through the primary to the other workers (pubsub/workers-relay.ts). */
+  pubsub(channel: string): PubSubAdapter {
+    return this.#relay.adapter(channel);
   }
 
   stats(): undefined {
@@ -265,6 +279,7 @@ class Supervisor implements EngineCluster {
   #seq = 0;
   #waiting = new Map<number, (stats: EngineStats | undefined) => void>();
   #stopped: Promise<void> | undefined;
+  readonly #relay = new PrimaryRelay<Slot>((slot, m) => this.#send(slot, m));
 
   constructor(n: number, addrs: string[], o: SupervisorOptions, ref: boolean) {
     this.#n = n;
@@ -446,6 +461,7 @@ class Supervisor implements EngineCluster {
         execArgv: this.#execArgv,
         env: { ...this.#env, [ENV]: JSON.stringify(env) },
         stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+        serialization: 'advanced',
       });
     } catch (err) {
       slot.state = 'idle';
@@ -485,6 +501,12 @@ class Supervisor implements EngineCluster {
   #onMessage(slot: Slot, proc: ChildProcess, m: unknown): void {
     if (!isOurs(m) || slot.proc !== proc) return;
     switch (m.type) {
+      case 'pub':
+        this.#relay.publish(slot, m.batch);
+        return;
+      case 'topic':
+        this.#relay.topic(slot, m.ch, m.topic, m.on);
+        return;
       case 'listening': {
         if (slot.state !== 'starting') return;
         slot.state = 'listening';
@@ -521,6 +543,7 @@ class Supervisor implements EngineCluster {
 
   #onGone(slot: Slot, proc: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (slot.proc !== proc) return;
+    this.#relay.gone(slot);
     for (const t of slot.timers) clearTimeout(t);
     slot.timers.clear();
     // Keep the counters of the workers that are gone; connections a dead

@@ -664,12 +664,13 @@ Napi::Value EngineHandle::Address(const Napi::CallbackInfo& info) {
 // bytesIn, bytesOut, queued, blockingOnline (reader threads alive),
 // readersStarted, readerBytes (stack plus buffer reserved per reader),
 // readPaused (connections not read because of backpressure), tlsHandshakes,
-// tlsFailed (TLS connections dropped before their handshake completed).
+// tlsFailed (TLS connections dropped before their handshake completed),
+// writesSkipped (published frames dropped by a skip mark).
 Napi::Value EngineHandle::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   double* out = nullptr;
   size_t len = 0;
-  if (info.Length() < 1 || !GetTypedArray(info[0], napi_float64_array, &out, &len) || len < 14) {
+  if (info.Length() < 1 || !GetTypedArray(info[0], napi_float64_array, &out, &len) || len < 15) {
     return ThrowType(env, "stats(Float64Array(14))");
   }
   const LoopStats& s = loop_.stats();
@@ -687,6 +688,7 @@ Napi::Value EngineHandle::Stats(const Napi::CallbackInfo& info) {
   out[11] = static_cast<double>(s.read_paused);
   out[12] = static_cast<double>(s.tls_handshakes);
   out[13] = static_cast<double>(s.tls_failed);
+  out[14] = static_cast<double>(s.writes_skipped);
   return env.Undefined();
 }
 

@@ -43,7 +43,7 @@ enum : int32_t {
 // Command types.
 enum : int32_t {
   kCmdWrite = 1,     // a: offset in the out slab, b: length
-  kCmdWriteRef = 2,  // a: index in the refs array, b: unused
+  kCmdWriteRef = 2,  // a: index in the refs array, b: skip mark (0: none; >0: dropped when the queue holds more bytes)
   kCmdClose = 3,     // a: 0 graceful (flush, FIN), 1 abortive (RST, drop queue); b: graceful timeout ms (0: default)
   kCmdDeadline = 4,  // a: 0 read, 1 write; b: ms from now, or -1 to clear
 };

@@ -885,6 +885,14 @@ void Loop::Apply(const int32_t* cmds, size_t count, const uint8_t* out_slab, siz
     } else if (op == kCmdWriteRef) {
       size_t idx = static_cast<uint32_t>(c[3]);
       if (idx >= ref_count || refs[idx].iov_len == 0) continue;
+      // A skip mark (topics' 'skip' policy for slow subscribers): a whole
+      // published frame is dropped, not queued, for a connection already
+      // holding more than that many bytes. Judged on the queue as it was
+      // before this flush, so every write of one flush sees the same state.
+      if (c[4] > 0 && slots_[slot].queued > static_cast<uint32_t>(c[4])) {
+        stats_.writes_skipped++;
+        continue;
+      }
       o.iov = refs[idx];
     } else if (op == kCmdClose) {
       o.close_mode = c[3] == 1 ? 1 : 0;

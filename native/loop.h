@@ -80,6 +80,7 @@ struct LoopStats {
   uint64_t read_paused = 0;  // connections not read now: their write queue is above the high mark
   uint64_t tls_handshakes = 0;  // TLS handshakes completed
   uint64_t tls_failed = 0;      // TLS connections dropped before their handshake completed
+  uint64_t writes_skipped = 0;  // WRITE_REF commands dropped: the queue was above their skip mark (topics)
 };
 
 // Numbers shared with JS in a Float64Array(2), read and written on the loop

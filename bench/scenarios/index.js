@@ -1,7 +1,7 @@
 // The scenarios `npm run bench -- <name>` knows. Add one by writing a module like echo.js (with
 // cases()) or tcp-echo.js (one case) and listing it here.
 //
-// echo, latency, hold, broadcast, churn, modes: the scenarios of the harness; soak drives its
+// echo, latency, hold, broadcast, fanout, churn, modes: the scenarios of the harness; soak drives its
 // server itself (run(): JS generators, samples over time) and reports its own way; ws-api and
 // socketio: the ws-compatible API (netloop/ws) against ws, alone and under Socket.IO.
 // tcp-echo, ws-echo, ws-hold: the first three, kept as they were (one case each; same flags,
@@ -9,6 +9,7 @@
 import broadcast from './broadcast.js';
 import churn from './churn.js';
 import echo from './echo.js';
+import fanout from './fanout.js';
 import hold from './hold.js';
 import latency from './latency.js';
 import modes from './modes.js';
@@ -19,7 +20,7 @@ import wsEcho from './ws-echo.js';
 import wsApi from './ws-api.js';
 import wsHold from './ws-hold.js';
 
-export const scenarios = Object.fromEntries([echo, latency, hold, broadcast, churn, modes, soak, wsApi, socketio, tcpEcho, wsEcho, wsHold].map((s) => [s.name, s]));
+export const scenarios = Object.fromEntries([echo, latency, hold, broadcast, fanout, churn, modes, soak, wsApi, socketio, tcpEcho, wsEcho, wsHold].map((s) => [s.name, s]));
 
 // A scenario as a list of cases (what one load generator run measures): the one-case scenarios
 // (tcp-echo, ws-echo, ws-hold) are their own single case.

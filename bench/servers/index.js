@@ -167,15 +167,19 @@ export const servers = {
     script: 'netloop-ws-echo.js',
     missing: cliMissing, // netloop/ws is dist/compat/ws.js: built with the CLI
   }),
+  // uWebSockets.js in one process: its echo (echo, latency, hold, churn) and its own topics
+  // (app.publish) for the broadcast and fanout cases. Installed on demand (bench/peers/uws.js).
   uws: {
-    ...scriptServer({
-      describe: `uWebSockets.js ${UWS_VERSION} (the unofficial npm build, installed on demand): bench/servers/uws-echo.js`,
-      protocols: ['ws'],
-      script: 'uws-echo.js',
-      // NETLOOP_BENCH_INSTALL_PEERS=0: use an installed copy only, never download (the tests).
-      missing: () =>
-        uwsModulePath({ install: process.env.NETLOOP_BENCH_INSTALL_PEERS !== '0', log: (line) => process.stderr.write(`bench: ${line}\n`) }).skip ?? null,
+    describe: `uWebSockets.js ${UWS_VERSION} (the unofficial npm build, installed on demand): bench/servers/uws-echo.js (broadcast: uws-broadcast.js, its topics)`,
+    protocols: ['ws'],
+    roles: ['echo', 'broadcast'],
+    command: ({ role, host, port, nodeFlags }) => ({
+      file: node,
+      args: [...flags(nodeFlags), path.join(benchDir, 'servers', role === 'broadcast' ? 'uws-broadcast.js' : 'uws-echo.js'), '--host', host, '--port', String(port)],
     }),
+    // NETLOOP_BENCH_INSTALL_PEERS=0: use an installed copy only, never download (the tests).
+    missing: () =>
+      uwsModulePath({ install: process.env.NETLOOP_BENCH_INSTALL_PEERS !== '0', log: (line) => process.stderr.write(`bench: ${line}\n`) }).skip ?? null,
     optional: true,
   },
   'uws-ssl': {
@@ -193,6 +197,41 @@ export const servers = {
   },
   'socketio-ws': socketIoServer('ws'),
   'socketio-netloop': socketIoServer('netloop'),
+  // The fanout scenario's servers: topics in one engine (netloop), across worker processes, and
+  // uWebSockets.js's own topics in one process.
+  'netloop-workers': {
+    describe: 'netloop topics across 6 worker processes (the primary relays): bench/servers/netloop-broadcast.js --workers 6',
+    protocols: ['ws'],
+    roles: ['broadcast'],
+    command: ({ host, port, nodeFlags, opts }) => ({
+      file: node,
+      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'netloop-broadcast.js'), '--host', host, '--port', String(port), '--workers', String(opts?.['server-workers'] ?? 6)],
+    }),
+    missing: cliMissing,
+  },
+  // Three netloop servers sharing one Redis: three worker processes on the port (the kernel
+  // spreads the subscribers), each with its own netloop/redis adapter, which the workers use
+  // instead of the primary's relay; the server starts its own redis-server.
+  'netloop-redis': {
+    describe: 'netloop topics across 3 servers sharing one Redis (3 worker processes, each its own netloop/redis adapter): bench/servers/netloop-broadcast.js --workers 3 --redis auto',
+    protocols: ['ws'],
+    roles: ['broadcast'],
+    command: ({ host, port, nodeFlags, opts }) => ({
+      file: node,
+      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'netloop-broadcast.js'), '--host', host, '--port', String(port), '--workers', String(opts?.['redis-servers'] ?? 3), '--redis', 'auto'],
+    }),
+    missing: () => {
+      const why = cliMissing();
+      if (why) return why;
+      if (spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).status !== 0) return 'redis-server is not installed (apt-get install redis-server)';
+      try {
+        import.meta.resolve('redis');
+        return null;
+      } catch {
+        return 'the redis package (node-redis) is not installed: run `npm install`';
+      }
+    },
+  },
   c: {
     describe: 'C epoll echo server (the ceiling): bench/native/bin/netloop-echo-c [--proto ws]',
     protocols: ['tcp', 'ws'],

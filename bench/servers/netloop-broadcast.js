@@ -1,15 +1,18 @@
 // netloop's broadcast server: every WebSocket message received is sent to every open connection
 // (the sender included), framed once.
 //
-//   node bench/servers/netloop-broadcast.js --host 127.0.0.1 --port P [--mode nonblocking|blocking|mixed] [--max-blocking N]
+//   node bench/servers/netloop-broadcast.js --host 127.0.0.1 --port P [--mode nonblocking|blocking|mixed] [--max-blocking N] [--workers N] [--redis auto|URL]
 //
-// The frame is built once per message with frame() from websocket/sender (server frames are not
-// masked, so the same [header, payload] pair is valid on every connection) and queued on each
-// connection's transport with writev: no per-connection framing, no copy of the payload in JS.
-// WebSocketConn has no public "write these pre-framed bytes" call yet, so this reaches for its
-// transport (`_raw`, a plain Conn); examples/chat.js instead calls writeMessage() per member,
-// which frames per connection. --mode sets the Engine's ioMode and --max-blocking its
-// maxBlockingOnline (omitted: the Engine's defaults).
+// Every connection subscribes to one topic at open, and each message received is published to it
+// with Upgrader.publish(): the public topics API frames the message once and hands the same bytes
+// to every subscriber's write (no per-connection framing, no copy of the payload in JS).
+// --mode sets the Engine's ioMode and --max-blocking its maxBlockingOnline (omitted: the Engine's
+// defaults). --workers N runs N supervised worker processes (the script runs again in each): a
+// publish in one worker reaches the subscribers of the others through the primary's relay.
+// --redis: topics through Redis (netloop/redis) instead of the relay: with --workers N, N
+// netloop servers (one per worker process, each with its own adapter and Redis connections)
+// sharing one Redis; `auto` starts a throwaway redis-server (no persistence, a free loopback
+// port) and stops it on exit, a URL uses yours.
 // Prints "listening HOST:PORT" when ready; exits on SIGINT/SIGTERM.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -21,6 +24,8 @@ const { values } = parseArgs({
     port: { type: 'string', default: '0' },
     mode: { type: 'string' },
     'max-blocking': { type: 'string' },
+    workers: { type: 'string' },
+    redis: { type: 'string' },
   },
 });
 
@@ -29,17 +34,71 @@ const distDir = process.env.NETLOOP_BENCH_DIST
   ? path.resolve(process.env.NETLOOP_BENCH_DIST)
   : path.join(path.dirname(path.dirname(path.dirname(new URL(import.meta.url).pathname))), 'dist');
 const { Engine, Upgrader } = await import(pathToFileURL(path.join(distDir, 'index.js')).href);
-const { frame } = await import(pathToFileURL(path.join(distDir, 'websocket', 'sender.js')).href);
 
-const OPCODE = { text: 0x1, binary: 0x2 };
-const members = new Set();
-const upgrader = new Upgrader({});
-upgrader.onOpen((c) => members.add(c));
-upgrader.onClose((c) => members.delete(c));
-upgrader.onMessage((_from, type, data) => {
-  const frames = frame(OPCODE[type], data); // encoded once for every member
-  for (const c of members) if (!c.closed) c._raw.writev(frames);
-});
+// The workers run this script again with the primary's environment: the primary starts Redis
+// (for `auto`) and hands its URL down; a worker never starts one.
+let redisServer;
+let stopBeforeStart = () => {};
+if (values.redis !== undefined && process.env.NETLOOP_BENCH_REDIS_URL === undefined) {
+  process.env.NETLOOP_BENCH_REDIS_URL = values.redis === 'auto' ? await startRedis() : values.redis;
+}
+let pubsub;
+if (process.env.NETLOOP_BENCH_REDIS_URL !== undefined) {
+  const { redisPubSub } = await import(pathToFileURL(path.join(distDir, 'pubsub', 'redis.js')).href);
+  pubsub = redisPubSub({
+    url: process.env.NETLOOP_BENCH_REDIS_URL,
+    onGap: (gap) => console.error(`netloop-broadcast: Redis gap ${JSON.stringify(gap)}`),
+    onError: (err) => console.error(`netloop-broadcast: Redis: ${err.message}`),
+  });
+}
+
+async function startRedis() {
+  const { spawn } = await import('node:child_process');
+  const net = await import('node:net');
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const port = await new Promise((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = probe.address().port;
+      probe.close(() => resolve(p));
+    });
+  });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netloop-bench-redis-'));
+  redisServer = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  redisServer.on('error', (err) => {
+    console.error(`netloop-broadcast: cannot start redis-server: ${err.message}`);
+    process.exit(1);
+  });
+  process.on('exit', () => {
+    redisServer.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  // A stop that comes while the engine is still starting must not leave the redis-server
+  // behind: until the handlers below replace these, a signal exits at once (through 'exit').
+  const early = () => process.exit(0);
+  process.once('SIGINT', early);
+  process.once('SIGTERM', early);
+  stopBeforeStart = () => {
+    process.off('SIGINT', early);
+    process.off('SIGTERM', early);
+  };
+  // Ready when it answers PING.
+  for (let i = 0; i < 100; i++) {
+    const pong = await new Promise((resolve) => {
+      const sock = net.connect(port, '127.0.0.1', () => sock.write('PING\r\n'));
+      sock.once('data', (d) => { sock.destroy(); resolve(d.toString().startsWith('+PONG')); });
+      sock.once('error', () => resolve(false));
+    });
+    if (pong) return `redis://127.0.0.1:${port}`;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  console.error('netloop-broadcast: redis-server did not answer');
+  process.exit(1);
+}
+
+const upgrader = new Upgrader({ pubsub });
+upgrader.onOpen((c) => c.subscribe('all'));
+upgrader.onMessage((_from, type, data) => upgrader.publish('all', data, type));
 
 const options = { addrs: [`${values.host}:${values.port}`], upgrader };
 if (values.mode !== undefined) {
@@ -50,6 +109,7 @@ if (values.mode !== undefined) {
   options.ioMode = values.mode;
 }
 if (values['max-blocking'] !== undefined) options.maxBlockingOnline = Number(values['max-blocking']);
+if (values.workers !== undefined) options.workers = Number(values.workers);
 const engine = new Engine(options);
 try {
   await engine.start();
@@ -57,8 +117,17 @@ try {
   console.error(`netloop-broadcast: ${err.message}`);
   process.exit(1);
 }
-process.stdout.write(`listening ${engine.addresses().join(', ')} (netloop broadcast${values.mode ? `, ${values.mode}` : ''})\n`);
+// The workers share the primary's stdout: only the primary announces itself.
+if (engine.role !== 'worker') {
+  const how = [
+    values.mode,
+    values.workers ? `${values.workers} worker processes` : undefined,
+    pubsub || values.redis ? `topics through Redis ${process.env.NETLOOP_BENCH_REDIS_URL}` : undefined,
+  ].filter(Boolean).join(', ');
+  process.stdout.write(`listening ${engine.addresses().join(', ')} (netloop broadcast${how ? `, ${how}` : ''})\n`);
+}
 
+stopBeforeStart();
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
     void engine.stop().then(() => process.exit(0));

@@ -21,6 +21,8 @@ import { CloseCode, MAX_CLOSE_REASON_BYTES, isValidCloseCode } from './close.js'
 import { MAX_CONTROL_PAYLOAD, Opcode, type MessageType } from './opcodes.js';
 import type { MessageDecompressor, Receiver } from './receiver.js';
 import { frame, writeFrameHeader } from './sender.js';
+import type { TopicHub } from '../topics/hub.js';
+import { publishArgs } from '../topics/hub.js';
 
 /** Who started the close: we did, the peer did (close frame), or the connection just dropped. */
 export type CloseInitiator = 'local' | 'peer' | 'network';
@@ -62,6 +64,10 @@ export interface WebSocketOwner<S = unknown> {
    * assignable to WebSocketConn<unknown>.
    */
   deliverCloseFrame(ws: WebSocketConn<S>, code: number, reason: string): void;
+  /** The topics of the owner's connections (an Upgrader's); undefined for a client's. */
+  readonly _topics?: TopicHub<object>;
+  /** The skip mark of published frames (topics.slowSubscriber 'skip'), 0 for none. */
+  readonly _skipMark?: number;
 }
 
 /** @internal Compression of outgoing messages (permessage-deflate), when negotiated. */
@@ -151,6 +157,12 @@ class WsExtras {
   // Payload bytes waiting in sendQueue: part of bufferedAmount, and counted
   // against the engine's memory budget until they are handed to the engine.
   queuedBytes = 0;
+  // The topics this connection is subscribed to (websocket/topics.ts).
+  topics: Set<string> | undefined = undefined;
+  // Published frames that arrived while a message was being sent in
+  // fragments (writeFrame): they follow its last frame. Counted against the
+  // memory budget (not in queuedBytes, which the send queue releases).
+  heldFrames: Buffer[] | null = null;
 }
 
 /** A send waiting behind a message being compressed, and the payload bytes it holds. */
@@ -371,6 +383,100 @@ export class WebSocketConn<S = unknown> {
     }
     this.#fragmentOpcode = fin ? 0 : opcode;
     this.#send(sendOpcode, data, fin, false);
+    if (fin) this.#releaseHeld();
+  }
+
+  // -------------------------------------------------------------------------
+  // Topics (websocket/topics.ts frames a publish once for all subscribers)
+
+  #hub(what: string, topic: unknown): TopicHub<object> {
+    const hub = this._owner._topics;
+    if (hub === undefined) throw new TypeError(`${what}: topics are a server's: this connection was dialed by a client`);
+    hub.check(what, topic);
+    return hub;
+  }
+
+  /**
+   * Subscribes this connection to `topic` (a string of 1 to
+   * topics.maxTopicLength characters): Upgrader.publish(topic) and other
+   * connections' publish(topic) send to it from now on, until
+   * unsubscribe() or its close (every close path unsubscribes it). Returns
+   * false if it was subscribed already. Throws RangeError past
+   * topics.maxTopicsPerConnection, NetClosedError once it is closing.
+   */
+  subscribe(topic: string): boolean {
+    const hub = this.#hub('subscribe', topic);
+    if (this.#state !== WsState.Open) throw new NetClosedError();
+    return hub.subscribe(this, ((this._x ??= new WsExtras()).topics ??= new Set()), topic);
+  }
+
+  /** Unsubscribes this connection from `topic`; false if it was not subscribed. */
+  unsubscribe(topic: string): boolean {
+    const hub = this.#hub('unsubscribe', topic);
+    const own = this._x?.topics;
+    return own !== undefined && hub.unsubscribe(this, own, topic);
+  }
+
+  /** Whether this connection is subscribed to `topic`. */
+  isSubscribed(topic: string): boolean {
+    return this._x?.topics?.has(topic) === true;
+  }
+
+  /** The topics this connection is subscribed to (a copy); still readable in onClose. */
+  get topics(): string[] {
+    return this._x?.topics === undefined ? [] : [...this._x.topics];
+  }
+
+  /**
+   * Upgrader.publish() from this connection: every subscriber of `topic`
+   * receives the message but this connection (subscribed or not). `type`
+   * defaults to 'text' for a string, 'binary' for bytes. Returns the local
+   * subscribers it was queued for now.
+   */
+  publish(topic: string, data: Uint8Array | string, type?: MessageType): number {
+    const hub = this.#hub('publish', topic);
+    const a = publishArgs('publish', topic, data, type);
+    return hub.publish(topic, a.bytes, a.type, this);
+  }
+
+  /**
+   * @internal A published frame (header and payload, shared with the other
+   * subscribers): sent after everything written before it, a message being
+   * compressed or sent in fragments included; never in the middle of one.
+   */
+  _sendShared(bytes: Buffer, skipMark: number): void {
+    if (this.#state !== WsState.Open) return;
+    if (this.#fragmentOpcode !== 0) {
+      const x = this._x!;
+      if (!this._raw.engine._receiveBudget.hold(bytes.length)) {
+        this.closeAndClean(new BudgetError(this._raw.engine._receiveBudget.budget));
+        return;
+      }
+      (x.heldFrames ??= []).push(bytes);
+      return;
+    }
+    const queue = this.#sendQueue;
+    if (queue !== null) this.#enqueue(queue, () => this.#sendSharedNow(bytes, skipMark), bytes.length);
+    else this.#sendSharedNow(bytes, skipMark);
+  }
+
+  #sendSharedNow(bytes: Buffer, skipMark: number): void {
+    const raw = this._raw;
+    if (raw.closed) return;
+    raw.engine._writeShared(raw, bytes, skipMark);
+  }
+
+  /** A fragmented message ended: the frames published meanwhile follow it. */
+  #releaseHeld(): void {
+    const x = this._x;
+    const held = x?.heldFrames;
+    if (held === null || held === undefined) return;
+    x!.heldFrames = null;
+    let bytes = 0;
+    for (const f of held) bytes += f.length;
+    this._raw.engine._receiveBudget.hold(-bytes);
+    const mark = this._owner._skipMark ?? 0;
+    for (const f of held) this._sendShared(f, mark);
   }
 
   /** Sends a ping (at most 125 bytes of payload). */
@@ -610,6 +716,23 @@ export class WebSocketConn<S = unknown> {
     this.#sendQueue = null;
     this._pmd?.close(); // cancels a compression or inflation still going on
     this._pmd = null;
-    this._owner.deliverClose(this, err);
+    this.#dropHeld();
+    try {
+      this._owner.deliverClose(this, err);
+    } finally {
+      // After onClose, which may still read `topics`.
+      const own = this._x?.topics;
+      if (own !== undefined) this._owner._topics?.leaveAll(this, own);
+    }
+  }
+
+  /** Frames held behind a fragmented message that will never end: released from the budget. */
+  #dropHeld(): void {
+    const x = this._x;
+    if (x?.heldFrames == null) return;
+    let bytes = 0;
+    for (const f of x.heldFrames) bytes += f.length;
+    x.heldFrames = null;
+    this._raw.engine._receiveBudget.hold(-bytes);
   }
 }

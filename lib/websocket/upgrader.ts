@@ -23,6 +23,9 @@ import { CloseCode } from './close.js';
 import { WebSocketConn, clock32, failForHandler, type ClosedWebSocketConn } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
+import { TopicHub, publishArgs, pubsubOption, topicsOption, type TopicsOptions } from '../topics/hub.js';
+import type { PubSubAdapter } from '../pubsub/adapter.js';
+import { fanOutFrames } from './topics.js';
 import { PerMessageDeflate, deflateUpgradeHook, inflationLimit, maxCompressedConnections, type DeflateOptions, type ServerNegotiation } from './deflate.js';
 
 /** A plain HTTP answer for a request that is not a WebSocket upgrade. */
@@ -94,6 +97,14 @@ export interface UpgraderOptions<S = any> {
    * the error is rethrown to the process.
    */
   onUpgrade?: UpgradeHook<S>;
+  /** Topics (WebSocketConn.subscribe, Upgrader.publish): name limits and the slow-subscriber policy (docs/topics.md). */
+  topics?: TopicsOptions;
+  /**
+   * Carries publishes to other servers: a PubSubAdapter (e.g. on Redis).
+   * Default: none; in a worker process of an Engine with `workers`, the
+   * primary relays publishes between the workers unless an adapter is given.
+   */
+  pubsub?: PubSubAdapter;
 }
 
 /** onOpen and onDrain handlers. */
@@ -134,7 +145,7 @@ const RECEIVER_POOL_SIZE = 64;
 const UPGRADER_OPTIONS = {
   path: true, subprotocols: true, checkOrigin: true, messageLengthLimit: true, keepaliveTime: true, messageTimeout: true, handshakeTimeout: true,
   closeTimeout: true, maxHeadSize: true, maxHeaders: true, maxLoad: true, compression: true, headers: true, httpHandler: true,
-  onUpgrade: true,
+  onUpgrade: true, topics: true, pubsub: true,
 } as const satisfies Record<keyof UpgraderOptions, true>;
 
 const checkCount = (name: string, v: unknown, dflt: number, min: number): number => intOption(name, v, dflt, min, Number.MAX_SAFE_INTEGER);
@@ -232,6 +243,10 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
   readonly #waiting: ConnProtocol;
   /** The engine this upgrader serves (attach()): where handleUpgrade() puts its connections. */
   #engine: Engine | undefined = undefined;
+  /** @internal The topics of this upgrader's connections. */
+  readonly _topics: TopicHub<object>;
+  /** @internal The skip mark of published frames: 0, or the bytes above which a subscriber misses them ('skip'). */
+  _skipMark = 0;
 
   // The protocol objects the engine calls for our connections.
   readonly #handshake: ConnProtocol;
@@ -259,6 +274,9 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
       responseHeadText(101, options.headers); // the check every 101 makes (names, values, no framing headers): now, not at the first request
     }
     this.#compression = compressionOption('Upgrader', options.compression);
+    this._topics = new TopicHub<object>(topicsOption('Upgrader', options.topics), pubsubOption('Upgrader', options.pubsub), (subs, data, type, exclude) =>
+      fanOutFrames(subs as ReadonlySet<WebSocketConn<S>>, data, type, exclude as WebSocketConn<S> | undefined, this._skipMark),
+    );
     if (this.#compression !== null) this.#maxCompressed = maxCompressedConnections(this.#compression);
 
     const self = this;
@@ -416,8 +434,30 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
     this.#engine = engine;
   }
 
+  /**
+   * Sends a message to every connection subscribed to `topic`
+   * (WebSocketConn.subscribe), framed once (and compressed once for the
+   * subscribers that agreed server_no_context_takeover; the others get it
+   * uncompressed), and through the `pubsub` adapter (or the workers' relay)
+   * to the other servers. `type` defaults to 'text' for a string, 'binary'
+   * for bytes. Bytes are not copied: do not change them until the end of the
+   * tick. Returns the local subscribers it was queued for now.
+   */
+  publish(topic: string, data: Uint8Array | string, type?: MessageType): number {
+    this._topics.check('Upgrader.publish', topic);
+    const a = publishArgs('Upgrader.publish', topic, data, type);
+    return this._topics.publish(topic, a.bytes, a.type, undefined);
+  }
+
+  /** This server's connections subscribed to `topic` (this process only). */
+  numSubscribers(topic: string): number {
+    return this._topics.count(topic);
+  }
+
   /** @internal */
   started(engine: Engine): void {
+    this._skipMark = engine._skipMark(this._topics.config);
+    this._topics.start(engine._clusterPubSub('ws'));
     if (this.messageTimeout !== 0) {
       const every = Math.max(1, Math.min(1000, Math.floor(this.messageTimeout / 2)));
       const timer = setInterval(() => this.#sweepPending(), every);
@@ -449,7 +489,7 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
       ws._goingAway();
       waiting.push(ws);
     });
-    if (waiting.length === 0) return;
+    if (waiting.length === 0) return this._topics.stop();
     return new Promise<void>((resolve) => {
       // A safety net only: each connection's own close timeout (the read
       // deadline writeClose set) closes it first and reports it as such.
@@ -462,7 +502,7 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
         setTimeout(poll, 10);
       };
       poll();
-    });
+    }).then(() => this._topics.stop());
   }
 
   /** @internal A connection was accepted. */
