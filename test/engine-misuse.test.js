@@ -575,10 +575,10 @@ t.test('native EngineHandle: wrong method arguments throw TypeError, and it stil
     ['queued(n)', () => h.queued(1), 'queued(slot, gen)'],
     ['address(n)', () => h.address(1), 'address(slot, gen, peer)'],
     ['address(string, n, b)', () => h.address('1', 0, true), 'address(slot, gen, peer)'],
-    ['stats(Float64Array(11))', () => h.stats(new Float64Array(11)), 'stats(Float64Array(12))'],
-    ['stats([])', () => h.stats([]), 'stats(Float64Array(12))'],
-    ['stats(Int32Array(8))', () => h.stats(new Int32Array(8)), 'stats(Float64Array(12))'],
-    ['stats()', () => h.stats(), 'stats(Float64Array(12))'],
+    ['stats(Float64Array(11))', () => h.stats(new Float64Array(11)), 'stats(Float64Array(14))'],
+    ['stats([])', () => h.stats([]), 'stats(Float64Array(14))'],
+    ['stats(Int32Array(8))', () => h.stats(new Int32Array(8)), 'stats(Float64Array(14))'],
+    ['stats()', () => h.stats(), 'stats(Float64Array(14))'],
   ];
   for (const [label, fn, message] of before) t.throws(fn, { name: 'TypeError', message }, label);
   // Values of the right type but out of range are errors as values, not exceptions.
@@ -597,11 +597,11 @@ t.test('native EngineHandle: wrong method arguments throw TypeError, and it stil
   t.throws(() => h.start(), { name: 'TypeError', message: 'start(): the engine was already started' }, 'start() twice');
 
   const running = [
-    ['dial(number)', () => h.dial(5), 'dial(host, port, timeoutMs)'],
-    ['dial(port string)', () => h.dial('127.0.0.1', 'x', 5), 'dial(host, port, timeoutMs)'],
-    ['dial(2 args)', () => h.dial('127.0.0.1', 1), 'dial(host, port, timeoutMs)'],
-    ['dialUnix(number)', () => h.dialUnix(5, 1), 'dialUnix(path, timeoutMs)'],
-    ['dialUnix(timeout string)', () => h.dialUnix('/tmp/x', 'a'), 'dialUnix(path, timeoutMs)'],
+    ['dial(number)', () => h.dial(5), 'dial(host, port, timeoutMs, tlsContext?, servername?)'],
+    ['dial(port string)', () => h.dial('127.0.0.1', 'x', 5), 'dial(host, port, timeoutMs, tlsContext?, servername?)'],
+    ['dial(2 args)', () => h.dial('127.0.0.1', 1), 'dial(host, port, timeoutMs, tlsContext?, servername?)'],
+    ['dialUnix(number)', () => h.dialUnix(5, 1), 'dialUnix(path, timeoutMs, tlsContext?, servername?)'],
+    ['dialUnix(timeout string)', () => h.dialUnix('/tmp/x', 'a'), 'dialUnix(path, timeoutMs, tlsContext?, servername?)'],
     ['flush(string)', () => h.flush('x'), 'flush(count, refs)'],
     ['flush(-1)', () => h.flush(-1), 'flush: count out of range'],
     ['flush(NaN)', () => h.flush(NaN), 'flush: count out of range'],
