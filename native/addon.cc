@@ -660,7 +660,7 @@ Napi::Value EngineHandle::Address(const Napi::CallbackInfo& info) {
   return AddressArray(env, r, a);
 }
 
-// stats(out: Float64Array(12)): online, accepted, dialed, closed, rejected,
+// stats(out: Float64Array(15)): online, accepted, dialed, closed, rejected,
 // bytesIn, bytesOut, queued, blockingOnline (reader threads alive),
 // readersStarted, readerBytes (stack plus buffer reserved per reader),
 // readPaused (connections not read because of backpressure), tlsHandshakes,
@@ -671,7 +671,7 @@ Napi::Value EngineHandle::Stats(const Napi::CallbackInfo& info) {
   double* out = nullptr;
   size_t len = 0;
   if (info.Length() < 1 || !GetTypedArray(info[0], napi_float64_array, &out, &len) || len < 15) {
-    return ThrowType(env, "stats(Float64Array(14))");
+    return ThrowType(env, "stats(Float64Array(15))");
   }
   const LoopStats& s = loop_.stats();
   out[0] = static_cast<double>(s.online);

@@ -575,10 +575,10 @@ t.test('native EngineHandle: wrong method arguments throw TypeError, and it stil
     ['queued(n)', () => h.queued(1), 'queued(slot, gen)'],
     ['address(n)', () => h.address(1), 'address(slot, gen, peer)'],
     ['address(string, n, b)', () => h.address('1', 0, true), 'address(slot, gen, peer)'],
-    ['stats(Float64Array(11))', () => h.stats(new Float64Array(11)), 'stats(Float64Array(14))'],
-    ['stats([])', () => h.stats([]), 'stats(Float64Array(14))'],
-    ['stats(Int32Array(8))', () => h.stats(new Int32Array(8)), 'stats(Float64Array(14))'],
-    ['stats()', () => h.stats(), 'stats(Float64Array(14))'],
+    ['stats(Float64Array(11))', () => h.stats(new Float64Array(11)), 'stats(Float64Array(15))'],
+    ['stats([])', () => h.stats([]), 'stats(Float64Array(15))'],
+    ['stats(Int32Array(8))', () => h.stats(new Int32Array(8)), 'stats(Float64Array(15))'],
+    ['stats()', () => h.stats(), 'stats(Float64Array(15))'],
   ];
   for (const [label, fn, message] of before) t.throws(fn, { name: 'TypeError', message }, label);
   // Values of the right type but out of range are errors as values, not exceptions.

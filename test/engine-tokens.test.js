@@ -236,7 +236,7 @@ t.test('raw EngineHandle: commands with an old generation are ignored', { timeou
   t.same([closes[1].slot, closes[1].gen, closes[1].a], [slot, newGen, REASON_STOP], 'CLOSE(STOP) for client 2');
   await ended;
   t.equal(got2().toString(), 'fresh+ref', 'client 2 never saw a stale byte');
-  const st = new Float64Array(14);
+  const st = new Float64Array(15);
   h.stats(st);
   t.same([...st].slice(0, 10), [0, 2, 0, 2, 0, 4, 9, 0, 0, 0], 'stats: online 0, accepted 2, closed 2, 4 bytes in, 9 out; no reader thread');
   // A reader would reserve its stack (64 KiB; more under AddressSanitizer) and a 16 KiB buffer.
