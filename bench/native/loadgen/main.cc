@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
   }
   TlsClientContext tls;
   if (o.tls) {
-    std::string why = tls.init(o.tls_resume, o.tls_max_version);
+    std::string why = tls.init(o.tls_resume, o.tls_max_version, o.hold);
     if (!why.empty()) {
       fprintf(stderr, "netloop-loadgen: --tls: %s\n", why.c_str());
       return 2;

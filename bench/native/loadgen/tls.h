@@ -53,7 +53,8 @@ class TlsClientContext {
   TlsClientContext& operator=(const TlsClientContext&) = delete;
   ~TlsClientContext();
   // "" on success, else why not. max_version: "" (the highest both sides have), "1.2" or "1.3".
-  std::string init(bool resume, const std::string& max_version);
+  // idle: connections mostly wait (hold mode), so their buffers are released between records.
+  std::string init(bool resume, const std::string& max_version, bool idle);
   SSL_CTX* ctx() const { return ctx_; }
 
  private:
