@@ -201,7 +201,7 @@ function startGenerator({ index, conns, host, port, o, cpu, concurrency }) {
       resolve({ json, stderr: stderr.trim(), code, signal });
     });
   });
-  return { up, go: () => child.stdin.end('\n'), kill: () => child.kill('SIGKILL'), done };
+  return { conns, up, go: () => child.stdin.end('\n'), kill: () => child.kill('SIGKILL'), done };
 }
 
 // TCP buffer memory (net.ipv4.tcp_mem, pages: low, pressure, high) is machine-wide; past the
@@ -314,11 +314,16 @@ export async function runLevelHold({ c, host, port, serverPid, loadgenCpu, serve
     cpuEnd = sum(processTree(serverPid), cpuTicksOf);
   }
   const results = await Promise.all(gens.map((g) => g.done));
-  const jsons = results.map((r) => r.json);
-  if (failed || jsons.some((j) => j === null)) {
+  if (failed || results.every((r) => r.json === null)) {
     const bad = results.find((r) => r.json === null) ?? results[0];
     return { json: null, stderr: `${failed ? `${failed}: ` : ''}${bad?.stderr ?? ''}`, code: bad?.code ?? 1, signal: bad?.signal ?? null };
   }
+  // A generator that gave no report (killed by its watchdog, say) still held what it said at its
+  // barrier: its connections count as failed, the others' reports and the levels stand.
+  const lost = results.filter((r) => r.json === null);
+  const jsons = results.map((r, i) =>
+    r.json ?? { conns: gens[i].conns, conns_ok: 0, errors: gens[i].conns, failed_conns: gens[i].conns, loadgen_cpu_s: 0 },
+  );
   const add = (k) => jsons.reduce((a, j) => a + (j[k] ?? 0), 0);
   const connsOk = add('conns_ok');
   const fit = fitLine(points.map((p) => ({ x: p.held, y: p.rss })));
@@ -327,7 +332,7 @@ export async function runLevelHold({ c, host, port, serverPid, loadgenCpu, serve
   const pongs = add('pongs_received');
   const p99s = jsons.map((j) => j.ping_p99_us).filter((x) => x != null);
   const json = {
-    ...jsons[0],
+    ...results.find((r) => r.json !== null).json,
     conns: add('conns'),
     conns_ok: connsOk,
     errors: add('errors'),
@@ -361,5 +366,6 @@ export async function runLevelHold({ c, host, port, serverPid, loadgenCpu, serve
     loadgen_processes: gens.length,
     source_ips: gens.length * 2,
   };
+  if (lost.length) json.generators_without_report = lost.length;
   return { json, stderr: results.map((r) => r.stderr).filter(Boolean).join('\n'), code: 0, signal: null };
 }

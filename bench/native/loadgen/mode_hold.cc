@@ -75,6 +75,11 @@ void Worker::send_ping(Conn& c, uint64_t round) {
   if (!c.want_out) flush(c);
 }
 
+// After the barrier: time for the hold's end and the teardown beyond settle + duration + the pong
+// grace. Dozens of generators closing a million connections at once on one shared core took
+// longer than the usual 30 s.
+constexpr unsigned kBarrierTeardownS = 180;
+
 // --barrier: says how many connections are up, then waits for the harness's go (a line on
 // stdin, or stdin's end if the harness is gone) while the workers keep every connection open.
 // The watchdog is off meanwhile (the harness bounds the wait) and re-armed for the rest.
@@ -89,7 +94,7 @@ static void wait_for_go(const std::vector<std::unique_ptr<Worker>>& workers, con
   do {
     r = read(0, &c, 1);
   } while ((r < 0 && errno == EINTR) || (r == 1 && c != '\n'));
-  alarm(static_cast<unsigned>(std::ceil(o.settle_s + o.duration_s + 5)) + 30);
+  alarm(static_cast<unsigned>(std::ceil(o.settle_s + o.duration_s + 5)) + kBarrierTeardownS);
 }
 
 // Hold: sample the server's RSS, open everything, wait until all are upgraded (or failed),
