@@ -8,11 +8,11 @@
 //
 // 100,000 subscribers: one generator process holds them all (a closed loop needs the publisher
 // and every subscriber in one process), and a process may open 20,000 files here, so the
-// scenario refuses more than harness/scale.js's PER_PROCESS_CONNS and says so; a fan-out to
+// scenario refuses more than harness/hold-levels.js's PER_PROCESS_CONNS and says so; a fan-out to
 // 100,000 needs a generator split over processes that this scenario does not have yet.
 import broadcast from './broadcast.js';
 import { int, sizeLabel } from './common.js';
-import { PER_PROCESS_CONNS } from '../harness/scale.js';
+import { PER_PROCESS_CONNS } from '../harness/hold-levels.js';
 
 export default {
   ...broadcast,
