@@ -2,12 +2,13 @@
 // real clients that verify the certificate against the test CA (the `ws` package over wss://,
 // Node's tls for raw TCP, Node's https for the page a plain request gets), and the flag errors.
 import t from 'tap';
+import { spawn } from 'node:child_process';
 import https from 'node:https';
 import path from 'node:path';
 import tls from 'node:tls';
 import WebSocket from 'ws';
 import { certs } from './helpers/certs.js';
-import { runCli } from './helpers/cli.js';
+import { CLI, runCli } from './helpers/cli.js';
 import { until } from './helpers/engine.js';
 
 t.setTimeout(60000);
@@ -153,4 +154,27 @@ t.test('demo --tls (npm start -- --tls): page and socket on netloop\'s TLS, a se
     w.on('error', () => {});
   });
   t.equal(refused, 403, 'an http:// origin is not the https page');
+});
+
+// netloop's own client over wss://: refused without the test CA (verification is on), and with
+// --tls-ca every line comes back, then the closing handshake and exit 0.
+t.test('client wss:// --tls-ca: the client verifies, sends each line and prints the echo', async (t) => {
+  const { r, port } = await listening(t, ['--proto', 'ws']);
+  await until(() => /--tls-ca /.test(r.out), 10000, 'the Try-it line');
+  t.match(r.out, new RegExp(`client wss://[\\d.]+:${port}/ --tls-ca ${certFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`), 'Try it names the client and the certificate');
+  const client = (args, input) => {
+    const p = spawn(process.execPath, [CLI, 'client', `wss://localhost:${port}/`, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const c = { out: '', err: '' };
+    p.stdout.on('data', (d) => (c.out += d));
+    p.stderr.on('data', (d) => (c.err += d));
+    p.stdin.end(input);
+    return new Promise((resolve) => p.on('exit', (code) => resolve({ ...c, code })));
+  };
+  const refused = await client([], 'never sent\n');
+  t.equal(refused.code, 1, 'without the CA: exit 1');
+  t.match(refused.err, /cannot connect to wss:\/\/localhost:\d+\/: .*certificate/i, 'says the certificate is not trusted');
+  const ok = await client(['--tls-ca', path.join(pki.dir, 'ca.crt')], 'first line\nsecond line\n');
+  t.equal(ok.code, 0, `with --tls-ca: exit 0 (${ok.err.trim()})`);
+  t.equal(ok.out, 'first line\nsecond line\n', 'both lines echoed, in order');
+  t.match(ok.err, /closed \(1000/, 'the closing handshake completed');
 });

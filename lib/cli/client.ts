@@ -1,4 +1,4 @@
-// `netloop client <ws://host:port/path>`: a line-oriented WebSocket client on netloop's own
+// `netloop client <ws://host:port/path | wss://…>`: a line-oriented WebSocket client on netloop's own
 // dial(), so that trying a server needs nothing but this package (Node 20 has no global
 // WebSocket without a flag, and `npx wscat` needs the network). Each line of standard input is
 // sent as a text message; each message received is printed on standard output, one per line
@@ -10,13 +10,18 @@ import { dial } from '../websocket/client.js';
 import type { WebSocketConn } from '../websocket/conn.js';
 import { CloseError } from '../errors.js';
 
-export async function client(url: string, opts: { quiet: boolean }): Promise<void> {
+/**
+ * `ca`: PEM text to trust for a wss:// server (its CA, or a self-signed certificate itself);
+ * without it the server is checked against Node's root certificates, as a browser would.
+ */
+export async function client(url: string, opts: { quiet: boolean; ca?: Buffer }): Promise<void> {
   const note = (line: string): void => {
     if (!opts.quiet) process.stderr.write(`netloop client: ${line}\n`);
   };
   // Settles once: with onClose's error, or with the reason the connection never opened.
   const done = new Promise<{ opened: boolean; err: Error | null }>((resolve) => {
     dial(url, {
+      ...(opts.ca !== undefined ? { tls: { ca: opts.ca } } : {}),
       onMessage: (_c, type, data) => {
         process.stdout.write(type === 'text' ? `${data.toString('utf8')}\n` : `<binary ${data.length} bytes> ${data.toString('hex')}\n`);
       },

@@ -19,7 +19,7 @@ Commands:
                       each I/O mode) on one port, with its WebSockets handed
                       to netloop by Node's http server. Open the URL printed.
   echo                Run an echo server until SIGINT or SIGTERM, then stop cleanly.
-  client <ws-url>     Connect to a WebSocket server, send each line of standard
+  client <ws-url>     Connect to a WebSocket server (ws:// or wss://), send each line of standard
                       input as a text message and print every message received;
                       at the end of input close (1000) and exit.
   compare             Play every row of the close-reporting contract against each
@@ -54,6 +54,8 @@ Options for echo:
   --tls-cert <file>   Serve TLS (wss:// for ws) with this certificate chain
                       (PEM, leaf first); needs --tls-key.
   --tls-key <file>    The certificate's private key (PEM).
+  --tls-ca <file>     client: trust this CA or self-signed certificate
+                      (PEM) for a wss:// server, beside Node's root CAs.
   --quiet             Print nothing but errors (client: only the replies).
   -h, --help          Show this help.
 
@@ -223,7 +225,7 @@ async function echo(values: Record<string, string | boolean | undefined>): Promi
     const note = pids.length > 0 ? ` (${pids.length} worker processes, pids ${pids.join(', ')})` : '';
     process.stdout.write(`netloop echo (${proto}${tls ? ' over TLS' : ''}) listening on ${engine.addresses().join(', ')}${note}\n`);
     const first = engine.addresses()[0];
-    if (proto === 'ws' && unix === undefined && first !== undefined) process.stdout.write(tryIt(`${tls ? 'wss' : 'ws'}://${first}${wsPath}`));
+    if (proto === 'ws' && unix === undefined && first !== undefined) process.stdout.write(tryIt(`${tls ? 'wss' : 'ws'}://${first}${wsPath}`, values['tls-cert'] as string | undefined));
   }
 
   const shutdown = (signal: string): void => {
@@ -344,6 +346,7 @@ async function main(argv: string[]): Promise<void> {
         tls: { type: 'boolean' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
+        'tls-ca': { type: 'string' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -363,7 +366,16 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'client') {
     const url = positionals[1];
     if (url === undefined) fail('client: missing the URL (ws://host:port/path)');
-    return client(url, { quiet: values.quiet === true });
+    const caFile = values['tls-ca'] as string | undefined;
+    let ca: Buffer | undefined;
+    if (caFile !== undefined) {
+      try {
+        ca = readFileSync(caFile);
+      } catch (err) {
+        return fail(`--tls-ca ${caFile}: ${(err as Error).message}`);
+      }
+    }
+    return client(url, { quiet: values.quiet === true, ca });
   }
   if (command === 'compare') return compare();
   fail(`unknown command "${command}"`);

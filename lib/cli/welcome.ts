@@ -22,13 +22,14 @@ export function clientCommand(url: string): string {
   return `node ${rel.startsWith('..') || path.isAbsolute(rel) ? main : rel} client ${url}`;
 }
 
-/** The lines printed once the echo server listens on `url`. */
-export function tryIt(url: string): string {
+/** The lines printed once the echo server listens on `url` (`certFile`: the --tls-cert of a wss:// one). */
+export function tryIt(url: string, certFile?: string): string {
   if (url.startsWith('wss:')) {
-    // netloop client speaks ws:// only; a browser speaks wss:// once it accepts the certificate.
+    // A browser speaks wss:// once it accepts the certificate; netloop's client once told to trust it.
     const page = `https:${url.slice(4)}`;
     return (
-      `Try it: open ${page} in a browser. A self-signed certificate gets a warning first ("not private",\n` +
+      `Try it: ${clientCommand(url)} --tls-ca ${certFile ?? '<the certificate or its CA>'}   (a self-signed certificate is trusted that way)\n` +
+      `or open ${page} in a browser. A self-signed certificate gets a warning first ("not private",\n` +
       '"potential security risk"): accept it for this address, and the page shows a line to paste into the\n' +
       "browser's console that opens the wss:// connection.\n"
     );
