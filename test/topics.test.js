@@ -1,8 +1,9 @@
 // Topics (lib/topics/hub.ts, lib/websocket/topics.ts): subscribe, publish,
 // framed once, on real loopback sockets with the `ws` client, undici's
-// WebSocket and raw peers that show the bytes on the wire. Reruns in the
-// blocking and mixed I/O modes (test/websocket-modes.test.js sets
-// NETLOOP_TEST_IO_MODE). Exact delivery counts and order, the publisher
+// WebSocket and raw peers that show the bytes on the wire. Reruns itself in
+// the blocking and mixed I/O modes (NETLOOP_TEST_IO_MODE, read by
+// test/helpers/ws-peer.js), as test/websocket-modes.test.js does for the
+// older suites, in this file's own time budget. Exact delivery counts and order, the publisher
 // excluded, compression per subscriber, a subscriber that never reads
 // (closed, or skipped), order behind a message being compressed or sent in
 // fragments, unsubscription on every close path, raw TCP topics, the
@@ -13,7 +14,14 @@ import zlib from 'node:zlib';
 import WebSocket from 'ws';
 import { WebSocket as UndiciWebSocket } from 'undici';
 import { Engine, Upgrader, OverflowError, dial } from '../dist/index.js';
+import { fileURLToPath } from 'node:url';
 import { Peer, parseFrames, sleep, startServer, testIoMode, until } from './helpers/ws-peer.js';
+
+if (process.env.NETLOOP_TEST_IO_MODE === undefined) {
+  for (const mode of ['blocking', 'mixed']) {
+    t.spawn(process.execPath, [fileURLToPath(import.meta.url)], { env: { ...process.env, NETLOOP_TEST_IO_MODE: mode } }, `topics (${mode})`);
+  }
+}
 
 /** A ws client that records every message as [type, string]. */
 async function wsClient(t, addr, options = {}, path = '') {

@@ -1,14 +1,14 @@
 // The WebSocket suites written for the non-blocking mode, run again with the
 // servers in the blocking and mixed I/O modes (NETLOOP_TEST_IO_MODE, read by
 // test/helpers/ws-peer.js): conformance, the handshake, permessage-deflate
-// with context takeover and with work spread over loop turns, topics, and interop
+// with context takeover and with work spread over loop turns, and interop
 // with ws, undici and Chromium. The same
 // code must behave the same in every mode; where the close contract says
 // the modes differ, the contract tests (close-contract-*.test.js) check it.
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
 
-const SUITES = ['websocket-conformance', 'websocket-handshake', 'interop-ws', 'interop-compression', 'websocket-deflate-async', 'interop-undici', 'interop-chromium', 'topics'];
+const SUITES = ['websocket-conformance', 'websocket-handshake', 'interop-ws', 'interop-compression', 'websocket-deflate-async', 'interop-undici', 'interop-chromium'];
 
 for (const mode of ['blocking', 'mixed']) {
   for (const suite of SUITES) {

@@ -106,7 +106,9 @@ export class WorkerRelay implements PubSubAdapter {
 
   /** Delivered here by the owner at once (false); the other workers get it through the primary. */
   publish(topic: string, data: Uint8Array, type: MessageType): boolean {
-    this.#hub._publish([this.#channel, topic, data, type === 'text']);
+    // Copied: the batch is sent at the next loop turn, and the publisher may reuse its buffer
+    // once the tick is over (the engine's own writes are flushed by then).
+    this.#hub._publish([this.#channel, topic, Buffer.from(data), type === 'text']);
     return false;
   }
 
