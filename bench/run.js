@@ -136,6 +136,7 @@ function parse(argv) {
     if (!servers[n]) fail(`unknown server "${n}" (have: ${Object.keys(servers).join(', ')})`, scenario);
     if (!cases.some((c) => serves(servers[n], c))) {
       const c = cases[0];
+      if (c.manyServerProcesses) fail(`server "${n}" runs in one process, which cannot hold ${c.conns} connections here (20,000 open files per process): impossible on this machine; servers with worker processes can (netloop-workers, netloop-redis)`, scenario);
       if (isScaled(c)) fail(`server "${n}" cannot hold ${c.conns} connections: past one process's open files only a server with worker processes can (netloop)`, scenario);
       fail(`server "${n}" does not serve ${c.proto}${c.role && c.role !== 'echo' ? ` as a ${c.role} server` : ''}`, scenario);
     }

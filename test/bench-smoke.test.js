@@ -87,6 +87,7 @@ async function scenario(t, name, args, dir, env) {
     t.match(r.stdout, `| ${s} |`, `${name}: ${s} in the table`);
     t.match(chart, `>${s}<`, `${name}: ${s} in the chart`);
   }
+  return rec;
 }
 
 // The soak at a tiny size: 60 connections for 3 s, mixed, every close path completed at
@@ -152,9 +153,12 @@ t.test('bench harness smoke', async (t) => {
     await scenario(t, 'hold', ['--conns', '2500', '--settle', '0.5', '--duration', '2.2', '--ping-interval', '1'], dir, { NETLOOP_BENCH_PER_PROCESS: '1000' });
   });
   await t.test('broadcast', (t) => scenario(t, 'broadcast', ['--conns', '20', '--threads', '1'], dir));
-  // Topics across worker processes and servers sharing a Redis (one engine's topics are the broadcast case's netloop server;
-  // uWS.js left out: it installs 114 MB on demand).
-  await t.test('fanout', (t) => scenario(t, 'fanout', ['--conns', '20', '--threads', '1', '--servers', 'netloop-workers,netloop-redis', '--server-workers', '2', '--redis-servers', '2'], dir));
+  // Topics across worker processes and servers sharing a Redis, past "one process" (lowered to 20
+  // connections here): the generator forks a subscriber-only process (one engine's topics are
+  // the broadcast case's netloop server; uWS.js left out: it installs 114 MB on demand).
+  await t.test('fanout', (t) => scenario(t, 'fanout', ['--conns', '30', '--threads', '1', '--servers', 'netloop-workers,netloop-redis', '--server-workers', '2', '--redis-servers', '2'], dir, { NETLOOP_BENCH_PER_PROCESS: '20' }).then((rec) => {
+    for (const run of rec?.runs ?? []) t.equal(run.result?.generator_processes, 2, `fanout ${run.server}: the subscribers in 2 generator processes`);
+  }));
   await t.test('churn ws', (t) => scenario(t, 'churn', ['--conns', '4'], dir));
   await t.test('churn tcp', (t) => scenario(t, 'churn', ['--conns', '4', '--proto', 'tcp'], dir));
   await t.test('ws-api', (t) => scenario(t, 'ws-api', ['--conns', '4', '--inflight', '2', '--size', '64', '--msg-type', 'binary'], dir));

@@ -157,7 +157,8 @@ export function isScaled(c) {
 // Whether a server can take part in a case (its protocol and role; past one process, whether it
 // can run as several processes on one port).
 export function serves(server, c) {
-  return server.protocols.includes(c.proto) && (server.roles ?? ['echo']).includes(c.role ?? 'echo') && (!isScaled(c) || server.workers === true);
+  return server.protocols.includes(c.proto) && (server.roles ?? ['echo']).includes(c.role ?? 'echo') && (!isScaled(c) || server.workers === true) &&
+    (!c.manyServerProcesses || server.manyProcesses === true);
 }
 
 // Every run, every case, every server that serves the case, in an order that rotates by one each
