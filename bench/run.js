@@ -128,7 +128,7 @@ function parse(argv) {
   if (new Set(serverNames).size !== serverNames.length) fail('--servers lists a server twice', scenario);
   let cases;
   try {
-    cases = casesOf(scenario, opts); // a scenario may refuse options it cannot run (fanout past one generator process)
+    cases = casesOf(scenario, opts); // a scenario may refuse options it cannot run (fanout: too few server processes for --conns)
   } catch (e) {
     fail(e.message, scenario);
   }

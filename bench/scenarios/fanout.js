@@ -1,7 +1,9 @@
 // fanout: topics. One publisher, N subscribers, every message delivered to every subscriber
 // (the publisher among them) through the server's topics: netloop's Upgrader.publish in one
 // engine (netloop), the same across 6 worker processes whose primary relays publishes
-// (netloop-workers), and uWebSockets.js's app.publish in one process (uws). The generator is the
+// (netloop-workers), --redis-servers netloop servers (worker processes, each its own
+// netloop/redis adapter) sharing one Redis (netloop-redis), and uWebSockets.js's app.publish in
+// one process (uws). The generator is the
 // native load generator's broadcast mode (bench/native/loadgen/mode_broadcast.cc): at most
 // `inflight` messages on their way to everyone at once, every delivery checked byte for byte and
 // counted, publish-to-deliver latency per delivery (p50/p99) and to the last subscriber.
