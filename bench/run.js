@@ -132,7 +132,7 @@ function parse(argv) {
   if (new Set(serverNames).size !== serverNames.length) fail('--servers lists a server twice', scenario);
   let cases;
   try {
-    cases = casesOf(scenario, opts); // a scenario may refuse options it cannot run (fanout past one generator process)
+    cases = casesOf(scenario, opts); // a scenario may refuse options it cannot run (fanout: too few server processes for --conns)
   } catch (e) {
     fail(e.message, scenario);
   }
@@ -140,6 +140,7 @@ function parse(argv) {
     if (!servers[n]) fail(`unknown server "${n}" (have: ${Object.keys(servers).join(', ')})`, scenario);
     if (!cases.some((c) => serves(servers[n], c))) {
       const c = cases[0];
+      if (c.manyServerProcesses) fail(`server "${n}" runs in one process, which cannot hold ${c.conns} connections here (20,000 open files per process): impossible on this machine; servers with worker processes can (netloop-workers, netloop-redis)`, scenario);
       if (isScaled(c)) fail(`server "${n}" cannot hold ${c.conns} connections: past one process's open files only a server with worker processes can (netloop)`, scenario);
       fail(`server "${n}" does not serve ${c.proto}${c.tls ? ' over TLS' : ''}${c.role && c.role !== 'echo' ? ` as a ${c.role} server` : ''}`, scenario);
     }

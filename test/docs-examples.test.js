@@ -372,6 +372,12 @@ function slug(heading) {
   return heading.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-');
 }
 
+// The README is the way in, not the manual: what does not fit goes to docs/ (issue 9).
+t.test('the README stays under 250 lines', async (t) => {
+  const lines = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8').split('\n').length - 1;
+  t.ok(lines < 250, `README.md has ${lines} lines`);
+});
+
 t.test('every relative link of the documentation reaches a file, and its #anchor a heading', async (t) => {
   let links = 0;
   for (const file of docFiles()) {

@@ -165,7 +165,7 @@ export const kinds = {
     figures: [{ key: 'deliveries_per_sec', label: 'deliveries/s', unit: '/s', better: 'higher', get: (j) => j.deliveries_per_sec }],
     problems: (j, conns) => commonProblems(j, conns),
     progress: (j) =>
-      `${n(j.deliveries_per_sec).padStart(11)} deliveries/s (${n(j.broadcasts_per_sec)} broadcasts/s to ${n(j.conns)})  ` +
+      `${n(j.deliveries_per_sec).padStart(11)} deliveries/s (${j.broadcasts_per_sec < 10 ? j.broadcasts_per_sec : n(j.broadcasts_per_sec)} broadcasts/s to ${n(j.conns)})  ` +
       `p50 ${n(j.p50_us)} us  p99 ${n(j.p99_us)} us  fan-out p99 ${n(j.fanout_p99_us)} us  ` +
       `server ${n(j.server_cpu_us_per_delivery, 3)} us/delivery (${pct(share(j, 'server_cpu_s'))} CPU)  loadgen ${pct(share(j, 'loadgen_cpu_s'))} CPU  errors ${j.errors}`,
     summarize(runs) {
@@ -181,6 +181,7 @@ export const kinds = {
         loadgen_cpu_share: median(res.map((j) => share(j, 'loadgen_cpu_s'))),
       };
     },
+    // broadcasts/s with 2 decimals below 10 (100,000 subscribers: about one a second)
     table: (summary, names, c) =>
       table(
         ['server', 'deliveries/s median (min–max)', 'broadcasts/s', 'delivery p50 us', 'delivery p99 us', 'fan-out p99 us', 'server CPU us/delivery', 'server CPU', 'loadgen CPU',
@@ -188,7 +189,7 @@ export const kinds = {
         names,
         summary,
         (s) => [
-          spreadCell(s.deliveries_per_sec), fmtInt(s.broadcasts_per_sec), fmt(s.p50_us, 0), fmt(s.p99_us, 0), fmt(s.fanout_p99_us, 0),
+          spreadCell(s.deliveries_per_sec), s.broadcasts_per_sec != null && s.broadcasts_per_sec < 10 ? fmt(s.broadcasts_per_sec, 2) : fmtInt(s.broadcasts_per_sec), fmt(s.p50_us, 0), fmt(s.p99_us, 0), fmt(s.fanout_p99_us, 0),
           fmt(s.server_cpu_us_per_delivery, 3), pct(s.server_cpu_share), pct(s.loadgen_cpu_share),
           ...(c.ratioAgainst ?? []).filter((r) => names.includes(r)).map((r) => {
             const a = s.deliveries_per_sec.median;

@@ -174,7 +174,8 @@ export function isScaled(c) {
 // can run as several processes on one port).
 export function serves(server, c) {
   const tlsOk = c.tls ? (server.tls ?? []).includes(c.proto) : !server.tlsOnly;
-  return tlsOk && server.protocols.includes(c.proto) && (server.roles ?? ['echo']).includes(c.role ?? 'echo') && (!isScaled(c) || server.workers === true);
+  return tlsOk && server.protocols.includes(c.proto) && (server.roles ?? ['echo']).includes(c.role ?? 'echo') && (!isScaled(c) || server.workers === true) &&
+    (!c.manyServerProcesses || server.manyProcesses === true);
 }
 
 // Every run, every case, every server that serves the case, in an order that rotates by one each

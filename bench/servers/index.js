@@ -203,6 +203,7 @@ export const servers = {
     describe: 'netloop topics across 6 worker processes (the primary relays): bench/servers/netloop-broadcast.js --workers 6',
     protocols: ['ws'],
     roles: ['broadcast'],
+    manyProcesses: true, // holds past one process's open files (the fanout scenario's large runs)
     command: ({ host, port, nodeFlags, opts }) => ({
       file: node,
       args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'netloop-broadcast.js'), '--host', host, '--port', String(port), '--workers', String(opts?.['server-workers'] ?? 6)],
@@ -216,6 +217,7 @@ export const servers = {
     describe: 'netloop topics across 3 servers sharing one Redis (3 worker processes, each its own netloop/redis adapter): bench/servers/netloop-broadcast.js --workers 3 --redis auto',
     protocols: ['ws'],
     roles: ['broadcast'],
+    manyProcesses: true, // holds past one process's open files (the fanout scenario's large runs)
     command: ({ host, port, nodeFlags, opts }) => ({
       file: node,
       args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'netloop-broadcast.js'), '--host', host, '--port', String(port), '--workers', String(opts?.['redis-servers'] ?? 3), '--redis', 'auto'],

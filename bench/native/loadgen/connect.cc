@@ -147,6 +147,7 @@ void Worker::on_ready(Conn& c) {
   c.ready_seen = true;
   leave_progress(c);
   stats_.upgraded++;
+  if (plan_.bc != nullptr) plan_.bc->upgraded.fetch_add(1, std::memory_order_relaxed);  // before `connecting` drops
   stats_.last_ready_ns = now_;
   if (!plan_.opt.hold && start_ != 0) start_messages(c);  // (not reached: start_ waits for all)
 }

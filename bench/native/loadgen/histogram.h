@@ -62,6 +62,20 @@ class Histogram {
     return max_;
   }
 
+  // A flat copy (the counts, then total and max) that another process can merge: broadcast
+  // mode's subscriber processes hand theirs to the publisher's through shared memory.
+  static constexpr size_t kWords = kBuckets + 2;
+  void save(uint64_t* out) const {
+    std::copy(counts_.begin(), counts_.end(), out);
+    out[kBuckets] = total_;
+    out[kBuckets + 1] = max_;
+  }
+  void merge_saved(const uint64_t* in) {
+    for (size_t i = 0; i < kBuckets; i++) counts_[i] += in[i];
+    total_ += in[kBuckets];
+    max_ = std::max(max_, in[kBuckets + 1]);
+  }
+
   uint64_t total() const { return total_; }
   uint64_t max() const { return max_; }
 

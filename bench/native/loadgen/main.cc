@@ -29,6 +29,7 @@
 //   worker.{h,cc}         Conn (the closed loop over one socket) and Worker (one thread: one
 //                         epoll, its connections, its own stats) and its event loop
 //   connect.cc            connection setup: paced connects, source addresses, retries, deadline
+//   shared_run.{h,cc}     broadcast over several processes: the MAP_SHARED slots and phases
 //   mode_*.cc, modes.h    the modes (echo, churn, broadcast, hold): their Worker methods and the
 //                         main thread's run_*(); a new mode is a new mode_*.cc
 //   run.{h,cc}            the main thread's steps every mode shares: threads, clock, phases
@@ -97,7 +98,8 @@ int main(int argc, char** argv) {
 
   // One fd per connection plus a few: raise the soft limit as far as the hard one allows.
   rlimit rl{};
-  const rlim_t want = static_cast<rlim_t>(o.conns) + 64;
+  // (--processes: each process holds its share)
+  const rlim_t want = static_cast<rlim_t>((o.conns + o.processes - 1) / o.processes) + 64;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
     rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, want);
     setrlimit(RLIMIT_NOFILE, &rl);

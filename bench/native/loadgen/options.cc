@@ -19,7 +19,7 @@ const char kUsage[] =
     "                       [--ping-interval 0] [--connect-timeout 60] [--server-pid PID] [--barrier] ...\n"
     "       netloop-loadgen --rate R ...             (echo, open loop: R messages/s per connection)\n"
     "       netloop-loadgen --churn --port P [--proto tcp|ws] [--conns 50] [--duration 5] ...\n"
-    "       netloop-loadgen --broadcast --port P --proto ws [--conns N] [--inflight 4] ...\n"
+    "       netloop-loadgen --broadcast --port P --proto ws [--conns N] [--inflight 4] [--processes 1] ...\n"
     "       netloop-loadgen --tls [--tls-resume] [--tls-servername localhost] [--tls-max-version 1.2|1.3] ...\n"
     "                       (any mode over TLS: wss for --proto ws; --tls-resume resumes sessions)\n"
     "       netloop-loadgen --self-test\n"
@@ -114,6 +114,9 @@ std::string parse_options(int argc, char** argv, Options* o, bool* help) {
     } else if (flag == "--conns") {
       ok = parse_long(v, 1, 1000000, &n);
       o->conns = static_cast<int>(n);
+    } else if (flag == "--processes") {
+      ok = parse_long(v, 1, 64, &n);
+      o->processes = static_cast<int>(n);
     } else if (flag == "--inflight") {
       ok = parse_long(v, 1, 1 << 20, &n);
       o->inflight = static_cast<int>(n);
@@ -175,6 +178,8 @@ std::string parse_options(int argc, char** argv, Options* o, bool* help) {
   if (o->rate > 0 && (o->hold || o->churn || o->broadcast)) return "--rate is for echo mode";
   if (o->broadcast && o->proto != "ws") return "--broadcast needs --proto ws (the server frames each message once for all)";
   if (o->tls_resume && !o->tls) return "--tls-resume needs --tls";
+  if (o->processes > 1 && !o->broadcast) return "--processes is for --broadcast";
+  if (o->processes > o->conns) return "--processes: more processes than connections";
   if (o->churn) o->inflight = 1;  // one message per connection
   if (o->threads > o->conns) o->threads = o->conns;
   return "";

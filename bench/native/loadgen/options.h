@@ -39,6 +39,9 @@ struct Options {
   // Broadcast mode: connection 0 publishes, the server sends every message to every connection
   // (the publisher included), every connection checks every message.
   bool broadcast = false;
+  // Broadcast mode: generator processes (this one holds the publisher; the others, forked,
+  // only subscribers), so that more connections than one process may open can take part.
+  int processes = 1;
   double settle_s = 2;
   // --hold --barrier: once every connection is upgraded (or failed), print
   // {"phase":"connected","conns_ok":N} and wait for a line on stdin (or its end) before the

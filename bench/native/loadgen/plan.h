@@ -24,24 +24,25 @@ namespace loadgen {
 // connection has it) marks the slot done and wakes the publisher through an eventfd. The
 // publisher reuses a slot only once the message W before has reached everyone, so at most W
 // broadcasts are in flight and a slow receiver slows the publisher (a closed loop, as in echo).
+//
+// Several generator processes (--processes) share one Broadcast: it lives in a MAP_SHARED
+// mapping made before they fork (shared_run.h), its eventfd is inherited, and the atomics are
+// lock-free, so they work across processes as across threads. now_ns() is CLOCK_MONOTONIC,
+// one clock for the whole machine, so a publish time compares with any process's delivery time.
 struct Broadcast {
-  explicit Broadcast(size_t window)
-      : slot_count(new std::atomic<uint64_t>[window]),
-        slot_time(new std::atomic<uint64_t>[window]),
-        slot_done(new std::atomic<uint64_t>[window]) {
-    for (size_t i = 0; i < window; i++) {
-      slot_count[i].store(0);
-      slot_time[i].store(0);
-      slot_done[i].store(0);
-    }
+  // slots: 3 * window atomics (count, time, done), zeroed here.
+  Broadcast(size_t window, std::atomic<uint64_t>* slots)
+      : slot_count(slots), slot_time(slots + window), slot_done(slots + 2 * window) {
+    for (size_t i = 0; i < 3 * window; i++) slots[i].store(0);
   }
   std::atomic<uint64_t> published{0};  // messages sent so far (only the publisher writes it)
   std::atomic<bool> broken{false};     // a connection failed: no message can reach everyone
+  std::atomic<uint64_t> upgraded{0};   // connections ready, every process's
   uint64_t expected = 0;               // receivers per message: connections ready at the start
-  std::unique_ptr<std::atomic<uint64_t>[]> slot_count;  // receivers that completed the slot's message
-  std::unique_ptr<std::atomic<uint64_t>[]> slot_time;   // when its message was queued for sending
-  std::unique_ptr<std::atomic<uint64_t>[]> slot_done;   // seq + 1 of the last message that reached all
-  int efd = -1;                                         // the publisher's wake-up
+  std::atomic<uint64_t>* slot_count;   // receivers that completed the slot's message
+  std::atomic<uint64_t>* slot_time;    // when its message was queued for sending
+  std::atomic<uint64_t>* slot_done;    // seq + 1 of the last message that reached all
+  int efd = -1;                        // the publisher's wake-up
 };
 
 // The seed id of broadcast messages (connection ids are smaller).

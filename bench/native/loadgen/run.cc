@@ -23,14 +23,17 @@ extern "C" void on_watchdog(int) {
 
 }  // namespace
 
-std::vector<std::unique_ptr<Worker>> make_workers(const Plan& plan, PhaseSync& sync) {
+std::vector<std::unique_ptr<Worker>> make_workers(const Plan& plan, PhaseSync& sync, uint32_t first, int64_t count,
+                                                  int connect_concurrency) {
   const Options& o = plan.opt;
+  const uint64_t n = count < 0 ? static_cast<uint64_t>(o.conns) : static_cast<uint64_t>(count);
+  const int cc = connect_concurrency < 0 ? o.connect_concurrency : connect_concurrency;
   std::vector<std::unique_ptr<Worker>> workers;
   for (int t = 0; t < o.threads; t++) {
-    uint32_t lo = static_cast<uint32_t>(static_cast<uint64_t>(o.conns) * t / o.threads);
-    uint32_t hi = static_cast<uint32_t>(static_cast<uint64_t>(o.conns) * (t + 1) / o.threads);
+    uint32_t lo = first + static_cast<uint32_t>(n * t / o.threads);
+    uint32_t hi = first + static_cast<uint32_t>(n * (t + 1) / o.threads);
     // Each thread gets its share of the connect concurrency (at least 1).
-    workers.emplace_back(new Worker(plan, sync, lo, hi - lo, o.connect_concurrency / o.threads));
+    workers.emplace_back(new Worker(plan, sync, lo, hi - lo, std::max(1, cc / o.threads)));
   }
   return workers;
 }

@@ -14,8 +14,10 @@
 
 namespace loadgen {
 
-// --threads workers, the connections split evenly between them.
-std::vector<std::unique_ptr<Worker>> make_workers(const Plan& plan, PhaseSync& sync);
+// --threads workers, connections [first, first + count) (default: all) split evenly between
+// them, with connect_concurrency (default: --connect-concurrency) shared out.
+std::vector<std::unique_ptr<Worker>> make_workers(const Plan& plan, PhaseSync& sync, uint32_t first = 0,
+                                                  int64_t count = -1, int connect_concurrency = -1);
 // Every mode starts alike: the clock, the connect deadline (none when connect_s < 0), and a
 // watchdog at the mode's whole length plus 30 s.
 void start_clock(Plan& plan, double connect_s, double rest_s);
