@@ -17,6 +17,7 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { startRedisServer } from '../harness/redis-server.js';
 
 const { values } = parseArgs({
   options: {
@@ -37,10 +38,15 @@ const { Engine, Upgrader } = await import(pathToFileURL(path.join(distDir, 'inde
 
 // The workers run this script again with the primary's environment: the primary starts Redis
 // (for `auto`) and hands its URL down; a worker never starts one.
-let redisServer;
 let stopBeforeStart = () => {};
 if (values.redis !== undefined && process.env.NETLOOP_BENCH_REDIS_URL === undefined) {
-  process.env.NETLOOP_BENCH_REDIS_URL = values.redis === 'auto' ? await startRedis() : values.redis;
+  if (values.redis === 'auto') {
+    const started = await startRedisServer('netloop-broadcast');
+    process.env.NETLOOP_BENCH_REDIS_URL = started.url;
+    stopBeforeStart = started.stopBeforeStart;
+  } else {
+    process.env.NETLOOP_BENCH_REDIS_URL = values.redis;
+  }
 }
 let pubsub;
 if (process.env.NETLOOP_BENCH_REDIS_URL !== undefined) {
@@ -50,50 +56,6 @@ if (process.env.NETLOOP_BENCH_REDIS_URL !== undefined) {
     onGap: (gap) => console.error(`netloop-broadcast: Redis gap ${JSON.stringify(gap)}`),
     onError: (err) => console.error(`netloop-broadcast: Redis: ${err.message}`),
   });
-}
-
-async function startRedis() {
-  const { spawn } = await import('node:child_process');
-  const net = await import('node:net');
-  const fs = await import('node:fs');
-  const os = await import('node:os');
-  const port = await new Promise((resolve) => {
-    const probe = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = probe.address().port;
-      probe.close(() => resolve(p));
-    });
-  });
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netloop-bench-redis-'));
-  redisServer = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-  redisServer.on('error', (err) => {
-    console.error(`netloop-broadcast: cannot start redis-server: ${err.message}`);
-    process.exit(1);
-  });
-  process.on('exit', () => {
-    redisServer.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  // A stop that comes while the engine is still starting must not leave the redis-server
-  // behind: until the handlers below replace these, a signal exits at once (through 'exit').
-  const early = () => process.exit(0);
-  process.once('SIGINT', early);
-  process.once('SIGTERM', early);
-  stopBeforeStart = () => {
-    process.off('SIGINT', early);
-    process.off('SIGTERM', early);
-  };
-  // Ready when it answers PING.
-  for (let i = 0; i < 100; i++) {
-    const pong = await new Promise((resolve) => {
-      const sock = net.connect(port, '127.0.0.1', () => sock.write('PING\r\n'));
-      sock.once('data', (d) => { sock.destroy(); resolve(d.toString().startsWith('+PONG')); });
-      sock.once('error', () => resolve(false));
-    });
-    if (pong) return `redis://127.0.0.1:${port}`;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  console.error('netloop-broadcast: redis-server did not answer');
-  process.exit(1);
 }
 
 const upgrader = new Upgrader({ pubsub });
