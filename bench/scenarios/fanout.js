@@ -16,6 +16,8 @@
 // files per process): those rows are reported as impossible, and the servers with worker
 // processes must have enough of them to stay under the limit with room for SO_REUSEPORT's uneven spread.
 import broadcast from './broadcast.js';
+import path from 'node:path';
+import { benchDir } from '../harness/paths.js';
 import { int, sizeLabel, sourceIps } from './common.js';
 import { PER_PROCESS_CONNS } from '../harness/hold-levels.js';
 
@@ -25,14 +27,19 @@ const SUBSCRIBERS_PER_PROCESS = Math.min(12500, PER_PROCESS_CONNS);
 // (SO_REUSEPORT spreads the connections over the worker processes unevenly).
 const SERVER_PROCESS_CONNS = 18000;
 const ONE_PROCESS = ['netloop', 'uws'];
+// Socket.IO rooms in one process and across 3 processes sharing a Redis: a case of their own
+// (protocol socketio), with bench/socketio-broadcast-loadgen.js as its generator (JavaScript:
+// socket.io-client subscribers over a few child processes). Not run past one process's worth.
+const SOCKETIO = ['socketio-rooms', 'socketio-redis'];
 
 const pastOneProcess = (o) => o.conns > PER_PROCESS_CONNS;
 
 export default {
   ...broadcast,
   name: 'fanout',
-  summary: 'topics: one publisher to N subscribers (netloop, netloop across 6 workers, 3 netloop servers sharing a Redis, uWS.js): deliveries/s, publish-to-deliver p50/p99',
-  defaultServers: (o) => (pastOneProcess(o) ? ['netloop-workers', 'netloop-redis'] : ['netloop', 'netloop-workers', 'netloop-redis', 'uws']),
+  summary: 'topics: one publisher to N subscribers (netloop, netloop across 6 workers, 3 netloop servers sharing a Redis, uWS.js; Socket.IO rooms in one process and across 3 processes sharing a Redis): deliveries/s, publish-to-deliver p50/p99',
+  defaultServers: (o) =>
+    pastOneProcess(o) ? ['netloop-workers', 'netloop-redis'] : ['netloop', 'netloop-workers', 'netloop-redis', 'uws', ...SOCKETIO],
   options: {
     ...broadcast.options,
     conns: { ...broadcast.options.conns, help: `subscribers (the publisher among them); past ${int(PER_PROCESS_CONNS)} the generator runs as several processes and only servers with worker processes can take part` },
@@ -64,10 +71,24 @@ export default {
         // a server in one process cannot take part (bench/harness/matrix.js serves())
         manyServerProcesses: pastOneProcess(o),
         impossibleNote: pastOneProcess(o)
-          ? `Not run, impossible on this machine: ${ONE_PROCESS.join(' and ')} (one server process) at ${int(o.conns)} subscribers: a process may open 20,000 files here, so one process cannot hold them. The generator ran as ${processes} processes (one publisher, the rest subscribers only).`
+          ? `Not run, impossible on this machine: ${ONE_PROCESS.join(' and ')} (one server process) at ${int(o.conns)} subscribers: a process may open 20,000 files here, so one process cannot hold them. The generator ran as ${processes} processes (one publisher, the rest subscribers only). Not run: ${SOCKETIO.join(' and ')} (Socket.IO's generator is JavaScript and measured at 1,000 subscribers).`
           : undefined,
         timeoutS: c.timeoutS + (processes > 1 ? 60 : 0),
       };
-    });
+    }).concat(pastOneProcess(o) ? [] : [{
+      id: 'fanout-socketio',
+      label: `Socket.IO rooms, ${int(o.conns)} subscribers, ${sizeLabel(o.size)} (JSON event)`,
+      kind: 'broadcast',
+      proto: 'socketio',
+      role: 'broadcast',
+      conns: o.conns,
+      ratioAgainst: ['socketio-rooms'],
+      generator: path.join(benchDir, 'socketio-broadcast-loadgen.js'),
+      loadgenArgs: [
+        '--conns', String(o.conns), '--inflight', String(o.inflight), '--size', String(o.size),
+        '--duration', String(o.duration), '--warmup', String(o.warmup), '--connect-timeout', '60',
+      ],
+      timeoutS: 90 + o.warmup + o.duration,
+    }]);
   },
 };

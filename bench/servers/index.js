@@ -122,6 +122,36 @@ function socketIoServer(engine) {
   };
 }
 
+// A redis-server to start, node-redis and (for Socket.IO) its adapter: null when all are there.
+function redisMissing(...packages) {
+  if (spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).status !== 0) return 'redis-server is not installed (apt-get install redis-server)';
+  for (const pkg of ['redis', ...packages]) {
+    try {
+      import.meta.resolve(pkg);
+    } catch {
+      return `the ${pkg} package is not installed: run \`npm install\``;
+    }
+  }
+  return null;
+}
+
+// bench/servers/socketio-broadcast.js: rooms in one process (0), or that many server processes
+// sharing one Redis (@socket.io/redis-adapter).
+function socketIoBroadcastServer(redisServers) {
+  return {
+    describe: redisServers
+      ? `Socket.IO 4 rooms across ${redisServers} server processes sharing one Redis (@socket.io/redis-adapter): bench/servers/socketio-broadcast.js --redis-servers ${redisServers}`
+      : 'Socket.IO 4 rooms in one process (its in-memory adapter): bench/servers/socketio-broadcast.js',
+    protocols: ['socketio'],
+    roles: ['broadcast'],
+    command: ({ host, port, nodeFlags }) => ({
+      file: node,
+      args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'socketio-broadcast.js'), '--host', host, '--port', String(port), ...(redisServers ? ['--redis-servers', String(redisServers)] : [])],
+    }),
+    missing: () => socketIoMissing() ?? (redisServers ? redisMissing('@socket.io/redis-adapter') : null),
+  };
+}
+
 export const servers = {
   netloop: netloopServer(undefined),
   'netloop-nonblocking': netloopServer('nonblocking'),
@@ -223,17 +253,13 @@ export const servers = {
       args: [...flags(nodeFlags), path.join(benchDir, 'servers', 'netloop-broadcast.js'), '--host', host, '--port', String(port), '--workers', String(opts?.['redis-servers'] ?? 3), '--redis', 'auto'],
     }),
     missing: () => {
-      const why = cliMissing();
-      if (why) return why;
-      if (spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).status !== 0) return 'redis-server is not installed (apt-get install redis-server)';
-      try {
-        import.meta.resolve('redis');
-        return null;
-      } catch {
-        return 'the redis package (node-redis) is not installed: run `npm install`';
-      }
+      return cliMissing() ?? redisMissing();
     },
   },
+  // The fanout scenario's Socket.IO peers: rooms in one process, and 3 Socket.IO server processes
+  // sharing one Redis through @socket.io/redis-adapter (the script starts its own redis-server).
+  'socketio-rooms': socketIoBroadcastServer(0),
+  'socketio-redis': socketIoBroadcastServer(3),
   c: {
     describe: 'C epoll echo server (the ceiling): bench/native/bin/netloop-echo-c [--proto ws]',
     protocols: ['tcp', 'ws'],
