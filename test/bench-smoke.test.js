@@ -173,6 +173,12 @@ t.test('bench harness smoke', async (t) => {
   await t.test('fanout', (t) => scenario(t, 'fanout', ['--conns', '30', '--threads', '1', '--servers', 'netloop-workers,netloop-redis', '--server-workers', '2', '--redis-servers', '2'], dir, { NETLOOP_BENCH_PER_PROCESS: '20' }).then((r) => {
     for (const run of r?.rec?.runs ?? []) t.equal(run.result?.generator_processes, 2, `fanout ${run.server}: the subscribers in 2 generator processes`);
   }));
+  // Socket.IO rooms beside netloop in one fanout run: one process, and 3 Socket.IO servers sharing
+  // a Redis through @socket.io/redis-adapter (its own redis-server), bench/socketio-broadcast-loadgen.js.
+  await t.test('fanout with Socket.IO', (t) => scenario(t, 'fanout', ['--conns', '20', '--threads', '1', '--servers', 'netloop,socketio-rooms,socketio-redis'], dir).then((r) => {
+    const ran = new Set((r?.rec?.runs ?? []).map((run) => `${run.case} ${run.server}`));
+    for (const k of ['fanout netloop', 'fanout-socketio socketio-rooms', 'fanout-socketio socketio-redis']) t.ok(ran.has(k), `fanout: ${k} ran`);
+  }));
   await t.test('churn ws', (t) => scenario(t, 'churn', ['--conns', '4'], dir));
   await t.test('churn tcp', (t) => scenario(t, 'churn', ['--conns', '4', '--proto', 'tcp'], dir));
   // Over TLS (the generator's OpenSSL, a certificate the harness makes): wss echo, netloop's TLS
