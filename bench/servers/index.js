@@ -26,6 +26,11 @@ import { tlsServerArgs } from '../harness/tls.js';
 import { UWS_VERSION, uwsModulePath } from '../peers/uws.js';
 
 const node = process.execPath;
+// uWS.js (both entries): installed on demand unless NETLOOP_BENCH_INSTALL_PEERS=0 (the tests: use an
+// installed copy only, never download 114 MB); null when it loads, else why not.
+const uwsMissing = () =>
+  uwsModulePath({ install: process.env.NETLOOP_BENCH_INSTALL_PEERS !== '0', log: (line) => process.stderr.write(`bench: ${line}\n`) }).skip ?? null;
+
 // --node-flags: the same V8/Node flags for every Node server, so that a
 // tuning (a smaller young generation for idle connections, say) is compared
 // like for like.
@@ -207,20 +212,16 @@ export const servers = {
       file: node,
       args: [...flags(nodeFlags), path.join(benchDir, 'servers', role === 'broadcast' ? 'uws-broadcast.js' : 'uws-echo.js'), '--host', host, '--port', String(port)],
     }),
-    // NETLOOP_BENCH_INSTALL_PEERS=0: use an installed copy only, never download (the tests).
-    missing: () =>
-      uwsModulePath({ install: process.env.NETLOOP_BENCH_INSTALL_PEERS !== '0', log: (line) => process.stderr.write(`bench: ${line}\n`) }).skip ?? null,
+    missing: uwsMissing,
     optional: true,
   },
   'uws-ssl': {
     ...scriptServer({
-      describe: `uWebSockets.js ${UWS_VERSION} SSLApp (its own TLS; --tls cases only; installed on demand): bench/servers/uws-ssl-echo.js`,
+      describe: `uWebSockets.js ${UWS_VERSION} SSLApp (its own TLS; --tls cases only; installed on demand): bench/servers/uws-echo.js --tls-cert F --tls-key F`,
       protocols: ['ws'],
       tls: ['ws'],
-      script: 'uws-ssl-echo.js',
-      // NETLOOP_BENCH_INSTALL_PEERS=0: use an installed copy only, never download (the tests).
-      missing: () =>
-        uwsModulePath({ install: process.env.NETLOOP_BENCH_INSTALL_PEERS !== '0', log: (line) => process.stderr.write(`bench: ${line}\n`) }).skip ?? null,
+      script: 'uws-echo.js',
+      missing: uwsMissing,
     }),
     tlsOnly: true,
     optional: true,

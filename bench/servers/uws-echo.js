@@ -1,7 +1,8 @@
 // uWebSockets.js's WebSocket echo server: the fastest WebSocket server for Node that we know of,
-// a peer in echo, latency, hold and churn.
+// a peer in echo, latency, hold and churn; with --tls-cert/--tls-key it is its SSLApp (its own
+// TLS on BoringSSL), the peer of the TLS scenarios (echo --tls, churn --tls).
 //
-//   node bench/servers/uws-echo.js --host 127.0.0.1 --port P
+//   node bench/servers/uws-echo.js --host 127.0.0.1 --port P [--tls-cert F --tls-key F]
 //
 // The unofficial npm build (bench/peers/uws.js installs it on demand; the harness asks before a
 // run and reports uWS.js as skipped, with the reason, where it cannot load). Configured like the
@@ -17,12 +18,19 @@ const { values } = parseArgs({
   options: {
     host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string', default: '0' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
   },
 });
+const tls = values['tls-cert'] !== undefined || values['tls-key'] !== undefined;
+if (tls && (!values['tls-cert'] || !values['tls-key'])) {
+  console.error('uws-echo: --tls-cert and --tls-key go together');
+  process.exit(2);
+}
 
 const uWS = loadUws({ install: false });
 
-const app = uWS.App().ws('/*', {
+const app = (tls ? uWS.SSLApp({ cert_file_name: values['tls-cert'], key_file_name: values['tls-key'] }) : uWS.App()).ws('/*', {
   compression: uWS.DISABLED,
   maxPayloadLength: 16 * 1024 * 1024,
   idleTimeout: 120,
@@ -38,7 +46,7 @@ app.listen(values.host, Number(values.port), (token) => {
     process.exit(1);
   }
   const port = uWS.us_socket_local_port(token);
-  process.stdout.write(`listening ${values.host}:${port} (uWS.js ${UWS_VERSION}, compression off)\n`);
+  process.stdout.write(`listening ${values.host}:${port} (uWS.js ${UWS_VERSION}${tls ? ' SSLApp' : ''}, compression off)\n`);
 });
 
 for (const sig of ['SIGINT', 'SIGTERM']) {
