@@ -328,7 +328,7 @@ Napi::Value EngineHandle::DialResult(Napi::Env env, int r, uint32_t slot, uint32
 
 // The TLS arguments of dial/dialUnix: (ctx, servername) at index i, or
 // none. *tls is the new connection's state; false after a thrown TypeError.
-bool DialTlsArgs(const Napi::CallbackInfo& info, size_t i, TlsConn** tls) {
+bool DialTlsArgs(const Napi::CallbackInfo& info, size_t i, TlsOutput* output, TlsConn** tls) {
   *tls = nullptr;
   if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return true;
   SSL_CTX* ctx = TlsContextArg(info[i]);
@@ -338,7 +338,7 @@ bool DialTlsArgs(const Napi::CallbackInfo& info, size_t i, TlsConn** tls) {
   }
   std::string servername = info.Length() > i + 1 && info[i + 1].IsString() ? info[i + 1].As<Napi::String>().Utf8Value() : "";
   std::string error;
-  *tls = TlsConn::New(ctx, false, servername, &error);
+  *tls = TlsConn::New(ctx, false, servername, output, &error);
   if (*tls == nullptr) {
     Napi::Error::New(info.Env(), "netloop: TLS: " + error).ThrowAsJavaScriptException();
     return false;
@@ -354,7 +354,7 @@ Napi::Value EngineHandle::Dial(const Napi::CallbackInfo& info) {
   }
   if (state_ != State::kRunning) return Napi::Number::New(env, -EBADF);
   TlsConn* tls = nullptr;
-  if (!DialTlsArgs(info, 3, &tls)) return env.Undefined();
+  if (!DialTlsArgs(info, 3, loop_.tls_output(), &tls)) return env.Undefined();
   std::string host = info[0].As<Napi::String>().Utf8Value();
   uint32_t slot = 0, gen = 0;
   int r = loop_.DialInet(host.c_str(), PortArg(info[1]),
@@ -370,7 +370,7 @@ Napi::Value EngineHandle::DialUnix(const Napi::CallbackInfo& info) {
   }
   if (state_ != State::kRunning) return Napi::Number::New(env, -EBADF);
   TlsConn* tls = nullptr;
-  if (!DialTlsArgs(info, 2, &tls)) return env.Undefined();
+  if (!DialTlsArgs(info, 2, loop_.tls_output(), &tls)) return env.Undefined();
   std::string path = info[0].As<Napi::String>().Utf8Value();
   uint32_t slot = 0, gen = 0;
   int r = loop_.DialUnix(path.c_str(), info[1].As<Napi::Number>().Int32Value(), &slot, &gen, tls);

@@ -228,6 +228,8 @@ void Loop::CancelTimers(uint32_t slot) {
 
 int64_t Loop::MsUntilNextDeadline() const {
   int64_t when = timers_.Earliest();
+  // The TLS idle sweep is due too while connections used TLS lately.
+  if (!tls_used_.empty() || !tls_used_before_.empty()) when = std::min(when, tls_sweep_due_);  // kNone is the largest
   if (when == TimerHeap::kNone) return -1;
   int64_t left = when - NowMs();
   return left < 0 ? 0 : left;
@@ -433,7 +435,7 @@ int Loop::OpenAccepted(int fd, bool is_unix, const InetAddr& peer, int32_t liste
   SSL_CTX* tls_ctx = listener >= 0 && static_cast<size_t>(listener) < listener_tls_.size() ? listener_tls_[listener] : nullptr;
   if (tls_ctx != nullptr) {
     std::string error;
-    s.tls = TlsConn::New(tls_ctx, true, std::string(), &error);
+    s.tls = TlsConn::New(tls_ctx, true, std::string(), &tls_output_, &error);
     if (s.tls == nullptr) {
       DropUnopened(slot);
       return -ENOMEM;
@@ -584,6 +586,7 @@ void Loop::OnWritable(uint32_t slot) { DrainQueue(slot); }
 
 void Loop::ExpireTimers() {
   int64_t now = NowMs();
+  TlsSweep(now);
   uint32_t id;
   while (timers_.PopDue(now, &id)) {
     uint32_t slot = id / kTimerKinds;

@@ -141,6 +141,8 @@ class Loop {
   // Decrypted input that did not fit in the last slab is waiting: the host
   // runs Poll() again soon even if no socket is ready.
   bool has_tls_backlog() const { return !tls_backlog_.empty(); }
+  // Where this loop's TLS connections put their ciphertext (TlsConn::New).
+  TlsOutput* tls_output() { return &tls_output_; }
   // Takes over a connected socket from another owner (Node): the descriptor
   // is duplicated and the duplicate enters the slot table exactly as an
   // accepted one does (same OPEN record, listener kAdoptedListener, same I/O
@@ -318,6 +320,10 @@ class Loop {
   // the input is used up; sends whatever OpenSSL has to say.
   void TlsPump(uint32_t slot);
   void TlsFlushOutput(uint32_t slot);
+  // Notes that a connection's TLS is in use this period (cheap: once per
+  // period); TlsSweep releases the buffers of those that went idle since.
+  void TlsTouch(uint32_t slot);
+  void TlsSweep(int64_t now);
   void TlsWrite(uint32_t slot, const iovec* iov, size_t count);
   void TlsEstablished(uint32_t slot);
   void TlsFail(uint32_t slot, int32_t code, const char* text);
@@ -369,11 +375,19 @@ class Loop {
   // TLS: the context of each listener slot (nullptr: plain), ciphertext read
   // before it is decrypted into the slab (sized like the slab, allocated
   // when the first TLS connection opens), small plaintext writes gathered
-  // into one record, and the connections whose decrypted input did not fit.
+  // into one record, the ciphertext waiting to be sent (one connection's at a
+  // time: TlsOutput), and the connections whose decrypted input did not fit.
   std::vector<SSL_CTX*> listener_tls_;
   std::vector<uint8_t> tls_in_;
   std::vector<uint8_t> tls_plain_;
+  TlsOutput tls_output_;
   std::vector<uint32_t> tls_backlog_;
+  // The idle sweep of OpenSSL's buffers (TlsSweep): the connections that
+  // did TLS work in the current and in the previous period, as tokens.
+  uint32_t tls_period_ = 1;
+  int64_t tls_sweep_due_ = 0;
+  std::vector<uint64_t> tls_used_;
+  std::vector<uint64_t> tls_used_before_;
 };
 
 }  // namespace netloop

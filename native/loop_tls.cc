@@ -24,6 +24,9 @@ namespace {
 // of plaintext) and encrypted with one SSL_write: one record header, one MAC
 // and one cipher call for many WebSocket frames.
 constexpr size_t kTlsRecord = 16 * 1024;
+// A connection that did no TLS work for a whole sweep period (one to two of
+// them in all) gives OpenSSL's record buffers back.
+constexpr int64_t kTlsIdleSweepMs = 1000;
 // Ciphertext is handed to the socket at least every this many bytes, so a
 // large write never holds its whole encrypted copy in OpenSSL's buffer
 // besides the write queue.
@@ -34,6 +37,8 @@ constexpr size_t kTlsOutputFlush = 64 * 1024;
 void Loop::EnsureTlsBuffers() {
   if (tls_in_.empty()) tls_in_.resize(slab_len_);
   if (tls_plain_.capacity() < kTlsRecord) tls_plain_.reserve(kTlsRecord);
+  // A full record with its header, tag and padding fits without growing.
+  if (tls_output_.bytes.capacity() < 2 * kTlsRecord) tls_output_.bytes.reserve(2 * kTlsRecord);
 }
 
 int Loop::SetListenerTls(int id, SSL_CTX* ctx) {
@@ -61,17 +66,38 @@ void Loop::TlsBegin(uint32_t slot) {
 }
 
 void Loop::TlsInput(uint32_t slot, const uint8_t* data, size_t len) {
-  TlsConn* t = slots_[slot].tls;
-  if (!t->Feed(data, len)) {
-    CloseNow(slot, kReasonTls, t->error(), false);
-    return;
-  }
+  TlsConn* t = slots_[slot].tls;  // freed at the end of the iteration at the earliest, even if the pump closes
+  t->Lend(data, len);  // read in place: data is this iteration's read buffer
   TlsPump(slot);
+  t->KeepInput();
+}
+
+void Loop::TlsTouch(uint32_t slot) {
+  TlsConn* t = slots_[slot].tls;
+  if (t->used_period == tls_period_) return;
+  t->used_period = tls_period_;
+  if (tls_used_.empty() && tls_used_before_.empty()) tls_sweep_due_ = NowMs() + kTlsIdleSweepMs;
+  tls_used_.push_back(TokenOf(slot));
+}
+
+void Loop::TlsSweep(int64_t now) {
+  if (now < tls_sweep_due_ || (tls_used_.empty() && tls_used_before_.empty())) return;
+  for (uint64_t token : tls_used_before_) {
+    uint32_t slot = static_cast<uint32_t>(token & 0xffffffffu);
+    const Slot* s = Live(slot, static_cast<uint32_t>(token >> 32));
+    if (s == nullptr || s->tls == nullptr || s->tls->used_period == tls_period_) continue;  // gone, or busy still
+    s->tls->ReleaseBuffers();
+  }
+  tls_used_before_.swap(tls_used_);
+  tls_used_.clear();
+  tls_period_++;
+  tls_sweep_due_ = now + kTlsIdleSweepMs;
 }
 
 void Loop::TlsPump(uint32_t slot) {
   Slot& s = slots_[slot];
   TlsConn* t = s.tls;
+  TlsTouch(slot);
   if (!t->established()) {
     int h = t->Handshake();
     TlsFlushOutput(slot);  // our flight, or the alert that explains a failure
@@ -92,7 +118,10 @@ void Loop::TlsPump(uint32_t slot) {
   }
   bool merged_tail = false;  // the last record is this connection's DATA, ending at slab_used_
   for (;;) {
-    if (s.flags & kFlagReadPaused) return;  // ResumeReading puts it back in the backlog
+    if (s.flags & kFlagReadPaused) {
+      TlsFlushOutput(slot);  // a reading may have produced an answer (a key update)
+      return;  // ResumeReading puts it back in the backlog
+    }
     bool deliver = s.state == kOpen;
     uint8_t* dst = discard_;
     size_t cap = sizeof discard_;
@@ -102,6 +131,7 @@ void Loop::TlsPump(uint32_t slot) {
         // The slab is full: the rest waits for the next iteration, which the
         // host runs soon (has_tls_backlog), since no socket event may come.
         tls_backlog_.push_back(slot);
+        TlsFlushOutput(slot);
         return;
       }
       dst = slab_ + slab_used_;
@@ -153,6 +183,7 @@ void Loop::TlsWrite(uint32_t slot, const iovec* iov, size_t count) {
   Slot& s = slots_[slot];
   TlsConn* t = s.tls;
   if ((s.state != kOpen && s.state != kFlushing) || !t->established() || t->shutdown_sent()) return;
+  TlsTouch(slot);
   tls_plain_.clear();
   const uint8_t* unused = nullptr;
   for (size_t i = 0; i <= count; i++) {
@@ -169,8 +200,13 @@ void Loop::TlsWrite(uint32_t slot, const iovec* iov, size_t count) {
     }
     if (i == count) break;
     if (len < kTlsRecord) {
-      tls_plain_.insert(tls_plain_.end(), p, p + len);
-      continue;
+      // Alone in its record (nothing gathered, the next one does not fit):
+      // encrypted from where it is, without the gathering copy.
+      bool alone = tls_plain_.empty() && (i + 1 == count || len + iov[i + 1].iov_len > kTlsRecord);
+      if (!alone) {
+        tls_plain_.insert(tls_plain_.end(), p, p + len);
+        continue;
+      }
     }
     while (len > 0) {
       size_t n = std::min(len, kTlsOutputFlush);
@@ -197,6 +233,7 @@ void Loop::TlsFail(uint32_t slot, int32_t code, const char* text) {
 void Loop::TlsCloseNotify(uint32_t slot) {
   TlsConn* t = slots_[slot].tls;
   if (!t->established() || t->shutdown_sent()) return;
+  TlsTouch(slot);
   t->Shutdown();
   TlsFlushOutput(slot);
 }

@@ -272,9 +272,11 @@ SSL_CTX* NewTlsContext(const TlsContextConfig& c, std::string* error) {
   // compression is off (CRIME).
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                (c.server ? SSL_OP_CIPHER_SERVER_PREFERENCE : 0));
-  // An idle connection keeps no read or write buffer (about 34 KiB each
-  // otherwise): idle connections are what a server mostly holds.
-  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  // No SSL_MODE_RELEASE_BUFFERS: it frees the read buffer each time it
+  // empties and the write buffer after each write (a malloc and free of
+  // 17 KiB per call, several per connection and batch). The loop releases
+  // them instead once a connection has been idle a second (ReleaseBuffers),
+  // so idle connections, what a server mostly holds, still keep none.
   bool ok = true;
   if (c.min_version != 0 && SSL_CTX_set_min_proto_version(ctx, c.min_version) != 1) {
     *error = "tls.minVersion: not supported by this OpenSSL";
@@ -350,25 +352,109 @@ void RefTlsContext(SSL_CTX* ctx) { SSL_CTX_up_ref(ctx); }
 // ---------------------------------------------------------------------------
 // One connection
 
-TlsConn* TlsConn::New(SSL_CTX* ctx, bool server, const std::string& servername, std::string* error) {
-  ERR_clear_error();
+namespace {
+
+// OpenSSL's error queue is per thread and shared with Node's own crypto code
+// on this thread; SSL_get_error() needs it empty before each call. Clearing
+// walks the whole queue: peek first, since it is almost always empty (our
+// failures are cleared where they are reported).
+void ClearStaleErrors() {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
+
+// Input kept between pumps is released when it has all been read, unless it
+// is small: an idle connection holds no input buffer.
+constexpr size_t kKeptInputRetained = 2048;
+
+}  // namespace
+
+// The BIO's methods: created once, alive for the process (OpenSSL keeps a
+// pointer to them in every BIO).
+BIO* TlsConn::NewBio(TlsConn* t) {
+  static BIO_METHOD* method = nullptr;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "netloop connection");
+    if (m == nullptr) return;
+    BIO_meth_set_read_ex(m, BioRead);
+    BIO_meth_set_write_ex(m, BioWrite);
+    BIO_meth_set_ctrl(m, BioCtrl);
+    BIO_meth_set_create(m, [](BIO* b) {
+      BIO_set_init(b, 1);
+      return 1;
+    });
+    method = m;
+  });
+  if (method == nullptr) return nullptr;
+  BIO* bio = BIO_new(method);
+  if (bio != nullptr) BIO_set_data(bio, t);
+  return bio;
+}
+
+int TlsConn::BioRead(BIO* bio, char* dst, size_t want, size_t* got) {
+  auto* t = static_cast<TlsConn*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  size_t n = 0;
+  size_t kept = t->kept_.size() - t->kept_off_;
+  if (kept > 0) {
+    n = std::min(want, kept);
+    std::memcpy(dst, t->kept_.data() + t->kept_off_, n);
+    t->kept_off_ += n;
+  } else if (t->lent_len_ > 0) {
+    n = std::min(want, t->lent_len_);
+    std::memcpy(dst, t->lent_, n);
+    t->lent_ += n;
+    t->lent_len_ -= n;
+  }
+  *got = n;
+  if (n == 0) {
+    BIO_set_retry_read(bio);  // no more for now: wait for the socket, not end of stream (the loop sees FIN)
+    return 0;
+  }
+  return 1;
+}
+
+int TlsConn::BioWrite(BIO* bio, const char* src, size_t len, size_t* written) {
+  auto* t = static_cast<TlsConn*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  TlsOutput* o = t->out_;
+  if (o->owner != t) {
+    o->bytes.clear();  // never another connection's bytes (see TlsOutput)
+    o->owner = t;
+  }
+  size_t at = o->bytes.size();
+  o->bytes.resize(at + len);  // capacity reserved by the loop: no zero-fill past what is copied in
+  std::memcpy(o->bytes.data() + at, src, len);
+  *written = len;
+  return 1;
+}
+
+long TlsConn::BioCtrl(BIO* bio, int cmd, long /*num*/, void* /*ptr*/) {
+  auto* t = static_cast<TlsConn*>(BIO_get_data(bio));
+  switch (cmd) {
+    case BIO_CTRL_FLUSH:
+      return 1;  // output is taken synchronously by the loop
+    case BIO_CTRL_PENDING:
+      return static_cast<long>(t->InputLeft());
+    default:
+      return 0;  // no kTLS, no datagrams, nothing else
+  }
+}
+
+TlsConn* TlsConn::New(SSL_CTX* ctx, bool server, const std::string& servername, TlsOutput* output,
+                      std::string* error) {
+  ClearStaleErrors();
   auto* t = new TlsConn();
   t->server_ = server;
+  t->out_ = output;
   t->ssl_ = SSL_new(ctx);
-  t->in_ = BIO_new(BIO_s_mem());
-  t->out_ = BIO_new(BIO_s_mem());
-  if (t->ssl_ == nullptr || t->in_ == nullptr || t->out_ == nullptr) {
-    if (t->in_ != nullptr) BIO_free(t->in_);
-    if (t->out_ != nullptr) BIO_free(t->out_);
-    t->in_ = t->out_ = nullptr;
+  BIO* bio = t->ssl_ != nullptr ? NewBio(t) : nullptr;
+  if (bio == nullptr) {
     *error = TakeOpenSslError("out of memory");
     delete t;
     return nullptr;
   }
-  // An empty input BIO means "wait for more", not end of stream: the end
-  // of the stream is the socket's business.
-  BIO_set_mem_eof_return(t->in_, -1);
-  SSL_set_bio(t->ssl_, t->in_, t->out_);
+  SSL_set_bio(t->ssl_, bio, bio);  // one reference for both directions
   if (server) {
     SSL_set_accept_state(t->ssl_);
   } else {
@@ -392,22 +478,30 @@ TlsConn* TlsConn::New(SSL_CTX* ctx, bool server, const std::string& servername, 
 }
 
 TlsConn::~TlsConn() {
-  if (ssl_ != nullptr) SSL_free(ssl_);  // frees both BIOs
+  if (ssl_ != nullptr) SSL_free(ssl_);  // frees the BIO
+  if (out_ != nullptr && out_->owner == this) {
+    // Unsent bytes of a connection that is gone; and a new connection at
+    // this address must not pass for their owner.
+    out_->bytes.clear();
+    out_->owner = nullptr;
+  }
 }
 
-bool TlsConn::Feed(const uint8_t* data, size_t len) {
-  while (len > 0) {
-    int n = BIO_write(in_, data, static_cast<int>(std::min<size_t>(len, INT_MAX)));
-    if (n <= 0) {
-      SetError(kTlsErrProtocol, "out of memory buffering TLS input");
-      ERR_clear_error();
-      return false;
-    }
-    fed_ += static_cast<uint64_t>(n);
-    data += n;
-    len -= static_cast<size_t>(n);
+void TlsConn::Lend(const uint8_t* data, size_t len) {
+  lent_ = data;
+  lent_len_ = len;
+  fed_ += len;
+}
+
+void TlsConn::KeepInput() {
+  if (kept_off_ > 0) {
+    kept_.erase(kept_.begin(), kept_.begin() + static_cast<std::ptrdiff_t>(kept_off_));
+    kept_off_ = 0;
   }
-  return true;
+  if (lent_len_ > 0) kept_.insert(kept_.end(), lent_, lent_ + lent_len_);
+  lent_ = nullptr;
+  lent_len_ = 0;
+  if (kept_.empty() && kept_.capacity() > kKeptInputRetained) std::vector<uint8_t>().swap(kept_);
 }
 
 void TlsConn::Fail(int ssl_error, int32_t code) {
@@ -442,7 +536,7 @@ void TlsConn::SetError(int32_t code, const char* text) {
 
 int TlsConn::Handshake() {
   if (established_) return 1;
-  ERR_clear_error();
+  ClearStaleErrors();
   int r = SSL_do_handshake(ssl_);
   if (r == 1) {
     established_ = true;
@@ -456,7 +550,10 @@ int TlsConn::Handshake() {
 
 long TlsConn::Read(uint8_t* dst, size_t cap) {
   if (peer_closed_) return kClosed;
-  ERR_clear_error();
+  // Nothing lent, kept or buffered inside OpenSSL: SSL_read could only say
+  // "want read". Skipping it saves a call per pump.
+  if (InputLeft() == 0 && SSL_has_pending(ssl_) == 0) return kNeedInput;
+  ClearStaleErrors();
   int r = SSL_read(ssl_, dst, static_cast<int>(std::min<size_t>(cap, INT_MAX)));
   if (r > 0) return r;
   int e = SSL_get_error(ssl_, r);
@@ -470,7 +567,7 @@ long TlsConn::Read(uint8_t* dst, size_t cap) {
 }
 
 bool TlsConn::Write(const uint8_t* data, size_t len) {
-  ERR_clear_error();
+  ClearStaleErrors();
   while (len > 0) {
     int r = SSL_write(ssl_, data, static_cast<int>(std::min<size_t>(len, INT_MAX)));
     if (r <= 0) {
@@ -486,21 +583,27 @@ bool TlsConn::Write(const uint8_t* data, size_t len) {
 void TlsConn::Shutdown() {
   if (shutdown_sent_ || !established_) return;
   shutdown_sent_ = true;
-  ERR_clear_error();
+  ClearStaleErrors();
   SSL_shutdown(ssl_);  // writes close_notify into the output; we never wait for the peer's here
   ERR_clear_error();
 }
 
 size_t TlsConn::Output(const uint8_t** data) {
-  char* p = nullptr;
-  long n = BIO_get_mem_data(out_, &p);
-  *data = reinterpret_cast<const uint8_t*>(p);
-  return n > 0 ? static_cast<size_t>(n) : 0;
+  if (out_->owner != this) return 0;
+  *data = out_->bytes.data();
+  return out_->bytes.size();
 }
 
-void TlsConn::ConsumeOutput() { (void)BIO_reset(out_); }
+void TlsConn::ConsumeOutput() {
+  if (out_->owner == this) out_->bytes.clear();
+}
 
-bool TlsConn::HasInput() const { return BIO_ctrl_pending(in_) > 0 || SSL_pending(ssl_) > 0; }
+void TlsConn::ReleaseBuffers() {
+  // Refused (harmlessly) while a buffer holds a partial record or unsent bytes.
+  SSL_free_buffers(ssl_);
+}
+
+bool TlsConn::HasInput() const { return InputLeft() > 0 || SSL_has_pending(ssl_) != 0; }
 
 std::string TlsConn::Protocol() const { return established_ ? SSL_get_version(ssl_) : ""; }
 

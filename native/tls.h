@@ -1,7 +1,7 @@
-// TLS for one connection, on memory BIOs, with Node's own OpenSSL.
+// TLS for one connection, with Node's own OpenSSL, on a BIO of our own.
 //
 // The loop owns the socket; this file owns nothing but OpenSSL state. The
-// loop hands it ciphertext (Feed), asks it for plaintext (Read) into the
+// loop lends it ciphertext (Lend), asks it for plaintext (Read) into the
 // receive slab, hands it plaintext to encrypt (Write), and sends what it
 // produced (Output / ConsumeOutput) through its ordinary write path. So
 // encryption and decryption ride the same batches, queues and deadlines as
@@ -69,6 +69,20 @@ SSL_CTX* NewTlsContext(const TlsContextConfig& config, std::string* error);
 void FreeTlsContext(SSL_CTX* ctx);
 void RefTlsContext(SSL_CTX* ctx);
 
+class TlsConn;
+
+// Ciphertext produced by one loop's TLS connections, waiting to be sent. One
+// buffer serves them all: the loop sends or queues a connection's output
+// (TlsFlushOutput) before it calls into another connection's TLS, so at most
+// one connection's bytes wait here at a time, and a server of many idle TLS
+// connections keeps no output buffer per connection. `owner` makes a broken
+// ordering harmless: bytes one connection left behind are dropped, never sent
+// as another's.
+struct TlsOutput {
+  std::vector<uint8_t> bytes;
+  const TlsConn* owner = nullptr;
+};
+
 // A connection's TLS state machine.
 class TlsConn {
  public:
@@ -79,13 +93,20 @@ class TlsConn {
 
   // servername (client): the SNI name sent and the host the certificate
   // must match (a DNS name or an IP address); may be empty for a server.
-  static TlsConn* New(SSL_CTX* ctx, bool server, const std::string& servername, std::string* error);
+  // output: the loop's (outlives the connection).
+  static TlsConn* New(SSL_CTX* ctx, bool server, const std::string& servername, TlsOutput* output,
+                      std::string* error);
   ~TlsConn();
   TlsConn(const TlsConn&) = delete;
   TlsConn& operator=(const TlsConn&) = delete;
 
-  // Ciphertext from the peer. False when it could not be buffered.
-  bool Feed(const uint8_t* data, size_t len);
+  // Ciphertext from the peer, lent: OpenSSL reads the records straight from
+  // the caller's buffer (no copy into a memory BIO), which must stay valid
+  // until KeepInput(). KeepInput() copies what was not consumed (a partial
+  // record, or input left while reading is paused) into the connection's own
+  // buffer, to be read first next time.
+  void Lend(const uint8_t* data, size_t len);
+  void KeepInput();
   // Drives the handshake: 1 done, 0 needs more input, -1 failed (error()).
   int Handshake();
   // Decrypts into dst: bytes (> 0), kNeedInput, kClosed or kFailed.
@@ -96,12 +117,17 @@ class TlsConn {
   // Queues our close_notify (once).
   void Shutdown();
 
-  // Ciphertext waiting to be sent; ConsumeOutput() once it has been sent or
-  // copied into the write queue.
+  // Ciphertext waiting to be sent (in the loop's TlsOutput); ConsumeOutput()
+  // once it has been sent or copied into the write queue.
   size_t Output(const uint8_t** data);
   void ConsumeOutput();
   // Whether input is buffered that Read() may turn into plaintext now.
   bool HasInput() const;
+  // Gives OpenSSL's record buffers (about 34 KiB) back while the connection
+  // is idle; they are allocated again on its next record.
+  void ReleaseBuffers();
+  // The loop's idle sweep (Loop::TlsTouch): the sweep period of last use.
+  uint32_t used_period = 0;
 
   bool established() const { return established_; }
   bool peer_closed() const { return peer_closed_; }
@@ -124,10 +150,21 @@ class TlsConn {
   TlsConn() = default;
   // Records OpenSSL's reason for a failed call into error_/error_text_.
   void Fail(int ssl_error, int32_t code);
+  size_t InputLeft() const { return kept_.size() - kept_off_ + lent_len_; }
+
+  // The BIO between OpenSSL and this connection (both directions): reads
+  // take the kept bytes first, then the lent ones; writes append to out_.
+  static int BioRead(BIO* bio, char* dst, size_t want, size_t* got);
+  static int BioWrite(BIO* bio, const char* src, size_t len, size_t* written);
+  static long BioCtrl(BIO* bio, int cmd, long num, void* ptr);
+  static BIO* NewBio(TlsConn* t);
 
   SSL* ssl_ = nullptr;
-  BIO* in_ = nullptr;   // owned by ssl_
-  BIO* out_ = nullptr;  // owned by ssl_
+  TlsOutput* out_ = nullptr;
+  const uint8_t* lent_ = nullptr;
+  size_t lent_len_ = 0;
+  std::vector<uint8_t> kept_;  // input not consumed by the last pump, from kept_off_
+  size_t kept_off_ = 0;
   bool server_ = true;
   bool established_ = false;
   bool peer_closed_ = false;
