@@ -133,6 +133,7 @@ class ConnExtras {
   remote: string | undefined = undefined;
   session: unknown = undefined;
   topics: Set<string> | undefined = undefined;
+  blocking = false;
 }
 
 /**
@@ -153,8 +154,6 @@ export class Conn<S = unknown> {
    */
   _proto: ConnProtocol | undefined = undefined;
   /** @internal */ _protoState: unknown = undefined;
-  /** @internal Served by a reader thread of its own (blocking I/O) rather than the poller. */
-  _blocking = false;
   /** The engine this connection belongs to. */
   readonly engine: ConnEngine;
 
@@ -165,6 +164,19 @@ export class Conn<S = unknown> {
     this._gen = gen;
     if (local !== undefined) this._local = local;
     if (remote !== undefined) this._remote = remote;
+  }
+
+  /**
+   * @internal Served by a reader thread of its own (blocking I/O) rather than
+   * the poller. In ConnExtras: a blocking connection has a thread, next to
+   * which the extras are nothing, and the others save the field.
+   */
+  get _blocking(): boolean {
+    return this._x?.blocking ?? false;
+  }
+  /** @internal */
+  set _blocking(blocking: boolean) {
+    if (blocking || this._x !== undefined) (this._x ??= new ConnExtras()).blocking = blocking;
   }
 
   /** @internal The error the user closed with (closeWithError, closeAndClean); undefined if none. */

@@ -230,13 +230,15 @@ class Loop {
     uint8_t interest = 0;
     int32_t close_reason = 0;
     int32_t close_errno = 0;
+    // Here rather than last: it fills what would be padding before the
+    // pointers (96 bytes a slot instead of 104; a slot per connection).
+    int32_t listener = -1;     // the OPEN record's listener id (held back until a TLS handshake completes)
     Chunk* head = nullptr;
     Chunk* tail = nullptr;
     size_t queued = 0;
     InetAddr peer;  // TCP peer (accepted or dialed); family 0 otherwise
     Reader* reader = nullptr;  // blocking mode: the thread reading this connection
     TlsConn* tls = nullptr;    // TLS state, freed with the slot (FreeClosedSlots)
-    int32_t listener = -1;     // the OPEN record's listener id (held back until a TLS handshake completes)
   };
 
 
