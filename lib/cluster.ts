@@ -152,7 +152,8 @@ export interface ClusterHost {
 
 /** @internal The options of an engine that concern its supervision (a subset of EngineOptions). */
 export interface ClusterRequest {
-  addrs?: string[];
+  /** Address strings, or entries with settings of their own ({ addr, tls }: engine.ts ListenAddress). */
+  addrs?: (string | { addr: string })[];
   ref?: boolean;
   reusePort?: boolean;
   workers?: number;

@@ -64,8 +64,13 @@ import {
 
 /** Options of new Engine(); `S` is the type of each connection's session (Conn.setSession). */
 export interface EngineOptions<S = unknown> {
-  /** Addresses to listen on: "127.0.0.1:8080", "[::1]:8080", ":8080", "unix:/tmp/app.sock". */
-  addrs?: string[];
+  /**
+   * Addresses to listen on: "127.0.0.1:8080", "[::1]:8080", ":8080",
+   * "unix:/tmp/app.sock", or `{ addr, tls }` for an address with TLS
+   * settings of its own (ListenAddress): a plain port and a TLS port, or two
+   * certificates, in one engine.
+   */
+  addrs?: (string | ListenAddress)[];
   /** A connection opened (accepted, or dialed by this engine). */
   onOpen?: (conn: Conn<S>) => void;
   /**
@@ -157,10 +162,11 @@ export interface EngineOptions<S = unknown> {
   /** With `workers`: what the workers run, timeouts, restart backoff, and the onWorkerExit/onWorkerListening reports. */
   supervisor?: SupervisorOptions;
   /**
-   * Serve TLS on every address (docs/tls.md): certificate, key, SNI
-   * certificates, ALPN, versions, client certificates. Checked at once: a
-   * bad PEM, a wrong passphrase or a key that is not the certificate's
-   * throws here, saying which. Engine.setSecureContext replaces it live.
+   * Serve TLS on every address that has no `tls` of its own (docs/tls.md):
+   * certificate, key, SNI certificates, ALPN, versions, client
+   * certificates. Checked at once: a bad PEM, a wrong passphrase or a key
+   * that is not the certificate's throws here, saying which.
+   * Engine.setSecureContext replaces it live.
    */
   tls?: TlsServerOptions;
   /** A TLS handshake must complete within this many ms, or the connection is dropped (TLSHandshakeError). Default 10000. */
@@ -181,6 +187,18 @@ export interface EngineOptions<S = unknown> {
    * worker processes unless an adapter is given here.
    */
   pubsub?: PubSubAdapter;
+}
+
+/** An `addrs` entry with settings of its own. */
+export interface ListenAddress {
+  /** The address, as in a string entry: "127.0.0.1:8443", "[::1]:8443", ":8443", "unix:/path". */
+  addr: string;
+  /**
+   * This address's TLS: settings of its own (a certificate for this port),
+   * or false for plain TCP even when EngineOptions.tls is set. Absent: the
+   * engine's `tls`, as a string entry has.
+   */
+  tls?: TlsServerOptions | false;
 }
 
 /** Options of Engine.dial(). */
@@ -228,6 +246,8 @@ const ENGINE_OPTIONS = {
   readerStackSize: true, readerBufferSize: true, upgrader: true, workers: true, supervisor: true,
   tls: true, tlsHandshakeTimeout: true, tlsMaxHandshakeSize: true, onTLSError: true, topics: true, pubsub: true,
 } as const satisfies Record<keyof EngineOptions, true>;
+
+const LISTEN_ADDRESS_OPTIONS = { addr: true, tls: true } as const satisfies Record<keyof ListenAddress, true>;
 
 const DIAL_OPTIONS = { timeout: true, tls: true } as const satisfies Record<keyof EngineDialOptions, true>;
 
@@ -291,6 +311,49 @@ function defaultMemoryBudget(): number {
   return Math.min(Math.floor(totalmem() / 8), 256 * 1024 * 1024);
 }
 
+/** An `addrs` entry's address string. */
+function addrOf(entry: string | ListenAddress): string {
+  return typeof entry === 'string' ? entry : entry.addr;
+}
+
+// One `addrs` entry, checked: its copy (a frozen object entry) and its TLS
+// context: its own, false for plain TCP, undefined for the engine's `tls`.
+// Entries that share one options object share one context.
+function listenEntry(i: number, entry: unknown, contexts: Map<object, NativeTlsContext>): { entry: string | ListenAddress; tls: NativeTlsContext | false | undefined } {
+  if (typeof entry === 'string') {
+    parseAddress(entry);
+    return { entry, tls: undefined };
+  }
+  const what = `addrs[${i}]`;
+  if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) {
+    throw new TypeError(`${what} must be an address string or { addr, tls }, got ${entry === null ? 'null' : Array.isArray(entry) ? 'an array' : typeof entry}`);
+  }
+  for (const key of Object.keys(entry)) {
+    // A certificate put on the entry itself: say where it goes.
+    if (!Object.hasOwn(LISTEN_ADDRESS_OPTIONS, key) && ['cert', 'key', 'ca', 'passphrase', 'sni', 'alpn'].includes(key)) {
+      throw new TypeError(`${what}: unknown option '${key}' (TLS settings go in ${what}.tls: { addr, tls: { cert, key } })`);
+    }
+  }
+  checkKnownOptions(what, entry, LISTEN_ADDRESS_OPTIONS);
+  const o = entry as ListenAddress;
+  if (o.addr === undefined) throw new TypeError(`${what}.addr is required (an address string like "127.0.0.1:8443")`);
+  try {
+    parseAddress(o.addr);
+  } catch (err) {
+    throw new TypeError(`${what}.addr: ${(err as Error).message}`);
+  }
+  let tls: NativeTlsContext | false | undefined;
+  if (o.tls === false || o.tls === undefined) {
+    tls = o.tls;
+  } else if (o.tls === null || typeof o.tls !== 'object') {
+    throw new TypeError(`${what}.tls must be TLS options ({ cert, key, ... }) or false (plain TCP), got ${String(o.tls)}${o.tls === true ? ": leave it out to use the engine's tls" : ''}`);
+  } else {
+    tls = contexts.get(o.tls) ?? serverContext(`${what}.tls`, o.tls);
+    contexts.set(o.tls, tls);
+  }
+  return { entry: Object.freeze({ ...o }), tls };
+}
+
 function checkIoMode(mode: unknown): IoMode {
   if (mode === undefined) return 'nonblocking';
   if (typeof mode !== 'string' || !Object.hasOwn(IO_MODES, mode)) {
@@ -316,8 +379,10 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
   #onClose: (conn: Conn, err: Error | null) => void;
   #onDrain: ((conn: Conn) => void) | undefined;
   #onTLSError: ((err: TLSHandshakeError, remoteAddr: string | undefined) => void) | undefined;
-  /** The listeners' TLS context (EngineOptions.tls, setSecureContext), or none. */
+  /** The engine-wide TLS context (EngineOptions.tls, setSecureContext), or none. */
   #tls: NativeTlsContext | undefined;
+  /** Per `addrs` entry: its own context, false (plain TCP), or undefined (the engine-wide one). */
+  #addrTls: (NativeTlsContext | false | undefined)[] = [];
   /** Client contexts: the default one, and one per TlsClientOptions object given to dial. */
   #clientTls: NativeTlsContext | undefined;
   readonly #clientTlsByOptions = new WeakMap<object, NativeTlsContext>();
@@ -329,7 +394,8 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
   #adoptions = new Map<number, PendingAdoption>();
   /** Connections served through Node streams (stream-transport.ts): sockets that cannot be adopted. */
   readonly #streamConns = new Set<Conn>();
-  #listeners = new Map<number, ParsedAddress & { bound: string }>();
+  /** Listener id -> its address, as bound, and the index of its `addrs` entry. */
+  #listeners = new Map<number, ParsedAddress & { bound: string; entry: number }>();
   #records = new Int32Array(RECORD_CAPACITY * RECORD_INTS);
   #slab: Buffer = Buffer.alloc(0);
   #cmds = new Int32Array(CMD_CAPACITY * RECORD_INTS);
@@ -357,9 +423,10 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
     if (options === null || typeof options !== 'object') throw new TypeError('new Engine(options): options must be an object');
     checkKnownOptions('Engine', options, ENGINE_OPTIONS);
     options = clusterOptions(options); // in a worker process: the primary's addresses, reusePort on
-    const addrs = options.addrs ?? [];
-    if (!Array.isArray(addrs)) throw new TypeError('addrs must be an array of address strings');
-    for (const a of addrs) parseAddress(a);
+    if (options.addrs !== undefined && !Array.isArray(options.addrs)) throw new TypeError('addrs must be an array of addresses: strings ("127.0.0.1:8080") or { addr, tls } objects');
+    const contexts = new Map<object, NativeTlsContext>();
+    const entries = (options.addrs ?? []).map((a, i) => listenEntry(i, a, contexts));
+    this.#addrTls = entries.map((e) => e.tls);
     // Connections are Conn<S> to the user; inside they are plain Conns.
     const raw = options as EngineOptions;
     this.#onOpen = callbackOption('onOpen', raw.onOpen) ?? noop;
@@ -382,7 +449,7 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
     const low = checkInt('writeLowWaterMark', options.writeLowWaterMark ?? Math.min(256 * 1024, high), 0, 2 ** 32 - 1);
     if (low > high) throw new TypeError(`writeLowWaterMark (${low}) must not be above writeHighWaterMark (${high})`);
     this.options = Object.freeze({
-      addrs: [...addrs],
+      addrs: entries.map((e) => e.entry),
       backlog: checkInt('backlog', options.backlog ?? systemBacklog(), 1, 65535),
       reusePort: boolOption('reusePort', options.reusePort, false),
       noDelay: boolOption('noDelay', options.noDelay, true),
@@ -434,7 +501,8 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
     if (this.#state !== 'new') throw new Error(`Engine.start(): the engine is already ${this.#state}`);
     this.#state = 'starting';
     const o = this.options;
-    const parsed = o.addrs.map(parseAddress);
+    const given = o.addrs.map(addrOf);
+    const parsed = given.map(parseAddress);
     let hosts: string[];
     try {
       hosts = await Promise.all(parsed.map((p) => (p.kind === 'inet' ? resolveHost(p.host) : Promise.resolve(''))));
@@ -472,12 +540,13 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
         handle.destroy(); // the poller and the listeners opened so far, now
         this.#state = 'new';
         this.#listeners.clear();
-        throw new SysError(-id, 'listen', o.addrs[i]);
+        throw new SysError(-id, 'listen', given[i]);
       }
-      if (this.#tls !== undefined) handle.setListenerTls(id, this.#tls);
+      const tls = this.#listenerTls(i);
+      if (tls !== undefined) handle.setListenerTls(id, tls);
       const a = handle.listenerAddress(id);
-      const bound = typeof a === 'number' ? o.addrs[i]! : formatAddress(...a);
-      this.#listeners.set(id, { ...p, bound });
+      const bound = typeof a === 'number' ? given[i]! : formatAddress(...a);
+      this.#listeners.set(id, { ...p, bound, entry: i });
     }
     const r = handle.start();
     if (r < 0) {
@@ -494,17 +563,48 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
     this.#upgrader?.started(this);
   }
 
+  // The context the listener of `addrs` entry i serves with, or undefined for plain TCP.
+  #listenerTls(i: number): NativeTlsContext | undefined {
+    const own = this.#addrTls[i];
+    return own === false ? undefined : (own ?? this.#tls);
+  }
+
   /**
-   * Replaces the listeners' TLS settings (a renewed certificate) without a
-   * restart: handshakes that start from now on use them, connections
-   * already open keep theirs. Checked like EngineOptions.tls (throws saying
-   * what is wrong, and then nothing changes).
+   * Replaces TLS settings (a renewed certificate) without a restart:
+   * handshakes that start from now on use them, connections already open
+   * keep theirs. Without `addr`: the engine-wide settings (EngineOptions.tls),
+   * used by every address that has no `tls` of its own. With `addr` (as
+   * written in `addrs`, or as addresses() reports it): that address's
+   * settings only, which are its own from then on. Checked like
+   * EngineOptions.tls (throws saying what is wrong, and then nothing changes).
    */
-  setSecureContext(tls: TlsServerOptions): void {
+  setSecureContext(tls: TlsServerOptions, addr?: string): void {
+    if (addr !== undefined) {
+      const i = this.#entryIndex(addr);
+      if (this.#listenerTls(i) === undefined) throw new Error(`setSecureContext(tls, '${addr}'): that address serves plain TCP`);
+      const ctx = serverContext('setSecureContext', tls);
+      this.#addrTls[i] = ctx;
+      if (this.#handle !== undefined) for (const [id, l] of this.#listeners) if (l.entry === i) this.#handle.setListenerTls(id, ctx);
+      return;
+    }
     const ctx = serverContext('setSecureContext', tls);
-    if (this.#tls === undefined && this.#state !== 'new') throw new Error('setSecureContext(): this engine was started without tls');
+    if (this.#tls === undefined && this.#state !== 'new') {
+      const own = this.#addrTls.some((t) => t !== undefined && t !== false);
+      throw new Error(`setSecureContext(): this engine was started without tls${own ? ' for all its addresses: name the address, setSecureContext(tls, addr)' : ''}`);
+    }
     this.#tls = ctx;
-    if (this.#handle !== undefined) for (const id of this.#listeners.keys()) this.#handle.setListenerTls(id, ctx);
+    if (this.#handle !== undefined) for (const [id, l] of this.#listeners) if (this.#addrTls[l.entry] === undefined) this.#handle.setListenerTls(id, ctx);
+  }
+
+  // The `addrs` entry `addr` names: as written in `addrs` (once only), or as bound (addresses()).
+  #entryIndex(addr: string): number {
+    if (typeof addr !== 'string') throw new TypeError(`setSecureContext(tls, addr): addr must be an address string, got ${typeof addr}`);
+    for (const l of this.#listeners.values()) if (l.bound === addr) return l.entry;
+    const given = this.options.addrs.map(addrOf);
+    const i = given.indexOf(addr);
+    if (i < 0) throw new TypeError(`setSecureContext(tls, '${addr}'): not one of this engine's addresses (${[...new Set([...given, ...this.addresses()])].join(', ')})`);
+    if (given.indexOf(addr, i + 1) >= 0) throw new TypeError(`setSecureContext(tls, '${addr}'): several addresses are written so; name it as addresses() reports it`);
+    return i;
   }
 
   /** The addresses actually listened on (port 0 replaced by the port the OS chose). */

@@ -8,7 +8,7 @@ import { supervisor } from './workers.js';
 registerCluster(supervisor);
 
 export { Engine } from './engine.js';
-export type { EngineDialOptions, EngineOptions, EngineUpgrader, IoMode } from './engine.js';
+export type { EngineDialOptions, EngineOptions, EngineUpgrader, IoMode, ListenAddress } from './engine.js';
 export type { EngineStats, SupervisorOptions, WorkerExit, WorkerExitReason, WorkerListening, WorkerStats } from './cluster.js';
 export { Conn } from './conn.js';
 export type { ConnEngine, Deadline } from './conn.js';

@@ -105,7 +105,15 @@ function deserializeError(e: Record<string, unknown> | undefined, id: number): E
  */
 function clusterOptions<T extends ClusterRequest>(options: T): T {
   if (workerEnv === undefined || workerClaimed || !options.workers) return options;
-  return { ...options, addrs: workerEnv.addrs, reusePort: true };
+  // The primary sends address strings only: an entry with settings of its
+  // own ({ addr, tls }) keeps them, from this process's own options (the
+  // same script built them), so that no key travels in the environment.
+  const given = options.addrs ?? [];
+  const addrs = workerEnv.addrs.map((bound, i) => {
+    const g = given[i];
+    return g !== undefined && typeof g === 'object' && g !== null ? { ...g, addr: bound } : bound;
+  });
+  return { ...options, addrs, reusePort: true };
 }
 
 /** @internal Validates `workers` and `supervisor`; returns the engine's side, or undefined for a plain engine. */
@@ -121,7 +129,8 @@ function createCluster(engine: ClusterHost, options: ClusterRequest): EngineClus
     if (sup !== undefined) throw new TypeError('supervisor options need workers >= 1');
     return undefined;
   }
-  for (const a of options.addrs ?? []) {
+  const addrs = (options.addrs ?? []).map((a) => (typeof a === 'string' ? a : a.addr));
+  for (const a of addrs) {
     if (parseAddress(a).kind === 'unix') {
       throw new TypeError(`workers: "${a}": a Unix socket cannot be shared by several processes; use TCP addresses`);
     }
@@ -131,7 +140,7 @@ function createCluster(engine: ClusterHost, options: ClusterRequest): EngineClus
     workerClaimed = true;
     return new WorkerAgent(engine, workerEnv);
   }
-  return new Supervisor(n, options.addrs ?? [], sup ?? {}, options.ref ?? true);
+  return new Supervisor(n, addrs, sup ?? {}, options.ref ?? true);
 }
 
 /** @internal The supervisor, as the engine obtains it (cluster.ts); index.ts registers it. */

@@ -20,7 +20,7 @@ t.test('netloop compare: the observed table matches the contract in every mode',
   t.match(r.out, /Every cell matches the contract\./);
   t.notMatch(r.out, /✗/, 'no cell marked');
   const rows = r.out.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| event'));
-  t.equal(rows.length, 19, 'every row of the contract was played');
+  t.equal(rows.length, 25, 'every row of the contract was played, the TLS rows included');
   const cells = (event) => rows.find((l) => l.startsWith(`| ${event} |`))?.split(' | ');
   // Observed cells, spot-checked against the table in DESIGN.md.
   t.same(cells('peer sends close 1000')?.slice(1, 5), ['null', 'NetClosedError "use of closed network connection"', 'NetClosedError "use of closed network connection"', 'null']);
@@ -28,6 +28,30 @@ t.test('netloop compare: the observed table matches the contract in every mode',
   t.same(cells('read deadline expired')?.slice(1, 3), ['TimeoutError "read timeout"', 'TimeoutError "i/o timeout"']);
   t.equal(cells('TCP reset')?.[1], 'SysError ECONNRESET');
   t.equal(cells('server closeAndClean(e)')?.[6], 'RST');
+  // The TLS rows (docs/tls.md's contract), in every mode column: onClose x4, handler, wire, closeInfo.
+  const every = (v) => [v, v, v, v];
+  const never = (code) => `never opened: onTLSError(TLSHandshakeError ${code})`;
+  const row = (event) => cells(event)?.slice(1, 8).map((c) => c.replace(/ \|$/, ''));
+  t.same(row('TLS: peer sends close 1000, then close_notify'), ['null', 'NetClosedError "use of closed network connection"', 'NetClosedError "use of closed network connection"', 'null', '(1000, "bye")', 'close 1000, FIN', '1000 clean peer']);
+  t.same(row('TLS: FIN without close_notify (truncation)'), [...every('TLSTruncationError ERR_TLS_TRUNCATED'), 'not called', 'FIN', '1006 network']);
+  t.same(row('TLS: a bad record after the handshake'), [...every('TLSError ERR_TLS_PROTOCOL'), 'not called', 'alert, FIN', '1006 network']);
+  t.same(row('TLS: the handshake fails (no common version)'), [...every(never('ERR_TLS_HANDSHAKE')), 'not called', 'alert', '-']);
+  t.same(row('TLS: not TLS at all (plain HTTP)'), [...every(never('ERR_TLS_HANDSHAKE')), 'not called', 'FIN', '-']);
+  t.same(row('TLS: the handshake times out (200 ms here)'), [...every(never('ERR_TLS_HANDSHAKE_TIMEOUT')), 'not called', 'FIN', '-']);
+});
+
+t.test('compare --tls-cert/--tls-key: the TLS rows with the given certificate', async (t) => {
+  const { certs } = await import('./helpers/certs.js');
+  const c = certs();
+  const { compareModes, CLOSE_EVENTS } = await import('../dist/cli/index.js');
+  const events = CLOSE_EVENTS.filter((e) => e.startsWith('TLS: '));
+  t.equal(events.length, 6);
+  const rows = await compareModes(undefined, { events, modes: ['nonblocking'], tls: c.server });
+  t.same(rows.map((r) => r.event), events);
+  t.same(rows.filter((r) => [...r.onClose, r.handler, r.wire, r.info].some((x) => !x.ok)).map((r) => r.event), [], 'every cell as the contract says');
+  const bad = run(['compare', '--tls-cert', `${c.dir}/server.crt`]);
+  t.equal(await bad.exited, 2, '--tls-cert without --tls-key');
+  t.match(bad.err, /--tls-cert and --tls-key go together/);
 });
 
 async function listening(r) {
@@ -128,5 +152,5 @@ t.test('examples/mode-comparison.ts (compiled to dist/examples/) prints the same
   p.stdout.on('data', (d) => (out += d));
   const code = await new Promise((resolve) => p.on('exit', resolve));
   t.equal(code, 0);
-  t.match(out, /19 rows in \d+ ms; every cell matches the contract/);
+  t.match(out, /25 rows in \d+ ms; every cell matches the contract/);
 });

@@ -1,7 +1,7 @@
 // What a close looked like, as plain data and as one line of text: the error
 // onClose received (class, code, message), the close handler's call, and
 // closeInfo. Used by `netloop echo --log-close` and `netloop compare`.
-import { CloseError, NetloopError, ProtocolError, SysError } from '../errors.js';
+import { CloseError, NetloopError, ProtocolError, SysError, TLSError } from '../errors.js';
 import type { CloseInfo, WebSocketConn } from '../websocket/conn.js';
 
 export interface ErrorReport {
@@ -36,12 +36,15 @@ export function describeError(err: Error | null): ErrorReport | null {
 
 /**
  * One short cell of text: `null`, `NetClosedError "use of closed network
- * connection"`, `CloseError 4000`, `ProtocolError 1007`, `SysError ECONNRESET`.
+ * connection"`, `CloseError 4000`, `ProtocolError 1007`, `SysError ECONNRESET`,
+ * `TLSError ERR_TLS_PROTOCOL`.
  */
 export function formatError(err: Error | null): string {
   if (err === null) return 'null';
   if (err instanceof CloseError || err instanceof ProtocolError) return `${err.constructor.name} ${err.closeCode}`;
   if (err instanceof SysError) return `SysError ${err.code}`;
+  // OpenSSL's reason text differs between versions: the stable code says which.
+  if (err instanceof TLSError) return `${err.constructor.name} ${err.code}`;
   return `${err.constructor.name} "${err.message}"`;
 }
 

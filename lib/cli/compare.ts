@@ -4,12 +4,19 @@
 // can misbehave on purpose), and reports what it observed: the error onClose
 // received, the close handler's call, the bytes the server put on the wire
 // and how the TCP connection ended, and closeInfo. Every observed cell is
-// compared with the contract; a cell that differs is marked.
+// compared with the contract; a cell that differs is marked. The TLS rows
+// run the same WebSocket over netloop's TLS, the client speaking TLS with
+// Node's tls module on top of a `net` socket it keeps, so that it can end the
+// TCP connection under TLS's feet or write bytes that are no TLS record.
 //
 // The observations are made fresh on every run; the contract is only used to
 // mark the cells that differ from it.
 import net from 'node:net';
+import tls from 'node:tls';
 import { Engine, type IoMode } from '../engine.js';
+import type { TLSHandshakeError } from '../errors.js';
+import type { TlsCertificate, TlsVersion } from '../tls.js';
+import { selfSigned } from './self-signed.js';
 import { formatError } from './close-report.js';
 import { frame } from '../websocket/sender.js';
 import { Opcode } from '../websocket/opcodes.js';
@@ -44,6 +51,16 @@ interface Expected {
 
 interface Scenario {
   event: string;
+  /**
+   * Over TLS: 'open', a WebSocket over TLS; 'handshake', a peer that never
+   * completes the TLS handshake (a bare `net` socket), so that the tested
+   * connection never opens and onTLSError reports it.
+   */
+  tls?: 'open' | 'handshake';
+  /** TLS rows: the engine's tlsHandshakeTimeout (ms). */
+  handshakeTimeout?: number;
+  /** TLS rows: the server's lowest protocol version. */
+  serverMinVersion?: TlsVersion;
   /** Server side, when the connection opens. */
   onOpen?: (ws: WebSocketConn, engine: Engine) => void;
   /** The peer's side. */
@@ -52,6 +69,7 @@ interface Scenario {
 }
 
 const NET_CLOSED = 'NetClosedError "use of closed network connection"';
+const NEVER_OPENED = (code: string): string => `never opened: onTLSError(TLSHandshakeError ${code})`;
 const APP_ERROR = 'Error "the application closed it"';
 
 const SCENARIOS: readonly Scenario[] = [
@@ -125,6 +143,56 @@ const SCENARIOS: readonly Scenario[] = [
     expect: { nonblocking: 'SysError ECONNRESET', blocking: 'SysError ECONNRESET', handler: 'not called', wire: '-', info: '1006 network' },
   },
   {
+    event: 'TLS: peer sends close 1000, then close_notify',
+    tls: 'open',
+    play: async (p) => {
+      await p.sendClose(1000, 'bye');
+      await p.until(() => p.frames().some((f) => f.opcode === Opcode.Close), "the server's close frame");
+      p.sock.end(); // close_notify, then FIN
+    },
+    expect: { nonblocking: 'null', blocking: NET_CLOSED, handler: '(1000, "bye")', wire: 'close 1000, FIN', info: '1000 clean peer' },
+  },
+  {
+    event: 'TLS: FIN without close_notify (truncation)',
+    tls: 'open',
+    play: async (p) => {
+      p.raw.end(); // the TCP connection under TLS: no close_notify
+    },
+    expect: { nonblocking: 'TLSTruncationError ERR_TLS_TRUNCATED', blocking: 'TLSTruncationError ERR_TLS_TRUNCATED', handler: 'not called', wire: 'FIN', info: '1006 network' },
+  },
+  {
+    event: 'TLS: a bad record after the handshake',
+    tls: 'open',
+    play: async (p) => {
+      // An application-data record whose bytes are no ciphertext of this session.
+      p.raw.write(Buffer.from('1703030010' + '00'.repeat(16), 'hex'));
+    },
+    expect: { nonblocking: 'TLSError ERR_TLS_PROTOCOL', blocking: 'TLSError ERR_TLS_PROTOCOL', handler: 'not called', wire: 'alert, FIN', info: '1006 network' },
+  },
+  {
+    event: 'TLS: the handshake fails (no common version)',
+    tls: 'handshake',
+    serverMinVersion: 'TLSv1.3',
+    play: async (p) => p.handshake({ maxVersion: 'TLSv1.2' }),
+    expect: { nonblocking: NEVER_OPENED('ERR_TLS_HANDSHAKE'), blocking: NEVER_OPENED('ERR_TLS_HANDSHAKE'), handler: 'not called', wire: 'alert', info: '-' },
+  },
+  {
+    event: 'TLS: not TLS at all (plain HTTP)',
+    tls: 'handshake',
+    play: async (p) => {
+      p.raw.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    },
+    // OpenSSL sends no alert to what is not a TLS record.
+    expect: { nonblocking: NEVER_OPENED('ERR_TLS_HANDSHAKE'), blocking: NEVER_OPENED('ERR_TLS_HANDSHAKE'), handler: 'not called', wire: 'FIN', info: '-' },
+  },
+  {
+    event: 'TLS: the handshake times out (200 ms here)',
+    tls: 'handshake',
+    handshakeTimeout: 200,
+    play: async () => {},
+    expect: { nonblocking: NEVER_OPENED('ERR_TLS_HANDSHAKE_TIMEOUT'), blocking: NEVER_OPENED('ERR_TLS_HANDSHAKE_TIMEOUT'), handler: 'not called', wire: 'FIN', info: '-' },
+  },
+  {
     event: 'read deadline expired',
     onOpen: (ws) => ws.setReadDeadline(Date.now() + 200),
     play: async () => {},
@@ -173,38 +241,82 @@ function clientFrame(opcode: number, payload: Buffer): Buffer {
   return Buffer.concat(frame(opcode, payload, { mask: true }));
 }
 
-/** The client: a `net` socket that speaks just enough WebSocket, byte by byte. */
+// Node's tls reports the server's fatal alert as an error named after it (ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION).
+const ALERT_ERROR = /^ERR_SSL_.*ALERT/;
+
+/**
+ * The client: a `net` socket that speaks just enough WebSocket, byte by
+ * byte; over TLS, Node's tls on top of that socket (`raw`), which the peer
+ * keeps so that it can misbehave under TLS.
+ */
 class RawPeer {
+  /** What the WebSocket is spoken on: the net socket, or the TLS socket over it. */
   readonly sock: net.Socket;
+  /** The TCP connection. */
+  readonly raw: net.Socket;
+  /** A peer that never speaks TLS (a handshake row): what it receives are TLS records, not frames. */
+  readonly #bare: boolean;
   #rx: Buffer = Buffer.alloc(0);
   #ended = false;
   #error: NodeJS.ErrnoException | null = null;
   #closed: Promise<void>;
   #onData: (() => void) | null = null;
 
-  private constructor(sock: net.Socket) {
+  private constructor(sock: net.Socket, raw: net.Socket, bare: boolean) {
     this.sock = sock;
+    this.raw = raw;
+    this.#bare = bare;
     sock.on('data', (d: Buffer) => {
       this.#rx = Buffer.concat([this.#rx, d]);
       this.#onData?.();
     });
     sock.on('end', () => (this.#ended = true));
-    sock.on('error', (err: NodeJS.ErrnoException) => (this.#error = err));
+    sock.on('error', (err: NodeJS.ErrnoException) => (this.#error ??= err));
+    if (raw !== sock) raw.on('error', (err: NodeJS.ErrnoException) => (this.#error ??= err));
     this.#closed = new Promise((resolve) => sock.on('close', () => resolve()));
   }
 
-  static async open(port: number): Promise<RawPeer> {
-    const sock = net.connect(port, '127.0.0.1');
-    const p = new RawPeer(sock);
+  static async #connect(port: number): Promise<net.Socket> {
+    const raw = net.connect(port, '127.0.0.1');
     await new Promise<void>((resolve, reject) => {
-      sock.once('connect', resolve);
-      sock.once('error', reject);
+      raw.once('connect', resolve);
+      raw.once('error', reject);
     });
+    return raw;
+  }
+
+  /** A TCP connection that says nothing yet (the TLS handshake rows). */
+  static async bare(port: number): Promise<RawPeer> {
+    const raw = await RawPeer.#connect(port);
+    return new RawPeer(raw, raw, true);
+  }
+
+  /** A bare peer's TLS handshake with these client settings, not waited for: its failure is the wire's. */
+  handshake(options: tls.ConnectionOptions): void {
+    const t = tls.connect({ socket: this.raw, servername: 'localhost', rejectUnauthorized: false, ...options });
+    t.on('error', (err: NodeJS.ErrnoException) => (this.#error ??= err));
+    t.on('end', () => (this.#ended = true));
+    t.on('close', () => this.raw.destroy());
+  }
+
+  /** A WebSocket, over TLS if `secure` (any certificate accepted: the rows are about closing, not trust). */
+  static async open(port: number, secure: boolean): Promise<RawPeer> {
+    const raw = await RawPeer.#connect(port);
+    let sock: net.Socket = raw;
+    if (secure) {
+      const t = tls.connect({ socket: raw, servername: 'localhost', rejectUnauthorized: false });
+      await new Promise<void>((resolve, reject) => {
+        t.once('secureConnect', resolve);
+        t.once('error', reject);
+      });
+      sock = t;
+    }
+    const p = new RawPeer(sock, raw, false);
     sock.write(
       'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
         'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
     );
-    await p.#until(() => p.#rx.indexOf('\r\n\r\n') >= 0, 'the 101 response');
+    await p.until(() => p.#rx.indexOf('\r\n\r\n') >= 0, 'the 101 response');
     const end = p.#rx.indexOf('\r\n\r\n') + 4;
     const head = p.#rx.toString('latin1', 0, end);
     if (!head.startsWith('HTTP/1.1 101 ')) throw new Error(`compare: the server answered ${head.split('\r\n')[0]}`);
@@ -222,7 +334,7 @@ class RawPeer {
 
   /** Waits for the server's close frame and answers it with the same code. */
   async answerClose(): Promise<void> {
-    await this.#until(() => this.frames().some((f) => f.opcode === Opcode.Close), "the server's close frame");
+    await this.until(() => this.frames().some((f) => f.opcode === Opcode.Close), "the server's close frame");
     const close = this.frames().find((f) => f.opcode === Opcode.Close)!;
     await this.send(Opcode.Close, close.payload.subarray(0, 2));
   }
@@ -252,20 +364,30 @@ class RawPeer {
   /** What the server sent after the handshake, and how the connection ended for us. */
   async wire(timeoutMs: number): Promise<string> {
     await Promise.race([this.#closed, new Promise((r) => setTimeout(r, timeoutMs))]);
+    if (this.#bare) {
+      // TLS records: an alert (content type 21) is all a refused handshake gets.
+      const parts = this.#rx.length === 0 ? [] : [this.#rx[0] === 21 ? 'alert' : `${this.#rx.length} bytes`];
+      // Node's tls client drops the connection at a fatal alert: how TCP would have ended is not seen.
+      if (ALERT_ERROR.test(this.#error?.code ?? '')) return [...parts, 'alert'].join(', ');
+      parts.push(this.#error?.code === 'ECONNRESET' ? 'RST' : this.#ended ? 'FIN' : 'still open');
+      return parts.join(', ');
+    }
     const parts = this.frames().map((f) => {
       if (f.opcode !== Opcode.Close) return `opcode ${f.opcode}`;
       return f.payload.length >= 2 ? `close ${f.payload.readUInt16BE(0)}` : 'close (empty)';
     });
     if (this.sock.destroyed && this.#error === null && !this.#ended) return parts.length > 0 ? parts.join(', ') : '-'; // we reset it
-    parts.push(this.#error?.code === 'ECONNRESET' ? 'RST' : this.#ended ? 'FIN' : 'still open');
+    if (ALERT_ERROR.test(this.#error?.code ?? '')) parts.push('alert');
+    parts.push(this.#error?.code === 'ECONNRESET' ? 'RST' : this.#ended || this.raw.readableEnded ? 'FIN' : 'still open');
     return parts.join(', ');
   }
 
   destroy(): void {
     this.sock.destroy();
+    this.raw.destroy();
   }
 
-  async #until(cond: () => boolean, what: string): Promise<void> {
+  async until(cond: () => boolean, what: string): Promise<void> {
     const end = Date.now() + 3000;
     while (!cond()) {
       if (Date.now() > end) throw new Error(`compare: timed out waiting for ${what}`);
@@ -314,6 +436,8 @@ export const CLOSE_EVENTS: readonly string[] = SCENARIOS.map((s) => s.event);
 
 /** Which rows and mode columns compareModes plays; every one of both by default. */
 export interface CompareOptions {
+  /** The certificate and key the TLS rows' server uses. Default: a self-signed one made for the run (node:crypto, no openssl needed). */
+  tls?: TlsCertificate;
   /** Events of CLOSE_EVENTS; played in CLOSE_EVENTS order. */
   events?: readonly string[];
   /** I/O modes whose columns are played ('mixed' has two: under and over maxBlockingOnline). */
@@ -325,7 +449,7 @@ function cell(observed: string[], expected: string): Cell {
   return { observed: same ? observed[0]! : observed.join(' | '), expected, ok: same && observed[0] === expected };
 }
 
-async function observe(s: Scenario, col: ModeColumn): Promise<{ err: string; handler: string; wire: string; info: string }> {
+async function observe(s: Scenario, col: ModeColumn, cert: TlsCertificate | undefined): Promise<{ err: string; handler: string; wire: string; info: string }> {
   const up = new Upgrader({ closeTimeout: 1000, messageLengthLimit: 1024 });
   let engine!: Engine;
   let closed: { err: Error | null; ws: WebSocketConn } | null = null;
@@ -343,13 +467,31 @@ async function observe(s: Scenario, col: ModeColumn): Promise<{ err: string; han
   up.setCloseHandler((ws, code, reason) => {
     if (ws === tested) handler = `(${code}, ${JSON.stringify(reason)})`;
   });
-  engine = new Engine({ addrs: ['127.0.0.1:0'], upgrader: up, ioMode: col.ioMode, maxBlockingOnline: 1 });
+  let refused: TLSHandshakeError | null = null;
+  const secure = s.tls !== undefined && cert !== undefined;
+  engine = new Engine({
+    addrs: ['127.0.0.1:0'],
+    upgrader: up,
+    ioMode: col.ioMode,
+    maxBlockingOnline: 1,
+    ...(secure ? { tls: { ...cert, minVersion: s.serverMinVersion }, tlsHandshakeTimeout: s.handshakeTimeout ?? 10_000, onTLSError: (err: TLSHandshakeError) => (refused = err) } : {}),
+  });
   await engine.start();
   const port = Number(engine.addresses()[0]!.split(':').pop());
   const peers: RawPeer[] = [];
   try {
-    if (col.holder) peers.push(await RawPeer.open(port));
-    const peer = await RawPeer.open(port);
+    if (col.holder) peers.push(await RawPeer.open(port, secure));
+    if (s.tls === 'handshake') {
+      // The tested connection never opens: what the server says is onTLSError's, and the wire.
+      const peer = await RawPeer.bare(port);
+      peers.push(peer);
+      await s.play(peer);
+      await waitFor(() => refused !== null, 5000);
+      const wire = await peer.wire(2000);
+      const err = tested !== null ? 'opened' : refused === null ? 'onTLSError not called' : `never opened: onTLSError(${formatError(refused)})`;
+      return { err, handler, wire, info: '-' };
+    }
+    const peer = await RawPeer.open(port, secure);
     peers.push(peer);
     await waitFor(() => tested !== null, 3000);
     const ws = tested as WebSocketConn | null;
@@ -380,10 +522,11 @@ export async function compareModes(onRow?: (row: ComparisonRow) => void, options
   const modes = options.modes ?? ['nonblocking', 'blocking', 'mixed'];
   const columns = MODE_COLUMNS.filter((c) => modes.includes(c.ioMode));
   const scenarios = options.events === undefined ? SCENARIOS : SCENARIOS.filter((s) => options.events!.includes(s.event));
+  const cert = scenarios.some((s) => s.tls !== undefined) ? (options.tls ?? selfSigned(['localhost', '127.0.0.1'])) : undefined;
   const rows: ComparisonRow[] = [];
   for (const s of scenarios) {
     const seen = [];
-    for (const col of columns) seen.push(await observe(s, col));
+    for (const col of columns) seen.push(await observe(s, col, cert));
     const byColumn = seen.map((o, i): ColumnCells => {
       const col = columns[i]!;
       const expected = col.conn === 'blocking' ? s.expect.blocking : s.expect.nonblocking;

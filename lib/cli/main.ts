@@ -25,7 +25,8 @@ Commands:
   compare             Play every row of the close-reporting contract against each
                       I/O mode with a real client, print the table observed, and
                       mark (✗) every cell that differs from the contract. Exits 1
-                      if any does.
+                      if any does. The TLS rows use a self-signed certificate
+                      made for the run (node:crypto), or --tls-cert/--tls-key.
   bench <scenario>    Run the benchmark harness (a source checkout's bench/run.js);
                       netloop bench --help lists its scenarios and flags.
 
@@ -52,7 +53,8 @@ Options for echo:
                       connect.
   --compression       ws: offer permessage-deflate (RFC 7692).
   --tls-cert <file>   Serve TLS (wss:// for ws) with this certificate chain
-                      (PEM, leaf first); needs --tls-key.
+                      (PEM, leaf first); needs --tls-key. compare: the TLS
+                      rows' certificate.
   --tls-key <file>    The certificate's private key (PEM).
   --tls-ca <file>     client: trust this CA or self-signed certificate
                       (PEM) for a wss:// server, beside Node's root CAs.
@@ -313,11 +315,12 @@ function logLine(report: object): void {
   process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...report })}\n`);
 }
 
-async function compare(): Promise<void> {
+async function compare(values: Record<string, string | boolean | undefined>): Promise<void> {
+  const tls = tlsOption(values);
   const { compareModes, formatComparison, MODE_COLUMNS } = await import('./compare.js');
   process.stderr.write(`netloop compare: every row of the close contract, in ${MODE_COLUMNS.length} mode columns (mixed: maxBlockingOnline 1)\n`);
   let n = 0;
-  const rows = await compareModes((row) => process.stderr.write(`  ${++n}. ${row.event}\n`));
+  const rows = await compareModes((row) => process.stderr.write(`  ${++n}. ${row.event}\n`), tls ? { tls } : {});
   const { table, marked } = formatComparison(rows);
   process.stdout.write(`${table}\n\n${marked === 0 ? 'Every cell matches the contract.' : `${marked} cell(s) differ from the contract (marked ✗).`}\n`);
   if (marked > 0) process.exitCode = 1;
@@ -377,7 +380,7 @@ async function main(argv: string[]): Promise<void> {
     }
     return client(url, { quiet: values.quiet === true, ca });
   }
-  if (command === 'compare') return compare();
+  if (command === 'compare') return compare(values);
   fail(`unknown command "${command}"`);
 }
 

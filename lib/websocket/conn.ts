@@ -22,6 +22,7 @@ import { MAX_CONTROL_PAYLOAD, Opcode, type MessageType } from './opcodes.js';
 import type { MessageDecompressor, Receiver } from './receiver.js';
 import { frame, writeFrameHeader } from './sender.js';
 import type { TopicHub } from '../topics/hub.js';
+import type { TlsInfo } from '../tls.js';
 import { publishArgs } from '../topics/hub.js';
 
 /** Who started the close: we did, the peer did (close frame), or the connection just dropped. */
@@ -587,6 +588,11 @@ export class WebSocketConn<S = unknown> {
   /** This side's address, "127.0.0.1:8080". */
   get localAddr(): string {
     return this._raw.localAddr;
+  }
+
+  /** TLS facts of a wss:// connection (see Conn.tls); undefined over plain TCP (an engine may serve both: per-address tls). */
+  get tls(): TlsInfo | undefined {
+    return this._raw.tls;
   }
 
   // -------------------------------------------------------------------------
