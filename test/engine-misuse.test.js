@@ -91,10 +91,11 @@ const BAD_ADDRESSES = [
 
 t.test('bad addresses throw TypeError at new Engine and at dial', { timeout: 10_000 }, async (t) => {
   for (const [addr, message] of BAD_ADDRESSES) {
-    t.throws(() => new Engine({ addrs: [addr] }), { name: 'TypeError', message }, `new Engine: ${JSON.stringify(addr)}`);
-    t.throws(() => new Engine({ addrs: [addr] }), TypeError);
+    // An entry that is not a string is named by its index: it may also be { addr, tls }.
+    const expected = typeof addr === 'string' ? message : `addrs[0] must be an address string or { addr, tls }, got ${addr === null ? 'null' : typeof addr}`;
+    t.throws(() => new Engine({ addrs: [addr] }), { name: 'TypeError', message: expected }, `new Engine: ${JSON.stringify(addr)}`);
   }
-  t.throws(() => new Engine({ addrs: '127.0.0.1:0' }), { name: 'TypeError', message: 'addrs must be an array of address strings' });
+  t.throws(() => new Engine({ addrs: '127.0.0.1:0' }), { name: 'TypeError', message: 'addrs must be an array of addresses: strings ("127.0.0.1:8080") or { addr, tls } objects' });
   t.throws(() => new Engine(null), { name: 'TypeError', message: 'new Engine(options): options must be an object' });
   t.throws(() => new Engine(5), { name: 'TypeError', message: 'new Engine(options): options must be an object' });
 
