@@ -121,13 +121,25 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
 };
 
 template <typename T>
-bool GetTypedArray(Napi::Value v, napi_typedarray_type type, T** data, size_t* len) {
-  if (!v.IsTypedArray()) return false;
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  if (ta.TypedArrayType() != type) return false;
-  *data = reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
-  *len = ta.ElementLength();
+bool GetTypedArray(napi_env env, napi_value v, napi_typedarray_type type, T** data, size_t* len) {
+  // One napi_get_typedarray_info gives the type, the length and the data
+  // already offset: the Napi::TypedArray accessors make a call for each, and
+  // this runs on every unmasking call (maskCopy) and every zero-copy write.
+  // A value that is not a typed array makes it fail without throwing.
+  napi_typedarray_type actual;
+  size_t length = 0;
+  void* base = nullptr;
+  if (napi_get_typedarray_info(env, v, &actual, &length, &base, nullptr, nullptr) != napi_ok || actual != type) {
+    return false;
+  }
+  *data = static_cast<T*>(base);
+  *len = length;
   return true;
+}
+
+template <typename T>
+bool GetTypedArray(Napi::Value v, napi_typedarray_type type, T** data, size_t* len) {
+  return GetTypedArray(v.Env(), static_cast<napi_value>(v), type, data, len);
 }
 
 uint32_t NumberField(Napi::Object o, const char* name, uint32_t fallback) {
@@ -799,32 +811,54 @@ Napi::Object Constants(Napi::Env env) {
 
 }  // namespace
 
+// The unmasking functions below are called per received message: plain
+// N-API callbacks, without node-addon-api's CallbackInfo (which allocates
+// an argument array past six arguments) and its per-accessor calls.
+bool NumberArg(napi_env env, napi_value v, double* out) { return napi_get_value_double(env, v, out) == napi_ok; }
+
+// A key index argument: its low two bits, as the JavaScript callers keep it.
+unsigned KeyIndexArg(double d) {
+  // Range-checked before the conversion: a NaN or huge double cast to an integer is undefined.
+  return d >= 0 && d < 4294967296.0 ? static_cast<uint32_t>(d) & 3u : 0u;
+}
+
+napi_value RawNumber(napi_env env, unsigned v) {
+  napi_value out = nullptr;
+  napi_create_uint32(env, v, &out);
+  return out;
+}
+
+napi_value RawThrowType(napi_env env, const char* message) {
+  napi_throw_type_error(env, nullptr, message);
+  return nullptr;
+}
+
 // mask(buf, start, end, key, keyIndex) -> keyIndex: XORs buf[start, end)
 // with the 4-byte WebSocket masking key in place (RFC 6455 §5.3), key byte
 // keyIndex first; returns the key index of the byte at end. For large
 // payloads: the vector loop of mask.h is several times faster than
 // JavaScript's 32-bit typed-array loop (lib/websocket/mask.ts uses this above
 // a threshold).
-Napi::Value Mask(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+napi_value Mask(napi_env env, napi_callback_info cbinfo) {
+  size_t argc = 5;
+  napi_value argv[5];
   uint8_t* buf = nullptr;
   uint8_t* key = nullptr;
   size_t len = 0, key_len = 0;
-  if (info.Length() < 5 || !GetTypedArray(info[0], napi_uint8_array, &buf, &len) || !info[1].IsNumber() ||
-      !info[2].IsNumber() || !GetTypedArray(info[3], napi_uint8_array, &key, &key_len) || key_len < 4 ||
-      !info[4].IsNumber()) {
-    return ThrowType(env, "mask(buf, start, end, key, keyIndex)");
+  double start_d = 0, end_d = 0, k_d = 0;
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) != napi_ok || argc < 5 ||
+      !GetTypedArray(env, argv[0], napi_uint8_array, &buf, &len) || !NumberArg(env, argv[1], &start_d) ||
+      !NumberArg(env, argv[2], &end_d) || !GetTypedArray(env, argv[3], napi_uint8_array, &key, &key_len) ||
+      key_len < 4 || !NumberArg(env, argv[4], &k_d)) {
+    return RawThrowType(env, "mask(buf, start, end, key, keyIndex)");
   }
-  double start_d = info[1].As<Napi::Number>().DoubleValue();
-  double end_d = info[2].As<Napi::Number>().DoubleValue();
   if (!(start_d >= 0 && start_d <= end_d && end_d <= static_cast<double>(len))) {
-    return ThrowType(env, "mask: start and end must satisfy 0 <= start <= end <= buf.length");
+    return RawThrowType(env, "mask: start and end must satisfy 0 <= start <= end <= buf.length");
   }
   size_t start = static_cast<size_t>(start_d);
   size_t end = static_cast<size_t>(end_d);
-  unsigned k = static_cast<unsigned>(info[4].As<Napi::Number>().Int32Value());
   uint8_t* p = buf + start;
-  return Napi::Number::New(env, static_cast<double>(MaskCopy(p, p, end - start, key, k)));
+  return RawNumber(env, MaskCopy(p, p, end - start, key, KeyIndexArg(k_d)));
 }
 
 // maskCopy(src, srcStart, dst, dstStart, n, key, keyIndex) -> keyIndex:
@@ -832,30 +866,30 @@ Napi::Value Mask(const Napi::CallbackInfo& info) {
 // in one pass: the receiver's copy of a payload out of the receive slab and
 // its unmasking together, as the C echo server does them. src and dst must
 // not overlap (they are different buffers in every caller; checked).
-Napi::Value MaskCopyFn(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+napi_value MaskCopyFn(napi_env env, napi_callback_info cbinfo) {
+  size_t argc = 7;
+  napi_value argv[7];
   uint8_t* src = nullptr;
   uint8_t* dst = nullptr;
   uint8_t* key = nullptr;
   size_t src_len = 0, dst_len = 0, key_len = 0;
-  if (info.Length() < 7 || !GetTypedArray(info[0], napi_uint8_array, &src, &src_len) || !info[1].IsNumber() ||
-      !GetTypedArray(info[2], napi_uint8_array, &dst, &dst_len) || !info[3].IsNumber() || !info[4].IsNumber() ||
-      !GetTypedArray(info[5], napi_uint8_array, &key, &key_len) || key_len < 4 || !info[6].IsNumber()) {
-    return ThrowType(env, "maskCopy(src, srcStart, dst, dstStart, n, key, keyIndex)");
+  double src_start = 0, dst_start = 0, n_d = 0, k_d = 0;
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) != napi_ok || argc < 7 ||
+      !GetTypedArray(env, argv[0], napi_uint8_array, &src, &src_len) || !NumberArg(env, argv[1], &src_start) ||
+      !GetTypedArray(env, argv[2], napi_uint8_array, &dst, &dst_len) || !NumberArg(env, argv[3], &dst_start) ||
+      !NumberArg(env, argv[4], &n_d) || !GetTypedArray(env, argv[5], napi_uint8_array, &key, &key_len) ||
+      key_len < 4 || !NumberArg(env, argv[6], &k_d)) {
+    return RawThrowType(env, "maskCopy(src, srcStart, dst, dstStart, n, key, keyIndex)");
   }
-  double src_start = info[1].As<Napi::Number>().DoubleValue();
-  double dst_start = info[3].As<Napi::Number>().DoubleValue();
-  double n_d = info[4].As<Napi::Number>().DoubleValue();
   if (!(src_start >= 0 && dst_start >= 0 && n_d >= 0 && src_start + n_d <= static_cast<double>(src_len) &&
         dst_start + n_d <= static_cast<double>(dst_len))) {
-    return ThrowType(env, "maskCopy: the ranges must lie within src and dst");
+    return RawThrowType(env, "maskCopy: the ranges must lie within src and dst");
   }
   size_t n = static_cast<size_t>(n_d);
   const uint8_t* from = src + static_cast<size_t>(src_start);
   uint8_t* to = dst + static_cast<size_t>(dst_start);
-  if (n > 0 && from < to + n && to < from + n) return ThrowType(env, "maskCopy: src and dst ranges overlap");
-  unsigned k = static_cast<unsigned>(info[6].As<Napi::Number>().Int32Value());
-  return Napi::Number::New(env, static_cast<double>(MaskCopy(to, from, n, key, k)));
+  if (n > 0 && from < to + n && to < from + n) return RawThrowType(env, "maskCopy: src and dst ranges overlap");
+  return RawNumber(env, MaskCopy(to, from, n, key, KeyIndexArg(k_d)));
 }
 
 // releaseMemory(critical): tells V8 the process is under memory pressure.
@@ -943,12 +977,18 @@ Napi::Value CreateTlsContext(const Napi::CallbackInfo& info) {
   return Napi::Value(env, obj);
 }
 
+Napi::Value RawFunction(Napi::Env env, const char* name, napi_callback cb) {
+  napi_value fn = nullptr;
+  NAPI_THROW_IF_FAILED(env, napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, nullptr, &fn), Napi::Value());
+  return Napi::Value(env, fn);
+}
+
 Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("releaseMemory", Napi::Function::New(env, ReleaseMemory));
   exports.Set("trimMemory", Napi::Function::New(env, TrimMemory));
-  exports.Set("mask", Napi::Function::New(env, Mask));
+  exports.Set("mask", RawFunction(env, "mask", Mask));
   exports.Set("createTlsContext", Napi::Function::New(env, CreateTlsContext));
-  exports.Set("maskCopy", Napi::Function::New(env, MaskCopyFn));
+  exports.Set("maskCopy", RawFunction(env, "maskCopy", MaskCopyFn));
   exports.Set("EngineHandle", EngineHandle::Define(env));
   exports.Set("constants", Constants(env));
 #if defined(__linux__)

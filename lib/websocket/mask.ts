@@ -12,9 +12,9 @@ import { binding } from '../native.js';
 const WORD_LOOP_MIN = 32;
 // From this many bytes the native loop (64-bit words, vectorized by the C
 // compiler) wins over the 32-bit JavaScript loop despite the call into the
-// addon: node bench/micro/mask.js (64 KiB: 2.1 us native, 11.8 us here;
-// the two cross near 400 bytes).
-const NATIVE_MIN = 512;
+// addon: node bench/micro/mask.js (a call costs about 95 ns; 256 bytes: 93 ns
+// native, 118 ns here; 64 KiB: 1.3 us native, 16.8 us here).
+const NATIVE_MIN = 256;
 
 // Scratch for turning four key bytes, in memory order, into the 32-bit word
 // that XORs them in place. Going through memory instead of shifting makes the
@@ -68,9 +68,10 @@ export function maskInPlace(buf: Uint8Array, start: number, end: number, key: Ui
 }
 
 // From this many bytes the fused native copy (16-byte vectors, one pass)
-// beats a TypedArray.set followed by an in-place unmask; below it the call
-// into the addon costs more than the byte loop the receiver uses.
-export const COPY_MASKED_MIN = 512;
+// beats a TypedArray.set followed by an in-place unmask (about 120 ns a
+// call at any size up to 1 KiB; set and unmask: 134 ns from 96 bytes, 175 at
+// 1 KiB); below it the call costs as much as the receiver's byte loop.
+export const COPY_MASKED_MIN = 96;
 
 /**
  * Copies src[srcStart, srcStart + n) to dst at dstStart, XORing it with the
