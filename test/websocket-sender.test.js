@@ -122,8 +122,9 @@ t.test('copyMasked: every alignment of both sides, length and key offset agrees 
   let bad = 0;
   for (let srcOff = 0; srcOff < 5; srcOff++) {
     for (let dstOff = 0; dstOff < 5; dstOff++) {
-      // Both sides of the 16-byte vector and of the 64-byte block, and long runs.
-      for (const len of [0, 1, 15, 16, 17, 63, 64, 65, 127, 512, 1027, 65539]) {
+      // Every tail of the JavaScript loop's four-byte steps, both sides of its
+      // switch to native (128), of the 16-byte vector and of the 64-byte block, and long runs.
+      for (const len of [0, 1, 2, 3, 4, 5, 6, 7, 15, 16, 17, 63, 64, 65, 127, 128, 129, 512, 1027, 65539]) {
         for (let k = 0; k < 4; k++) {
           const src = Buffer.alloc(srcOff + len + 3);
           for (let i = 0; i < src.length; i++) src[i] = (i * 37 + 11) & 0xff;

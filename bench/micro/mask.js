@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Masking throughput (RFC 6455 §5.3), the JavaScript 32-bit word loop against
 // the addon's 64-bit loop, by payload size: where lib/websocket/mask.ts should
-// switch to native (NATIVE_MIN). `node bench/micro/mask.js`. A micro
+// switch to native (NATIVE_MIN); then the receiver's copy-and-unmask, JavaScript against
+// the addon (COPY_MASKED_NATIVE_MIN). `node bench/micro/mask.js`. A micro
 // benchmark: it runs in one process on a warm JIT, and reports ns per call
 // and GB/s; the median of 5 rounds of at least 200 ms each.
 import { binding } from '../../dist/native.js';
@@ -55,4 +56,31 @@ for (const size of [64, 256, 512, 1024, 2048, 4096, 16384, 65536, 1 << 20]) {
   const js = measure(jsMask, buf);
   const nat = measure((b, s, e, k) => binding.mask(b, s, e, key, k), buf);
   console.log(`| ${size} | ${js.toFixed(0)} | ${(size / js).toFixed(2)} | ${nat.toFixed(0)} | ${(size / nat).toFixed(2)} | ${(nat / js).toFixed(2)} |`);
+}
+
+// The receiver's copy out of the receive buffer with unmasking (copyMasked in
+// lib/websocket/mask.ts): its four-bytes-a-step JavaScript loop against the
+// addon's fused copy, by size: where copyMasked should switch to native
+// (COPY_MASKED_NATIVE_MIN).
+const src = Buffer.alloc(65536 + 16, 7);
+function jsCopyMasked(dst, n, k) {
+  const k0 = key[k & 3], k1 = key[(k + 1) & 3], k2 = key[(k + 2) & 3], k3 = key[(k + 3) & 3];
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    dst[i] = src[13 + i] ^ k0;
+    dst[i + 1] = src[14 + i] ^ k1;
+    dst[i + 2] = src[15 + i] ^ k2;
+    dst[i + 3] = src[16 + i] ^ k3;
+  }
+  for (; i < n; i++) dst[i] = src[13 + i] ^ key[(k + i) & 3];
+  return (k + n) & 3;
+}
+console.log('');
+console.log('| copy and unmask | JS loop ns/call | native ns/call | native / JS time |');
+console.log('|---:|---:|---:|---:|');
+for (const size of [32, 64, 128, 256, 1024, 16384]) {
+  const dst = Buffer.alloc(size);
+  const js = measure((d, s, n, k) => jsCopyMasked(d, n, k), dst);
+  const nat = measure((d, s, n, k) => binding.maskCopy(src, 13, d, 0, n, key, k), dst);
+  console.log(`| ${size} | ${js.toFixed(0)} | ${nat.toFixed(0)} | ${(nat / js).toFixed(2)} |`);
 }

@@ -52,7 +52,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { BudgetError, ProtocolError } from '../errors.js';
 import { CloseCode, parseClosePayload } from './close.js';
-import { COPY_MASKED_MIN, copyMasked, maskInPlace } from './mask.js';
+import { copyMasked } from './mask.js';
 import { MAX_CONTROL_PAYLOAD, Opcode, type MessageType } from './opcodes.js';
 import { Utf8Validator, isValidUtf8 } from './utf8.js';
 
@@ -152,10 +152,9 @@ const enum State {
 
 const EMPTY = Buffer.alloc(0);
 
-// Below this many bytes one byte loop that copies and unmasks beats a
-// native copy (a subarray for TypedArray.set) plus a word-wise unmask, and
-// the fused native copy (64 bytes: 98 ns here, 121 ns native).
-const SMALL_COPY = 80;
+// Below this many bytes a byte loop copies an unmasked payload faster than
+// a subarray for TypedArray.set.
+const SMALL_COPY = 64;
 
 // A frame declaring up to this many bytes gets its buffer at once; a longer
 // one gets buffer as its bytes arrive (doubling, capped at the declared
@@ -680,29 +679,14 @@ export class Receiver {
     const at = this.#dstOffset + this.#payloadDone;
     if (at + n > this.#dst.length) this.#grow(at + n);
     const dst = this.#dst;
-    // The one copy out of the engine's buffer, unmasking on the way: a byte
-    // loop for a few bytes, one native pass for many, and in between a
-    // native copy then a word-wise unmask in place.
-    if (n < SMALL_COPY) {
-      if (this.#masked) {
-        const key = this.#key;
-        let k = this.#keyIndex;
-        for (let i = 0; i < n; i++) {
-          dst[at + i] = chunk[pos + i]! ^ key[k]!;
-          k = (k + 1) & 3;
-        }
-        this.#keyIndex = k;
-      } else {
-        for (let i = 0; i < n; i++) dst[at + i] = chunk[pos + i]!;
-      }
-    } else if (!this.#masked) {
-      dst.set(chunk.subarray(pos, pos + n), at);
-    } else if (n >= COPY_MASKED_MIN) {
-      // Copy and unmask in one native pass: every byte read and written once.
+    // The one copy out of the engine's buffer, unmasking on the way
+    // (copyMasked: a JavaScript loop for a few bytes, one native pass for many).
+    if (this.#masked) {
       this.#keyIndex = copyMasked(chunk, pos, dst, at, n, this.#key, this.#keyIndex);
+    } else if (n < SMALL_COPY) {
+      for (let i = 0; i < n; i++) dst[at + i] = chunk[pos + i]!;
     } else {
       dst.set(chunk.subarray(pos, pos + n), at);
-      this.#keyIndex = maskInPlace(dst, at, at + n, this.#key, this.#keyIndex);
     }
     this.#pos = pos + n;
     this.#payloadDone += n;
