@@ -9,6 +9,7 @@
 // then is Node's socket destroyed, which closes Node's copy of the
 // descriptor. The kernel socket lives on in our duplicate, so the peer sees
 // nothing of the hand-over: no FIN, no RST.
+import { Buffer } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';

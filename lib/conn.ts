@@ -4,6 +4,7 @@
 // array and flushed once per batch (or at the end of the current tick), so
 // that each connection gets one corked sendmsg. Everything that closes a
 // connection is ordered after the writes made before it.
+import { Buffer } from 'node:buffer';
 import { NetClosedError, OverflowError } from './errors.js';
 import { checkInt, MAX_MS } from './options.js';
 import { publishArgs } from './topics/hub.js';

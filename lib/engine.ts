@@ -1,6 +1,7 @@
 // Engine: configuration, listening and dialing, the token -> Conn table, and
 // the batch dispatch: native hands over one batch of records per loop
 // iteration, JS answers with one command array (native.ts has the layout).
+import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { constants as osConstants, totalmem } from 'node:os';
 import { Conn, ConnState, type ConnEngine, type ConnProtocol, type Deadline } from './conn.js';

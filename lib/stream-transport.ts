@@ -9,6 +9,7 @@
 // stand in for the poller's records. One adapter, not a second
 // implementation; slower (every write and read crosses Node's stream
 // machinery), and says so: conn.transport is 'node-stream'.
+import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import { Conn, ConnState, type ConnEngine, type Deadline } from './conn.js';
 import type { EngineStats } from './cluster.js';

@@ -1,6 +1,7 @@
 // TLS options: validated here (the friendly layer), turned into OpenSSL
 // contexts by native/tls.cc on Node's own OpenSSL, and the native failure
 // codes turned into errors that say why (errors.ts: TLSHandshakeError).
+import { Buffer } from 'node:buffer';
 import { rootCertificates } from 'node:tls';
 import { boolOption, checkKnownOptions, checkOptionsObject, intOption, stringsOption } from './options.js';
 import { TLSError, TLSHandshakeError } from './errors.js';

@@ -11,6 +11,7 @@
 //
 // The observations are made fresh on every run; the contract is only used to
 // mark the cells that differ from it.
+import { Buffer } from 'node:buffer';
 import net from 'node:net';
 import tls from 'node:tls';
 import { Engine, type IoMode } from '../engine.js';

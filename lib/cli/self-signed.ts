@@ -5,6 +5,7 @@
 // names given as subjectAltName, CA:TRUE so that a client can trust it as
 // its own root (as `openssl req -x509` makes them). For tools (`netloop
 // compare`), never for a server on a network.
+import { Buffer } from 'node:buffer';
 import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { isIP } from 'node:net';
 

@@ -9,6 +9,7 @@
 // Upgrader's or dial()'s handlers into ws's events, and ws's option names
 // are mapped onto netloop's here, once. What differs from ws is said where it
 // happens and in README.md ("netloop/ws").
+import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import http, { type IncomingMessage } from 'node:http';
 import type { Duplex as DuplexType } from 'node:stream';

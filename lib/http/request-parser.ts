@@ -25,6 +25,7 @@
 // The head ends with its blank line: what follows in the same chunk (the
 // first WebSocket frames of an eager client) is not the parser's. push()
 // reports how many bytes of the chunk were head; the caller hands the rest on.
+import { Buffer } from 'node:buffer';
 import { HttpError } from '../errors.js';
 import { TARGET_CHAR, TOKEN_CHAR, VALUE_CHAR, trimOws } from './chars.js';
 

@@ -10,6 +10,7 @@
 // by doubling (not a concatenation per chunk, quadratic when a server sends
 // a byte at a time), and the complete head is read with index loops, no
 // patterns.
+import { Buffer } from 'node:buffer';
 import { HttpError } from '../errors.js';
 import { TOKEN_CHAR, VALUE_CHAR, trimOws } from './chars.js';
 

@@ -6,6 +6,7 @@
 // are programming errors and throw TypeError; they are checked anyway
 // because a CR or LF in a value would let whoever supplied it write
 // arbitrary headers (response splitting).
+import { Buffer } from 'node:buffer';
 import { isToken, isValidFieldValue } from './chars.js';
 
 export const STATUS_TEXT: Readonly<Record<number, string>> = {

@@ -1,6 +1,7 @@
 // The server side of the WebSocket opening handshake (RFC 6455 §4.2.1,
 // §4.2.2) as a pure function: a parsed request head and the server's
 // options in, the bytes of the 101 response or the rejection to send out.
+import { Buffer } from 'node:buffer';
 import * as crypto from 'node:crypto';
 import { isToken, listElements, listHasToken } from './chars.js';
 import { httpResponse, responseHeadText, type ResponseOptions } from './response.js';

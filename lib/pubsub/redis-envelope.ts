@@ -13,7 +13,7 @@
 //                       wrapping), so that it can find its own publish when it comes back
 //   offset 14  ...      the payload, as the user gave it
 import { randomBytes } from 'node:crypto';
-import { isUtf8 } from 'node:buffer';
+import { Buffer, isUtf8 } from 'node:buffer';
 
 /** The message type as the engine knows it (see websocket/opcodes.ts). */
 export type EnvelopeType = 'text' | 'binary';

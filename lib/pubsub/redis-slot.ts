@@ -3,6 +3,8 @@
 // when not empty), modulo 16384. The adapter uses it only to tell which topics rode on a node
 // whose connection just failed, so that the others keep their state.
 
+import { Buffer } from 'node:buffer';
+
 export const CLUSTER_SLOTS = 16384;
 
 const CRC16_TABLE = (() => {

@@ -17,6 +17,7 @@
 // The IPC protocol (beside workers.ts's; every message has `netloop: 1`):
 //   worker -> primary  topic {ch, topic, on} | pub {batch: [ch, topic, data, text][]}
 //   primary -> worker  pub {batch}
+import { Buffer } from 'node:buffer';
 import type { MessageType } from '../websocket/opcodes.js';
 import type { PubSubAdapter, PubSubDeliver } from './adapter.js';
 

@@ -7,6 +7,7 @@
 // publish is one fanOut over the topic's Set. Each subscriber keeps the set
 // of its own topics (passed in by the owner), so that a close leaves all of
 // them in time proportional to their number, never to the number of topics.
+import { Buffer } from 'node:buffer';
 import type { PubSubAdapter } from '../pubsub/adapter.js';
 import type { MessageType } from '../websocket/opcodes.js';
 import { checkKnownOptions, intOption } from '../options.js';

@@ -2,6 +2,7 @@
 // Registry") and the rules for what a close frame may carry. The receiver
 // applies them to what the peer sends and the sender to what we send: the
 // rules are the same both ways.
+import { Buffer } from 'node:buffer';
 import { ProtocolError } from '../errors.js';
 import { isValidUtf8 } from './utf8.js';
 

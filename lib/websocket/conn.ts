@@ -14,6 +14,7 @@
 // what the reader thread saw end its reading: NetClosedError when our close
 // came first, EOFError when the peer's FIN came with its close frame. That is
 // the one difference between the modes; closeInfo is the same in both.
+import { Buffer } from 'node:buffer';
 import { checkRoom, type Conn, type Deadline } from '../conn.js';
 import { BudgetError, CloseError, NetClosedError } from '../errors.js';
 import type { ProtocolError } from '../errors.js';

@@ -61,7 +61,7 @@
 // which ends the output with an empty stored block, and its last 4 bytes
 // (00 00 ff ff) are removed; the receiver appends them back before
 // inflating. RSV1 goes on the first frame of a compressed message only.
-import { constants as bufferConstants } from 'node:buffer';
+import { Buffer, constants as bufferConstants } from 'node:buffer';
 import zlib from 'node:zlib';
 import { ProtocolError } from '../errors.js';
 import { CloseCode } from './close.js';

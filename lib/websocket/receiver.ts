@@ -49,7 +49,7 @@
 // connection, so the backlog is bounded instead: a message of the largest
 // size allowed plus BACKLOG_SLACK; past it the connection fails with 1013
 // (the peer sends faster than we can inflate).
-import { constants as bufferConstants } from 'node:buffer';
+import { Buffer, constants as bufferConstants } from 'node:buffer';
 import { BudgetError, ProtocolError } from '../errors.js';
 import { CloseCode, parseClosePayload } from './close.js';
 import { copyMasked } from './mask.js';

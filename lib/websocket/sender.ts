@@ -7,6 +7,7 @@
 // written to many connections (broadcast encodes once). Client frames are
 // masked with a fresh key per frame; masking needs a copy of the payload
 // anyway, so the header and the masked copy share one buffer: [frame].
+import { Buffer } from 'node:buffer';
 import { randomFillSync } from 'node:crypto';
 import { MAX_CLOSE_REASON_BYTES, isValidCloseCode } from './close.js';
 import { maskInPlace } from './mask.js';

@@ -10,6 +10,7 @@
 // not touch the compression context): compressing per connection would cost
 // one deflate per subscriber, the very cost topics exist to avoid.
 // Under the threshold (DeflateOptions.threshold) nothing is compressed.
+import { Buffer } from 'node:buffer';
 import zlib from 'node:zlib';
 import type { MessageType } from './opcodes.js';
 import { Opcode } from './opcodes.js';

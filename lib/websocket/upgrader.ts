@@ -7,6 +7,7 @@
 // arrive, no timers (deadlines are the engine's), and the receiver's
 // handlers are one shared object per upgrader that is pointed at the
 // connection being parsed (Receiver.push() is synchronous and not re-entrant).
+import { Buffer } from 'node:buffer';
 import type { Conn, ConnProtocol } from '../conn.js';
 import type { Engine, EngineUpgrader } from '../engine.js';
 import { HttpError, TimeoutError, type BudgetError, type ProtocolError } from '../errors.js';
