@@ -4,7 +4,7 @@
 import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { constants as osConstants, totalmem } from 'node:os';
-import { Conn, ConnState, type ConnEngine, type ConnProtocol, type Deadline } from './conn.js';
+import { Conn, ConnState, connClass, type ConnEngine, type ConnProtocol, type Deadline } from './conn.js';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { parseAddress, resolveHost, formatAddress, type ParsedAddress } from './address.js';
@@ -372,6 +372,8 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
   /** The options in effect, every default filled in. */
   readonly options: Readonly<Required<Omit<EngineOptions, 'onOpen' | 'onData' | 'onClose' | 'onDrain' | 'upgrader' | 'workers' | 'supervisor' | 'tls' | 'onTLSError' | 'topics' | 'pubsub'>>>;
   readonly #upgrader: EngineUpgrader | undefined;
+  // This engine's connections: `engine` on their prototype (connClass).
+  readonly #Conn = connClass(this);
   /** With `workers`: the supervisor (in the primary) or the worker's link to it. */
   readonly #cluster: EngineCluster | undefined;
   #online = 0;
@@ -947,7 +949,7 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
       const d = this.#dials.get(slot);
       if (d === undefined || d.gen !== gen) return;
       this.#dials.delete(slot);
-      c = new Conn(this, slot, gen, undefined, d.remote);
+      c = new this.#Conn(slot, gen, undefined, d.remote);
       c._blocking = blocking;
       this.#conns[slot] = c;
       this.#online++;
@@ -966,7 +968,7 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
     }
     const l = this.#listeners.get(listener);
     const local = l?.kind === 'unix' ? `unix:${l.path}` : undefined;
-    c = new Conn(this, slot, gen, local, l?.kind === 'unix' ? 'unix:' : undefined);
+    c = new this.#Conn(slot, gen, local, l?.kind === 'unix' ? 'unix:' : undefined);
     c._blocking = blocking;
     this.#conns[slot] = c;
     this.#online++;
@@ -1005,7 +1007,7 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
       a.reject(new NetClosedError()); // stopped before the connection was set up: its CLOSE follows
       return;
     }
-    const c = new Conn(this, slot, gen, undefined, undefined);
+    const c = new this.#Conn(slot, gen, undefined, undefined);
     c._blocking = blocking;
     this.#conns[slot] = c;
     this.#online++;

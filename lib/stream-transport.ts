@@ -43,6 +43,16 @@ function errnoOf(err: unknown): number | undefined {
   return typeof e?.errno === 'number' ? Math.abs(e.errno) : undefined;
 }
 
+// The one connection of a transport. Each transport is its own ConnEngine,
+// so `engine` is held by the connection itself (an engine's own connections
+// find it on their class's prototype instead: connClass in conn.ts).
+class StreamConn extends Conn {
+  constructor(transport: ConnEngine) {
+    super(0, 0, undefined, undefined);
+    Object.defineProperty(this, 'engine', { value: transport, enumerable: false, writable: false, configurable: false });
+  }
+}
+
 export class StreamTransport implements ConnEngine {
   readonly #owner: StreamOwner;
   readonly #socket: Socket;
@@ -71,7 +81,7 @@ export class StreamTransport implements ConnEngine {
 
   /** The Conn over the stream; `open` sets it up (onOpen, or a protocol's handshake) before the first bytes. */
   open(open: (conn: Conn) => void, first: Buffer): Conn {
-    const c = new Conn(this, 0, 0, undefined, undefined);
+    const c = new StreamConn(this);
     this.#conn = c;
     const s = this.#socket;
     s.setNoDelay?.(true);

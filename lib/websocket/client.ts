@@ -245,7 +245,7 @@ const handshakeProto: ConnProtocol = {
     }
     clearTimeout(h.timer);
     const s = h.session;
-    const ws = new WebSocketConn(conn, s, protocol, h.path);
+    const ws = new WebSocketConn(conn, { owner: s, path: h.path, subprotocol: protocol });
     s.ws = ws;
     ws._receiver = new Receiver(s, { role: 'client', maxMessageLength: s.o.messageLengthLimit ?? DEFAULT_MAX_MESSAGE_LENGTH, decompressor: pmd });
     ws._receiver.setBudget(conn.engine._receiveBudget);

@@ -52,6 +52,18 @@ export type ClosedWebSocketConn<S = unknown> = WebSocketConn<S> & {
   readonly closeInfo: CloseInfo;
 };
 
+/**
+ * @internal How a connection was opened: its owner, path and subprotocol.
+ * One object for every connection of an owner that agreed the same path
+ * and subprotocol (Upgrader interns them), so a connection holds one field
+ * for the three (8 bytes per connection instead of 24).
+ */
+export interface WsRoute<S = unknown> {
+  readonly owner: WebSocketOwner<S>;
+  readonly path: string;
+  readonly subprotocol: string;
+}
+
 /** @internal What a WebSocketConn needs of its owner (the Upgrader, or a client's handlers). */
 export interface WebSocketOwner<S = unknown> {
   /** Close handshake timeout, ms. */
@@ -105,7 +117,7 @@ const enum WsState {
 
 const CLOCK_BASE = Date.now();
 
-/** #err for a clean close: resolved in _closed(), by the connection's I/O mode. */
+/** _err for a clean close: resolved in _closed(), by the connection's I/O mode. */
 const CLEAN: unique symbol = Symbol('clean close');
 
 /**
@@ -183,7 +195,7 @@ function lengthOf(data: Uint8Array | string): number {
  */
 export class WebSocketConn<S = unknown> {
   /** @internal */ readonly _raw: Conn;
-  /** @internal */ readonly _owner: WebSocketOwner<S>;
+  /** @internal Owner, path and subprotocol (shared: see WsRoute). */ readonly _route: WsRoute<S>;
   /** @internal */ _receiver: Receiver | null = null;
   /** @internal The rarely needed fields (WsExtras), once one was set. */
   _x: WsExtras | undefined = undefined;
@@ -193,18 +205,27 @@ export class WebSocketConn<S = unknown> {
    * make V8 box the field in a separate heap number per connection.
    */
   _lastRead = 0;
-  /** The subprotocol agreed in the handshake, '' when none. */
-  readonly subprotocol: string;
-  /** The request path (server side) or the dialed path (client side). */
-  readonly path: string;
   #state = WsState.Open;
 
   /** @internal */
-  constructor(raw: Conn, owner: WebSocketOwner<S>, subprotocol: string, path: string) {
+  constructor(raw: Conn, route: WsRoute<S>) {
     this._raw = raw;
-    this._owner = owner;
-    this.subprotocol = subprotocol;
-    this.path = path;
+    this._route = route;
+  }
+
+  /** The subprotocol agreed in the handshake, '' when none. */
+  get subprotocol(): string {
+    return this._route.subprotocol;
+  }
+
+  /** The request path (server side) or the dialed path (client side). */
+  get path(): string {
+    return this._route.path;
+  }
+
+  /** @internal The Upgrader, or a client's handlers. */
+  get _owner(): WebSocketOwner<S> {
+    return this._route.owner;
   }
 
   /**
@@ -228,27 +249,30 @@ export class WebSocketConn<S = unknown> {
     (this._x ??= new WsExtras()).closeInfo = info;
   }
 
-  /** The opcode of a message being sent in fragments, 0 when none. */
-  get #fragmentOpcode(): number {
+  /** @internal The opcode of a message being sent in fragments, 0 when none. */
+  get _fragmentOpcode(): number {
     return this._x?.fragmentOpcode ?? 0;
   }
-  set #fragmentOpcode(opcode: number) {
+  /** @internal */
+  set _fragmentOpcode(opcode: number) {
     if (opcode !== 0 || this._x !== undefined) (this._x ??= new WsExtras()).fragmentOpcode = opcode;
   }
 
-  /** What onClose will receive, once decided (CLEAN: by the I/O mode); undefined before. */
-  get #err(): Error | null | typeof CLEAN | undefined {
+  /** @internal What onClose will receive, once decided (CLEAN: by the I/O mode); undefined before. */
+  get _err(): Error | null | typeof CLEAN | undefined {
     return this._x?.err;
   }
-  set #err(err: Error | null | typeof CLEAN | undefined) {
+  /** @internal */
+  set _err(err: Error | null | typeof CLEAN | undefined) {
     (this._x ??= new WsExtras()).err = err;
   }
 
-  /** Sends waiting behind a message being compressed; null when none is. */
-  get #sendQueue(): QueuedSend[] | null {
+  /** @internal Sends waiting behind a message being compressed; null when none is. */
+  get _sendQueue(): QueuedSend[] | null {
     return this._x?.sendQueue ?? null;
   }
-  set #sendQueue(q: QueuedSend[] | null) {
+  /** @internal */
+  set _sendQueue(q: QueuedSend[] | null) {
     if (q === null && this._x !== undefined && this._x.queuedBytes > 0) {
       // Dropped (a close, a failure): what it held is released.
       this._raw.engine._receiveBudget.hold(-this._x.queuedBytes);
@@ -257,13 +281,13 @@ export class WebSocketConn<S = unknown> {
     if (q !== null || this._x !== undefined) (this._x ??= new WsExtras()).sendQueue = q;
   }
 
-  /**
+  /** @internal
    * Puts a send behind the message being compressed. Its payload counts as
    * queued (bufferedAmount) and against the engine's memory budget: a
    * connection whose waiting sends would take the server past the budget is
    * failed with BudgetError, as a write the engine could not queue would be.
    */
-  #enqueue(queue: QueuedSend[], run: () => void, bytes: number): void {
+  _enqueue(queue: QueuedSend[], run: () => void, bytes: number): void {
     if (bytes > 0) {
       const budget = this._raw.engine._receiveBudget;
       if (!budget.hold(bytes)) {
@@ -275,8 +299,8 @@ export class WebSocketConn<S = unknown> {
     queue.push({ run, bytes });
   }
 
-  /** Runs the next waiting send, its bytes handed over to the engine. */
-  #runQueued(queue: QueuedSend[]): void {
+  /** @internal Runs the next waiting send, its bytes handed over to the engine. */
+  _runQueued(queue: QueuedSend[]): void {
     const q = queue.shift()!;
     if (q.bytes > 0) {
       this._x!.queuedBytes -= q.bytes;
@@ -311,59 +335,60 @@ export class WebSocketConn<S = unknown> {
     const opcode = opcodeOf(type, 'writeMessage');
     checkPayload(data, 'writeMessage');
     if (this.#state !== WsState.Open) throw new NetClosedError();
-    if (this.#fragmentOpcode !== 0) throw new Error('writeMessage: a fragmented message is being sent with writeFrame(); finish it first');
+    if (this._fragmentOpcode !== 0) throw new Error('writeMessage: a fragmented message is being sent with writeFrame(); finish it first');
     // Before compressing: a compressor with context takeover that compressed
     // a message it then could not send would leave the peer's inflater behind.
     checkFrameRoom(this._raw, 'writeMessage', data, this._x?.queuedBytes ?? 0);
-    const queue = this.#sendQueue;
-    if (queue !== null) this.#enqueue(queue, () => this.#writeMessageNow(opcode, data), lengthOf(data));
-    else this.#writeMessageNow(opcode, data);
+    const queue = this._sendQueue;
+    if (queue !== null) this._enqueue(queue, () => this._writeMessageNow(opcode, data), lengthOf(data));
+    else this._writeMessageNow(opcode, data);
   }
 
-  #writeMessageNow(opcode: number, data: Uint8Array | string): void {
+  /** @internal */
+  _writeMessageNow(opcode: number, data: Uint8Array | string): void {
     const pmd = this._pmd;
     if (pmd === null) {
-      this.#sendNow(opcode, data, true, false);
+      this._sendNow(opcode, data, true, false);
       return;
     }
     // permessage-deflate, when negotiated: messages under its threshold go
     // out as they are (RSV1 clear).
     const packed =
-      pmd.compressLater !== undefined ? pmd.compressLater(data, (err, payload) => this.#compressed(opcode, err, payload)) : pmd.compress(data);
-    if (packed === undefined) this.#sendQueue ??= [];
-    else if (packed !== null) this.#sendNow(opcode, packed, true, true);
-    else this.#sendNow(opcode, data, true, false);
+      pmd.compressLater !== undefined ? pmd.compressLater(data, (err, payload) => this._compressed(opcode, err, payload)) : pmd.compress(data);
+    if (packed === undefined) this._sendQueue ??= [];
+    else if (packed !== null) this._sendNow(opcode, packed, true, true);
+    else this._sendNow(opcode, data, true, false);
   }
 
-  /** A message compressed in later loop turns: send it, then what waited behind it. */
-  #compressed(opcode: number, err: Error | null, payload: Buffer | null): void {
+  /** @internal A message compressed in later loop turns: send it, then what waited behind it. */
+  _compressed(opcode: number, err: Error | null, payload: Buffer | null): void {
     if (err !== null) {
       // zlib failed to compress (out of memory): nothing queued can follow in order.
-      this.#sendQueue = null;
+      this._sendQueue = null;
       this.closeAndClean(err);
       return;
     }
     try {
-      this.#sendNow(opcode, payload!, true, true);
-      const queue = this.#sendQueue;
+      this._sendNow(opcode, payload!, true, true);
+      const queue = this._sendQueue;
       if (queue === null) return;
       while (queue.length > 0) {
-        this.#runQueued(queue);
+        this._runQueued(queue);
         // That was a message that compresses in later turns too: the rest waits for it.
-        if (this.#sendQueue === null || this._pmd?.compressing === true) return;
+        if (this._sendQueue === null || this._pmd?.compressing === true) return;
       }
-      this.#sendQueue = null;
+      this._sendQueue = null;
     } catch (e) {
       // The engine refused the write (it is stopping): what waited cannot go out in order.
-      this.#sendQueue = null;
+      this._sendQueue = null;
       if (!this._raw.closed) this.closeAndClean(e as Error);
     }
   }
 
-  /** Runs `action` (a frame, closing the TCP connection) now, or after what waits behind a message being compressed. */
-  #inOrder(action: () => void): void {
-    const queue = this.#sendQueue;
-    if (queue !== null) this.#enqueue(queue, action, 0);
+  /** @internal Runs `action` (a frame, closing the TCP connection) now, or after what waits behind a message being compressed. */
+  _inOrder(action: () => void): void {
+    const queue = this._sendQueue;
+    if (queue !== null) this._enqueue(queue, action, 0);
     else action();
   }
 
@@ -379,19 +404,20 @@ export class WebSocketConn<S = unknown> {
     if (this.#state !== WsState.Open) throw new NetClosedError();
     checkFrameRoom(this._raw, 'writeFrame', data);
     let sendOpcode = opcode;
-    if (this.#fragmentOpcode !== 0) {
-      if (this.#fragmentOpcode !== opcode) throw new Error(`writeFrame: a ${this.#fragmentOpcode === Opcode.Text ? 'text' : 'binary'} message is being sent`);
+    if (this._fragmentOpcode !== 0) {
+      if (this._fragmentOpcode !== opcode) throw new Error(`writeFrame: a ${this._fragmentOpcode === Opcode.Text ? 'text' : 'binary'} message is being sent`);
       sendOpcode = Opcode.Continuation;
     }
-    this.#fragmentOpcode = fin ? 0 : opcode;
-    this.#send(sendOpcode, data, fin, false);
-    if (fin) this.#releaseHeld();
+    this._fragmentOpcode = fin ? 0 : opcode;
+    this._send(sendOpcode, data, fin, false);
+    if (fin) this._releaseHeld();
   }
 
   // -------------------------------------------------------------------------
   // Topics (websocket/topics.ts frames a publish once for all subscribers)
 
-  #hub(what: string, topic: unknown): TopicHub<object> {
+  /** @internal */
+  _hub(what: string, topic: unknown): TopicHub<object> {
     const hub = this._owner._topics;
     if (hub === undefined) throw new TypeError(`${what}: topics are a server's: this connection was dialed by a client`);
     hub.check(what, topic);
@@ -407,14 +433,14 @@ export class WebSocketConn<S = unknown> {
    * topics.maxTopicsPerConnection, NetClosedError once it is closing.
    */
   subscribe(topic: string): boolean {
-    const hub = this.#hub('subscribe', topic);
+    const hub = this._hub('subscribe', topic);
     if (this.#state !== WsState.Open) throw new NetClosedError();
     return hub.subscribe(this, ((this._x ??= new WsExtras()).topics ??= new Set()), topic);
   }
 
   /** Unsubscribes this connection from `topic`; false if it was not subscribed. */
   unsubscribe(topic: string): boolean {
-    const hub = this.#hub('unsubscribe', topic);
+    const hub = this._hub('unsubscribe', topic);
     const own = this._x?.topics;
     return own !== undefined && hub.unsubscribe(this, own, topic);
   }
@@ -436,7 +462,7 @@ export class WebSocketConn<S = unknown> {
    * subscribers it was queued for now.
    */
   publish(topic: string, data: Uint8Array | string, type?: MessageType): number {
-    const hub = this.#hub('publish', topic);
+    const hub = this._hub('publish', topic);
     const a = publishArgs('publish', topic, data, type);
     return hub.publish(topic, a.bytes, a.type, this);
   }
@@ -448,7 +474,7 @@ export class WebSocketConn<S = unknown> {
    */
   _sendShared(bytes: Buffer, skipMark: number): void {
     if (this.#state !== WsState.Open) return;
-    if (this.#fragmentOpcode !== 0) {
+    if (this._fragmentOpcode !== 0) {
       const x = this._x!;
       if (!this._raw.engine._receiveBudget.hold(bytes.length)) {
         this.closeAndClean(new BudgetError(this._raw.engine._receiveBudget.budget));
@@ -457,19 +483,20 @@ export class WebSocketConn<S = unknown> {
       (x.heldFrames ??= []).push(bytes);
       return;
     }
-    const queue = this.#sendQueue;
-    if (queue !== null) this.#enqueue(queue, () => this.#sendSharedNow(bytes, skipMark), bytes.length);
-    else this.#sendSharedNow(bytes, skipMark);
+    const queue = this._sendQueue;
+    if (queue !== null) this._enqueue(queue, () => this._sendSharedNow(bytes, skipMark), bytes.length);
+    else this._sendSharedNow(bytes, skipMark);
   }
 
-  #sendSharedNow(bytes: Buffer, skipMark: number): void {
+  /** @internal */
+  _sendSharedNow(bytes: Buffer, skipMark: number): void {
     const raw = this._raw;
     if (raw.closed) return;
     raw.engine._writeShared(raw, bytes, skipMark);
   }
 
-  /** A fragmented message ended: the frames published meanwhile follow it. */
-  #releaseHeld(): void {
+  /** @internal A fragmented message ended: the frames published meanwhile follow it. */
+  _releaseHeld(): void {
     const x = this._x;
     const held = x?.heldFrames;
     if (held === null || held === undefined) return;
@@ -483,12 +510,12 @@ export class WebSocketConn<S = unknown> {
 
   /** Sends a ping (at most 125 bytes of payload). */
   ping(data: Uint8Array | string = ''): void {
-    this.#control(Opcode.Ping, data, 'ping');
+    this._control(Opcode.Ping, data, 'ping');
   }
 
   /** Sends a pong (at most 125 bytes); pings are answered automatically unless a ping handler is set. */
   pong(data: Uint8Array | string = ''): void {
-    this.#control(Opcode.Pong, data, 'pong');
+    this._control(Opcode.Pong, data, 'pong');
   }
 
   /**
@@ -506,7 +533,7 @@ export class WebSocketConn<S = unknown> {
     if (typeof reason !== 'string') throw new TypeError('writeClose: reason must be a string');
     if (Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES) throw new RangeError(`writeClose: the reason is longer than ${MAX_CLOSE_REASON_BYTES} bytes`);
     if (this.#state !== WsState.Open) return;
-    this.#sendClose(code, reason);
+    this._sendClose(code, reason);
     this._raw.setReadDeadline(Date.now() + this._owner.closeTimeout);
   }
 
@@ -514,18 +541,18 @@ export class WebSocketConn<S = unknown> {
   closeWithError(err: Error | null): void {
     if (err !== null && !(err instanceof Error)) throw new TypeError('closeWithError(err): err must be an Error or null');
     if (this.#state === WsState.Closed) return;
-    this.#localClose(err);
+    this._localClose(err);
     // What was written is flushed first, a message still being compressed included.
-    this.#inOrder(() => this._raw.closeWithError(err));
+    this._inOrder(() => this._raw.closeWithError(err));
   }
 
   /** Closes now and releases everything: queued data dropped, RST sent; onClose receives `err`. */
   closeAndClean(err: Error | null = null): void {
     if (err !== null && !(err instanceof Error)) throw new TypeError('closeAndClean(err): err must be an Error or null');
     if (this.#state === WsState.Closed) return;
-    this.#localClose(err);
+    this._localClose(err);
     // Nothing waits: a message being compressed is dropped with its zlib state.
-    this.#sendQueue = null;
+    this._sendQueue = null;
     this._pmd?.close();
     this._raw.closeAndClean(err);
   }
@@ -599,13 +626,15 @@ export class WebSocketConn<S = unknown> {
   // -------------------------------------------------------------------------
   // Writing frames
 
-  #send(opcode: number, data: Uint8Array | string, fin: boolean, rsv1: boolean): void {
-    const queue = this.#sendQueue;
-    if (queue !== null) this.#enqueue(queue, () => this.#sendNow(opcode, data, fin, rsv1), lengthOf(data));
-    else this.#sendNow(opcode, data, fin, rsv1);
+  /** @internal */
+  _send(opcode: number, data: Uint8Array | string, fin: boolean, rsv1: boolean): void {
+    const queue = this._sendQueue;
+    if (queue !== null) this._enqueue(queue, () => this._sendNow(opcode, data, fin, rsv1), lengthOf(data));
+    else this._sendNow(opcode, data, fin, rsv1);
   }
 
-  #sendNow(opcode: number, data: Uint8Array | string, fin: boolean, rsv1: boolean): void {
+  /** @internal */
+  _sendNow(opcode: number, data: Uint8Array | string, fin: boolean, rsv1: boolean): void {
     const raw = this._raw;
     // Run from the queue after the connection closed: nothing more goes out.
     if (raw.closed) return;
@@ -619,28 +648,31 @@ export class WebSocketConn<S = unknown> {
     if (len > 0) raw.write(data);
   }
 
-  #control(opcode: number, data: Uint8Array | string, what: string): void {
+  /** @internal */
+  _control(opcode: number, data: Uint8Array | string, what: string): void {
     checkPayload(data, what);
     const len = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
     if (len > MAX_CONTROL_PAYLOAD) throw new RangeError(`${what}: a control frame carries at most ${MAX_CONTROL_PAYLOAD} bytes`);
     if (this.#state !== WsState.Open) throw new NetClosedError();
-    this.#send(opcode, data, true, false);
+    this._send(opcode, data, true, false);
   }
 
-  #sendClose(code: number, reason: string): void {
+  /** @internal */
+  _sendClose(code: number, reason: string): void {
     this.#state = WsState.CloseSent;
     if (code === CloseCode.NoStatus) {
-      this.#send(Opcode.Close, '', true, false); // echo an empty close as an empty close
+      this._send(Opcode.Close, '', true, false); // echo an empty close as an empty close
       return;
     }
     const payload = Buffer.allocUnsafe(2 + Buffer.byteLength(reason));
     payload.writeUInt16BE(code, 0);
     payload.write(reason, 2, 'utf8');
-    this.#send(Opcode.Close, payload, true, false);
+    this._send(Opcode.Close, payload, true, false);
   }
 
-  #localClose(err: Error | null): void {
-    if (this.#err === undefined) this.#err = err;
+  /** @internal */
+  _localClose(err: Error | null): void {
+    if (this._err === undefined) this._err = err;
     if (this.closeInfo === null) this.closeInfo = { code: CloseCode.Abnormal, reason: '', wasClean: false, initiator: 'local', error: err };
     this.#state = WsState.Dropped;
     // Nothing more is delivered, not even the rest of the bytes being parsed
@@ -650,7 +682,7 @@ export class WebSocketConn<S = unknown> {
 
   /** @internal The engine is stopping: close 1001, and whatever happens next counts as a clean close (the contract). */
   _goingAway(): void {
-    if (this.#err === undefined) this.#err = CLEAN;
+    if (this._err === undefined) this._err = CLEAN;
     if (this.#state === WsState.Open) this.writeClose(CloseCode.GoingAway, '');
   }
 
@@ -659,27 +691,27 @@ export class WebSocketConn<S = unknown> {
 
   /** @internal The peer's ping: answered with a pong unless the owner handles pings itself. */
   _autoPong(data: Buffer): void {
-    if (this.#state === WsState.Open) this.#send(Opcode.Pong, data, true, false);
+    if (this.#state === WsState.Open) this._send(Opcode.Pong, data, true, false);
   }
 
   /** @internal The peer's close frame. */
   _peerClose(code: number, reason: string): void {
     if (this.#state >= WsState.Dropped) return;
     const weStarted = this.#state === WsState.CloseSent;
-    if (this.#err === undefined) {
+    if (this._err === undefined) {
       // A normal close, or the answer to ours, is no error; anything else is.
-      this.#err = weStarted || code === CloseCode.Normal ? CLEAN : new CloseError(code, reason);
+      this._err = weStarted || code === CloseCode.Normal ? CLEAN : new CloseError(code, reason);
     }
     if (this.closeInfo === null || weStarted) {
       // error is provisional until _closed(): a clean close depends on the transport in blocking mode.
-      this.closeInfo = { code, reason, wasClean: true, initiator: weStarted ? 'local' : 'peer', error: this.#err === CLEAN ? null : this.#err };
+      this.closeInfo = { code, reason, wasClean: true, initiator: weStarted ? 'local' : 'peer', error: this._err === CLEAN ? null : this._err };
     }
-    if (!weStarted) this.#sendClose(code, ''); // echo the code (RFC 6455 §5.5.1)
+    if (!weStarted) this._sendClose(code, ''); // echo the code (RFC 6455 §5.5.1)
     // The server closes the TCP connection first (§7.1.1); a client would
     // wait for it, but waiting gains nothing here: our FIN follows our close
     // frame and the peer's close frame has been read. The close timeout
     // bounds the wait for the peer's FIN.
-    this.#inOrder(() => this._raw._closeWithin(this._owner.closeTimeout));
+    this._inOrder(() => this._raw._closeWithin(this._owner.closeTimeout));
     this._owner.deliverCloseFrame(this, code, reason);
   }
 
@@ -698,11 +730,11 @@ export class WebSocketConn<S = unknown> {
     if (this.#state >= WsState.Dropped) return;
     // A handler that threw while a clean close was under way (the close
     // handler itself) still makes that close a failure: onClose says so.
-    if (this.#err === undefined || (this.#err === CLEAN && closeCode === CloseCode.InternalError)) this.#err = err;
+    if (this._err === undefined || (this._err === CLEAN && closeCode === CloseCode.InternalError)) this._err = err;
     if (this.closeInfo === null) this.closeInfo = { code: closeCode, reason: '', wasClean: false, initiator: 'local', error: err };
     this._receiver?.stop();
-    if (this.#state === WsState.Open) this.#sendClose(closeCode, '');
-    this.#inOrder(() => this._raw._closeWithin(this._owner.closeTimeout));
+    if (this.#state === WsState.Open) this._sendClose(closeCode, '');
+    this._inOrder(() => this._raw._closeWithin(this._owner.closeTimeout));
   }
 
   /** @internal The raw connection closed: report once. */
@@ -710,7 +742,7 @@ export class WebSocketConn<S = unknown> {
     if (this.#state === WsState.Closed) return;
     const weStarted = this.#state === WsState.CloseSent || this.#state === WsState.Dropped;
     this.#state = WsState.Closed;
-    const err = this.#err === CLEAN ? (this._raw._blocking ? transportErr : null) : this.#err !== undefined ? this.#err : transportErr;
+    const err = this._err === CLEAN ? (this._raw._blocking ? transportErr : null) : this._err !== undefined ? this._err : transportErr;
     if (this.closeInfo === null) {
       // No close frame came back: our writeClose went unanswered, or the
       // connection just dropped.
@@ -720,10 +752,10 @@ export class WebSocketConn<S = unknown> {
     }
     this._receiver?.stop();
     this._receiver = null;
-    this.#sendQueue = null;
+    this._sendQueue = null;
     this._pmd?.close(); // cancels a compression or inflation still going on
     this._pmd = null;
-    this.#dropHeld();
+    this._dropHeld();
     try {
       this._owner.deliverClose(this, err);
     } finally {
@@ -733,8 +765,8 @@ export class WebSocketConn<S = unknown> {
     }
   }
 
-  /** Frames held behind a fragmented message that will never end: released from the budget. */
-  #dropHeld(): void {
+  /** @internal Frames held behind a fragmented message that will never end: released from the budget. */
+  _dropHeld(): void {
     const x = this._x;
     if (x?.heldFrames == null) return;
     let bytes = 0;

@@ -21,13 +21,20 @@ import { checkAnswer, upgradeRequest, type UpgradeAnswer, type UpgradeHook, type
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CloseCode } from './close.js';
-import { WebSocketConn, clock32, failForHandler, type ClosedWebSocketConn } from './conn.js';
+import { WebSocketConn, clock32, failForHandler, type ClosedWebSocketConn, type WsRoute } from './conn.js';
 import type { MessageType } from './opcodes.js';
 import { DEFAULT_MAX_MESSAGE_LENGTH, Receiver, type ReceiverHandlers } from './receiver.js';
 import { TopicHub, publishArgs, pubsubOption, topicsOption, type TopicsOptions } from '../topics/hub.js';
 import type { PubSubAdapter } from '../pubsub/adapter.js';
 import { fanOutFrames } from './topics.js';
 import { PerMessageDeflate, deflateUpgradeHook, inflationLimit, maxCompressedConnections, type DeflateOptions, type ServerNegotiation } from './deflate.js';
+
+// Distinct (path, subprotocol) pairs whose route object connections share:
+// more are possible (a path pattern, a client choosing paths), each then
+// costs its connection one small object.
+const MAX_SHARED_ROUTES = 256;
+// Longer paths (a query string with a token, say) are not worth keeping.
+const MAX_SHARED_ROUTE_KEY = 256;
 
 /** A plain HTTP answer for a request that is not a WebSocket upgrade. */
 export interface HttpAnswer {
@@ -244,6 +251,10 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
   readonly #waiting: ConnProtocol;
   /** The engine this upgrader serves (attach()): where handleUpgrade() puts its connections. */
   #engine: Engine | undefined = undefined;
+  // The routes its connections share (#route), by subprotocol and path.
+  // Paths come from clients: bounded, past which a connection gets a route
+  // of its own.
+  readonly #routes = new Map<string, WsRoute<S>>();
   /** @internal The topics of this upgrader's connections. */
   readonly _topics: TopicHub<object>;
   /** @internal The skip mark of published frames: 0, or the bytes above which a subscriber misses them ('skip'). */
@@ -667,6 +678,22 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
   }
 
   // An accepted upgrade: the 101 answer, the WebSocketConn, onOpen.
+  /** The shared route (owner, path, subprotocol) of a connection opened with these. */
+  #route(path: string, subprotocol: string): WsRoute<S> {
+    const key = subprotocol === '' ? path : `${subprotocol}\n${path}`;
+    let route = this.#routes.get(key);
+    if (route === undefined) {
+      route = { owner: this, path, subprotocol };
+      if (key.length <= MAX_SHARED_ROUTE_KEY) {
+        // Full: start over (connections keep their routes), so that the map
+        // follows the paths in use and keeps no old one for long.
+        if (this.#routes.size >= MAX_SHARED_ROUTES) this.#routes.clear();
+        this.#routes.set(key, route);
+      }
+    }
+    return route;
+  }
+
   #open(conn: Conn, result: UpgradeAccepted, agreed: ServerNegotiation | null, session?: S, extra?: HeaderList): WebSocketConn<S> {
     const compression = this.#compression;
     if (extra === undefined) conn.write(result.ascii ? result.responseText : result.responseHead);
@@ -675,7 +702,7 @@ export class Upgrader<S = unknown> implements EngineUpgrader {
       const more = responseHeadText(101, extra);
       conn.write(Buffer.from(result.responseText.slice(0, -2) + more.slice(more.indexOf('\r\n') + 2), 'latin1'));
     }
-    const ws = new WebSocketConn<S>(conn, this, result.protocol, result.path);
+    const ws = new WebSocketConn<S>(conn, this.#route(result.path, result.protocol));
     if (session !== undefined) ws.setSession(session);
     ws._lastRead = clock32(Date.now());
     if (agreed !== null) {
