@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The netloop command: `netloop echo` runs an echo server until SIGINT/SIGTERM.
+import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Engine, type IoMode } from '../index.js'; // index: Engine with its supervisor registered (--workers)
@@ -69,7 +70,7 @@ Options for demo:
                       by the poller (two windows: one of each).           [default: 1]
   --tls               Serve the page and its socket over netloop's TLS
                       (https://, wss://) with a self-signed certificate
-                      made for the run (the openssl command), or with
+                      made for the run (node:crypto), or with
                       --tls-cert/--tls-key. A browser warns about a
                       self-signed certificate until you accept it.
 
@@ -258,13 +259,10 @@ async function demo(values: Record<string, string | boolean | undefined>): Promi
   let tls = tlsOption(values);
   const selfSigned = values.tls === true && tls === undefined;
   if (selfSigned) {
-    const { selfSignedCertificate } = await import('./demo/certificate.js');
-    try {
-      tls = selfSignedCertificate();
-    } catch (err) {
-      process.stderr.write(`netloop demo --tls: ${(err as Error).message}\n`);
-      process.exit(1);
-    }
+    // For localhost, 127.0.0.1 and ::1, valid for a week, kept in memory only.
+    const { selfSigned: makeCertificate } = await import('./self-signed.js');
+    const made = makeCertificate(['localhost', '127.0.0.1', '::1'], 7, 'netloop demo');
+    tls = { cert: Buffer.from(made.cert), key: Buffer.from(made.key) };
   }
   let d;
   try {

@@ -67,8 +67,12 @@ function extension(id: string, critical: boolean, value: Buffer): Buffer {
   return seq(oid(id), ...(critical ? [der(0x01, Buffer.from([0xff]))] : []), der(0x04, value));
 }
 
-/** A self-signed certificate and its key (PEM) for `names` (host names and IP addresses), valid from an hour ago for `days`. */
-export function selfSigned(names: readonly string[] = ['localhost', '127.0.0.1', '::1'], days = 7): { cert: string; key: string } {
+/**
+ * A self-signed certificate and its key (PEM) for `names` (host names and IP
+ * addresses), valid from an hour ago for `days`; `commonName` is its subject
+ * and issuer, what a browser shows in its warning.
+ */
+export function selfSigned(names: readonly string[] = ['localhost', '127.0.0.1', '::1'], days = 7, commonName = names[0] ?? 'netloop'): { cert: string; key: string } {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const serial = randomBytes(16);
   serial[0] = (serial[0]! & 0x7f) | 0x40; // positive, and no leading zero byte needed
@@ -77,9 +81,9 @@ export function selfSigned(names: readonly string[] = ['localhost', '127.0.0.1',
     der(0xa0, der(0x02, Buffer.from([2]))), // version 3
     der(0x02, serial),
     ECDSA_SHA256,
-    name(names[0] ?? 'netloop'),
+    name(commonName),
     seq(utcTime(new Date(now - 3600_000)), utcTime(new Date(now + days * 86400_000))),
-    name(names[0] ?? 'netloop'),
+    name(commonName),
     publicKey.export({ type: 'spki', format: 'der' }),
     der(0xa3, seq(
       extension('2.5.29.19', true, seq(der(0x01, Buffer.from([0xff])))), // basicConstraints CA:TRUE
