@@ -221,7 +221,9 @@ int Loop::SetInterest(uint32_t slot, uint32_t interest) {
   return r;
 }
 
-void Loop::SetTimer(uint32_t slot, int kind, int64_t when_ms) { timers_.Set(TimerId(slot, kind), when_ms); }
+void Loop::SetTimer(uint32_t slot, int kind, int64_t now_ms, int32_t delay_ms) {
+  timers_.Set(TimerId(slot, kind), now_ms, delay_ms);
+}
 
 void Loop::CancelTimers(uint32_t slot) {
   for (int k = 0; k < kTimerKinds; k++) timers_.Cancel(TimerId(slot, k));
@@ -316,7 +318,7 @@ int Loop::StartDial(int r, int fd, bool is_unix, const InetAddr* addr, int timeo
       Record(kRecOpen, slot, -1, blocking ? 1 : 0);
     }
   } else if (timeout_ms > 0) {
-    SetTimer(slot, kTimerClose, NowMs() + timeout_ms);
+    SetTimer(slot, kTimerClose, NowMs(), timeout_ms);
   }
   *out_slot = slot;
   *out_gen = s.gen;
@@ -483,7 +485,7 @@ void Loop::PauseListener(uint32_t lslot, int ms) {
   if (s.flags & kFlagPaused) return;
   if (SetInterest(lslot, 0) == 0) {
     s.flags |= kFlagPaused;
-    SetTimer(lslot, kTimerClose, NowMs() + ms);
+    SetTimer(lslot, kTimerClose, NowMs(), ms);
   }
 }
 
@@ -895,7 +897,7 @@ void Loop::Apply(const int32_t* cmds, size_t count, const uint8_t* out_slab, siz
       if (c[4] < 0) {
         timers_.Cancel(TimerId(slot, kind));
       } else {
-        SetTimer(slot, kind, now + c[4]);
+        SetTimer(slot, kind, now, c[4]);
       }
       continue;
     }
@@ -985,7 +987,7 @@ void Loop::LocalClose(uint32_t slot, bool abortive, int32_t timeout_ms) {
   if (s.state == kFlushing && !timers_.Has(TimerId(slot, kTimerClose))) {
     // Flushing after the peer's FIN (which set no timer): a close() now must
     // still be bounded by close_timeout, like any graceful close.
-    SetTimer(slot, kTimerClose, NowMs() + timeout_ms);
+    SetTimer(slot, kTimerClose, NowMs(), timeout_ms);
     return;
   }
   if (s.state != kOpen) return;  // already closing gracefully
@@ -999,7 +1001,7 @@ void Loop::LocalClose(uint32_t slot, bool abortive, int32_t timeout_ms) {
   // from its failed read: whatever it reads from here on is discarded, and
   // its end is reported as this close.
   if (s.reader != nullptr) StopReaderGracefully(slot);
-  SetTimer(slot, kTimerClose, NowMs() + timeout_ms);
+  SetTimer(slot, kTimerClose, NowMs(), timeout_ms);
   if (s.queue == nullptr) {
     FlushDone(slot);
     return;

@@ -272,7 +272,9 @@ class Loop {
   const Slot* Live(uint32_t slot, uint32_t gen) const;
   void Record(int32_t type, uint32_t slot, int32_t a, int32_t b);
   int SetInterest(uint32_t slot, uint32_t interest);
-  void SetTimer(uint32_t slot, int kind, int64_t when_ms);
+  // Deadline at now_ms + delay_ms (NowMs()); int32 delays are what keep the
+  // heap's 32-bit offsets exact (timer_heap.h).
+  void SetTimer(uint32_t slot, int kind, int64_t now_ms, int32_t delay_ms);
   void CancelTimers(uint32_t slot);
   int AddListener(int fd, bool is_unix, const char* path);
   int StartDial(int r, int fd, bool is_unix, const InetAddr* addr, int timeout_ms, uint32_t* slot,
