@@ -135,9 +135,8 @@ uint32_t Loop::NewSlot() {
   s.interest = 0;
   s.close_reason = 0;
   s.close_errno = 0;
-  s.head = s.tail = nullptr;
-  s.queued = 0;
-  std::memset(&s.peer, 0, sizeof s.peer);
+  s.queue = nullptr;  // FreeQueue left none
+  s.peer.Clear();
   s.reader = nullptr;
   s.tls = nullptr;  // freed when the slot was
   s.listener = -1;
@@ -152,6 +151,7 @@ void Loop::DropUnopened(uint32_t slot) {
   s.fd = -1;
   delete s.tls;
   s.tls = nullptr;
+  s.peer.Clear();
   s.kind = kFree;
   free_slots_.push_back(slot);
 }
@@ -191,6 +191,7 @@ void Loop::FreeClosedSlots() {
     s.state = 0;
     delete s.tls;  // kept until now so that the close could be explained (TlsOf)
     s.tls = nullptr;
+    s.peer.Clear();  // likewise, for onClose's remoteAddr
     s.gen++;  // every token of the old connection is stale from here on
     free_slots_.push_back(i);
   }
@@ -220,7 +221,9 @@ int Loop::SetInterest(uint32_t slot, uint32_t interest) {
   return r;
 }
 
-void Loop::SetTimer(uint32_t slot, int kind, int64_t when_ms) { timers_.Set(TimerId(slot, kind), when_ms); }
+void Loop::SetTimer(uint32_t slot, int kind, int64_t now_ms, int32_t delay_ms) {
+  timers_.Set(TimerId(slot, kind), now_ms, delay_ms);
+}
 
 void Loop::CancelTimers(uint32_t slot) {
   for (int k = 0; k < kTimerKinds; k++) timers_.Cancel(TimerId(slot, k));
@@ -294,7 +297,7 @@ int Loop::StartDial(int r, int fd, bool is_unix, const InetAddr* addr, int timeo
   s.kind = kConn;
   s.fd = fd;
   s.flags = is_unix ? kFlagUnix : 0;
-  if (addr != nullptr) s.peer = *addr;
+  if (addr != nullptr) s.peer.Set(*addr);
   bool connected = r == 0;
   s.state = connected ? kOpen : kConnecting;
   uint32_t interest = connected ? kInterestRead : kInterestWrite;
@@ -315,7 +318,7 @@ int Loop::StartDial(int r, int fd, bool is_unix, const InetAddr* addr, int timeo
       Record(kRecOpen, slot, -1, blocking ? 1 : 0);
     }
   } else if (timeout_ms > 0) {
-    SetTimer(slot, kTimerClose, NowMs() + timeout_ms);
+    SetTimer(slot, kTimerClose, NowMs(), timeout_ms);
   }
   *out_slot = slot;
   *out_gen = s.gen;
@@ -372,7 +375,7 @@ void Loop::Poll() {
       continue;
     }
     if (ev & (kEventWritable | kEventError)) {
-      if (s.head != nullptr) OnWritable(slot);
+      if (s.queue != nullptr) OnWritable(slot);
       if (slots_[slot].state == kClosed) continue;
     }
     if (ev & (kEventReadable | kEventHangup | kEventError)) OnReadable(slot);
@@ -423,7 +426,7 @@ int Loop::OpenAccepted(int fd, bool is_unix, const InetAddr& peer, int32_t liste
   s.state = kOpen;
   s.fd = fd;
   s.flags = is_unix ? kFlagUnix : 0;
-  s.peer = peer;
+  s.peer.Set(peer);
   if (!is_unix && config_.no_delay) SetNoDelay(fd);
   int r = poller_.Add(fd, TokenOf(slot), kInterestRead);
   if (r < 0) {
@@ -482,7 +485,7 @@ void Loop::PauseListener(uint32_t lslot, int ms) {
   if (s.flags & kFlagPaused) return;
   if (SetInterest(lslot, 0) == 0) {
     s.flags |= kFlagPaused;
-    SetTimer(lslot, kTimerClose, NowMs() + ms);
+    SetTimer(lslot, kTimerClose, NowMs(), ms);
   }
 }
 
@@ -571,7 +574,7 @@ void Loop::OnPeerFin(uint32_t slot, int32_t reason) {
     s.close_reason = reason;
     s.close_errno = 0;
   }
-  if (s.head == nullptr) {
+  if (s.queue == nullptr) {
     CloseNow(slot, s.close_reason, s.close_errno, false);
     return;
   }
@@ -615,7 +618,7 @@ void Loop::OnTimer(uint32_t slot, int kind) {
       break;
     case kTimerWrite:
       // A write deadline only matters while something is waiting to go out.
-      if (s.head != nullptr) CloseNow(slot, kReasonWriteTimeout, 0, true);
+      if (s.queue != nullptr) CloseNow(slot, kReasonWriteTimeout, 0, true);
       break;
     case kTimerClose:
       if (s.state == kConnecting) {
@@ -649,7 +652,7 @@ void Loop::WriteWire(uint32_t slot, iovec* iov, size_t count) {
   size_t i = 0;
   // Order: anything already queued goes first, and the queue drains on
   // writable; only an empty queue lets us write directly.
-  while (s.head == nullptr && i < count) {
+  while (s.queue == nullptr && i < count) {
     int n = static_cast<int>(std::min<size_t>(count - i, kIovBatch));
     size_t want = 0;
     for (int k = 0; k < n; k++) want += iov[i + static_cast<size_t>(k)].iov_len;
@@ -673,7 +676,7 @@ void Loop::WriteWire(uint32_t slot, iovec* iov, size_t count) {
     if (static_cast<size_t>(r) < want) break;  // the kernel buffer is full
   }
   if (i == count) return;
-  bool was_empty = s.head == nullptr;
+  bool was_empty = s.queue == nullptr;
   if (!Enqueue(slot, iov + i, count - i)) return;
   if (was_empty) {
     int r = SetInterest(slot, slots_[slot].interest | kInterestWrite);
@@ -683,7 +686,7 @@ void Loop::WriteWire(uint32_t slot, iovec* iov, size_t count) {
     }
   }
   Slot& q = slots_[slot];
-  if (config_.write_high_water > 0 && q.queued > config_.write_high_water && q.state == kOpen &&
+  if (config_.write_high_water > 0 && QueuedBytes(q) > config_.write_high_water && q.state == kOpen &&
       !(q.flags & kFlagReadPaused)) {
     PauseReading(slot);
   }
@@ -730,7 +733,7 @@ bool Loop::Enqueue(uint32_t slot, const iovec* iov, size_t count) {
   Slot& s = slots_[slot];
   size_t total = 0;
   for (size_t k = 0; k < count; k++) total += iov[k].iov_len;
-  if (s.queued + total > config_.max_write_buffer) {
+  if (QueuedBytes(s) + total > config_.max_write_buffer) {
     // Stated policy: a connection whose peer cannot keep up past the limit is
     // closed (OverflowError); its queue cannot be delivered and is dropped.
     CloseNow(slot, kReasonOverflow, 0, true);
@@ -745,15 +748,32 @@ bool Loop::Enqueue(uint32_t slot, const iovec* iov, size_t count) {
       return false;
     }
   }
+  if (total == 0) return true;  // nothing to keep: no queue is made for it
+  if (s.queue == nullptr) {
+    // The first queued bytes of this connection (or the first since its
+    // queue last emptied): the queue exists from here until it drains.
+    s.queue = static_cast<WriteQueue*>(std::malloc(sizeof(WriteQueue)));
+    if (s.queue == nullptr) {
+      CloseNow(slot, kReasonErrno, ENOMEM, true);
+      return false;
+    }
+    s.queue->head = s.queue->tail = nullptr;
+    s.queue->bytes = 0;
+  }
+  WriteQueue& q = *s.queue;
   for (size_t k = 0; k < count; k++) {
     const uint8_t* src = static_cast<const uint8_t*>(iov[k].iov_base);
     size_t len = iov[k].iov_len;
     while (len > 0) {
-      Chunk* t = s.tail;
+      Chunk* t = q.tail;
       if (t == nullptr || t->end == t->cap) {
         size_t cap = std::max(kChunkMin, len);
         auto* c = static_cast<Chunk*>(std::malloc(sizeof(Chunk) + cap));
         if (c == nullptr) {
+          if (q.head == nullptr) {  // made for these bytes: a queue that exists holds a chunk
+            std::free(s.queue);
+            s.queue = nullptr;
+          }
           CloseNow(slot, kReasonErrno, ENOMEM, true);
           return false;
         }
@@ -761,11 +781,11 @@ bool Loop::Enqueue(uint32_t slot, const iovec* iov, size_t count) {
         c->cap = cap;
         c->start = c->end = 0;
         if (t == nullptr) {
-          s.head = c;
+          q.head = c;
         } else {
           t->next = c;
         }
-        s.tail = t = c;
+        q.tail = t = c;
       }
       size_t n = std::min(len, t->cap - t->end);
       std::memcpy(t->data() + t->end, src, n);
@@ -774,7 +794,7 @@ bool Loop::Enqueue(uint32_t slot, const iovec* iov, size_t count) {
       len -= n;
     }
   }
-  s.queued += total;
+  q.bytes += total;
   stats_.queued += total;
   UpdateMeter();
   return true;
@@ -782,11 +802,14 @@ bool Loop::Enqueue(uint32_t slot, const iovec* iov, size_t count) {
 
 void Loop::DrainQueue(uint32_t slot) {
   Slot& s = slots_[slot];
-  while (s.head != nullptr) {
+  // s.queue is read afresh on each turn: ResumeReading may close the
+  // connection, and the queue goes away with its last chunk.
+  while (s.queue != nullptr) {
+    WriteQueue& q = *s.queue;
     iovec iov[kIovBatch];
     int n = 0;
     size_t want = 0;
-    for (Chunk* c = s.head; c != nullptr && n < kIovBatch; c = c->next) {
+    for (Chunk* c = q.head; c != nullptr && n < kIovBatch; c = c->next) {
       iov[n].iov_base = c->data() + c->start;
       iov[n].iov_len = c->end - c->start;
       want += iov[n].iov_len;
@@ -800,22 +823,25 @@ void Loop::DrainQueue(uint32_t slot) {
     }
     size_t sent = static_cast<size_t>(r);
     stats_.bytes_out += sent;
-    s.queued -= sent;
+    q.bytes -= sent;
     stats_.queued -= sent;
     UpdateMeter();
     while (sent > 0) {
-      Chunk* c = s.head;
+      Chunk* c = q.head;
       size_t avail = c->end - c->start;
       if (sent < avail) {
         c->start += sent;
         break;
       }
       sent -= avail;
-      s.head = c->next;
-      if (s.head == nullptr) s.tail = nullptr;
+      q.head = c->next;
       std::free(c);
     }
-    if ((s.flags & kFlagReadPaused) && s.queued <= config_.write_low_water) {
+    if (q.head == nullptr) {
+      std::free(s.queue);  // idle again: the slot holds no queue
+      s.queue = nullptr;
+    }
+    if ((s.flags & kFlagReadPaused) && QueuedBytes(s) <= config_.write_low_water) {
       ResumeReading(slot);
       if (s.state == kClosed || s.state == kStopping) return;
     }
@@ -835,16 +861,18 @@ void Loop::DrainQueue(uint32_t slot) {
 }
 
 void Loop::FreeQueue(Slot& s) {
-  Chunk* c = s.head;
-  while (c != nullptr) {
-    Chunk* next = c->next;
-    std::free(c);
-    c = next;
+  if (s.queue != nullptr) {
+    Chunk* c = s.queue->head;
+    while (c != nullptr) {
+      Chunk* next = c->next;
+      std::free(c);
+      c = next;
+    }
+    stats_.queued -= s.queue->bytes;
+    std::free(s.queue);
+    s.queue = nullptr;
+    UpdateMeter();
   }
-  s.head = s.tail = nullptr;
-  stats_.queued -= s.queued;
-  s.queued = 0;
-  UpdateMeter();
   if (s.flags & kFlagReadPaused) {
     // The connection is closing: it is no longer paused, it is going away.
     s.flags &= static_cast<uint8_t>(~kFlagReadPaused);
@@ -869,7 +897,7 @@ void Loop::Apply(const int32_t* cmds, size_t count, const uint8_t* out_slab, siz
       if (c[4] < 0) {
         timers_.Cancel(TimerId(slot, kind));
       } else {
-        SetTimer(slot, kind, now + c[4]);
+        SetTimer(slot, kind, now, c[4]);
       }
       continue;
     }
@@ -892,7 +920,7 @@ void Loop::Apply(const int32_t* cmds, size_t count, const uint8_t* out_slab, siz
       // published frame is dropped, not queued, for a connection already
       // holding more than that many bytes. Judged on the queue as it was
       // before this flush, so every write of one flush sees the same state.
-      if (c[4] > 0 && slots_[slot].queued > static_cast<uint32_t>(c[4])) {
+      if (c[4] > 0 && QueuedBytes(slots_[slot]) > static_cast<uint32_t>(c[4])) {
         stats_.writes_skipped++;
         continue;
       }
@@ -959,7 +987,7 @@ void Loop::LocalClose(uint32_t slot, bool abortive, int32_t timeout_ms) {
   if (s.state == kFlushing && !timers_.Has(TimerId(slot, kTimerClose))) {
     // Flushing after the peer's FIN (which set no timer): a close() now must
     // still be bounded by close_timeout, like any graceful close.
-    SetTimer(slot, kTimerClose, NowMs() + timeout_ms);
+    SetTimer(slot, kTimerClose, NowMs(), timeout_ms);
     return;
   }
   if (s.state != kOpen) return;  // already closing gracefully
@@ -973,8 +1001,8 @@ void Loop::LocalClose(uint32_t slot, bool abortive, int32_t timeout_ms) {
   // from its failed read: whatever it reads from here on is discarded, and
   // its end is reported as this close.
   if (s.reader != nullptr) StopReaderGracefully(slot);
-  SetTimer(slot, kTimerClose, NowMs() + timeout_ms);
-  if (s.head == nullptr) {
+  SetTimer(slot, kTimerClose, NowMs(), timeout_ms);
+  if (s.queue == nullptr) {
     FlushDone(slot);
     return;
   }
@@ -1080,7 +1108,7 @@ void Loop::Stop() {
       TlsCloseNotify(i);  // a clean TLS end, if the kernel takes it now
       if (slots_[i].state == kClosed || slots_[i].state == kStopping) continue;
     }
-    if (slots_[i].head != nullptr && slots_[i].state != kConnecting) DrainQueue(i);  // a last try, never blocking
+    if (slots_[i].queue != nullptr && slots_[i].state != kConnecting) DrainQueue(i);  // a last try, never blocking
     if (slots_[i].state == kClosed || slots_[i].state == kStopping) continue;
     CloseNow(i, kReasonStop, 0, false);
   }
@@ -1174,7 +1202,7 @@ void Loop::OnReaderDone(const ReaderEvent& e) {
     // A close requested after the FIN was read still reports the FIN.
     s.close_reason = EofReason(s);
     s.close_errno = 0;
-    if (s.state == kLinger || s.head == nullptr) {
+    if (s.state == kLinger || s.queue == nullptr) {
       CloseNow(slot, s.close_reason, 0, false);
       return;
     }
@@ -1201,12 +1229,12 @@ void Loop::OnReaderDone(const ReaderEvent& e) {
   }
   // A graceful local close the reader knew of; it ended at the peer's FIN
   // (or a failed read).
-  if (e.err != 0 && s.head != nullptr) {
+  if (e.err != 0 && s.queue != nullptr) {
     CloseNow(slot, kReasonErrno, e.err, false);  // our last bytes are lost: not silent
     return;
   }
   s.flags |= kFlagPeerEof;
-  if (s.state == kLinger || s.head == nullptr) CloseNow(slot, s.close_reason, s.close_errno, false);
+  if (s.state == kLinger || s.queue == nullptr) CloseNow(slot, s.close_reason, s.close_errno, false);
   // else: flushing; FlushDone closes once the queue is out.
 }
 
@@ -1260,17 +1288,18 @@ bool Loop::CollectReaders() {
 
 int64_t Loop::Queued(uint32_t slot, uint32_t gen) const {
   const Slot* s = Live(slot, gen);
-  return s == nullptr ? -1 : static_cast<int64_t>(s->queued);
+  return s == nullptr ? -1 : static_cast<int64_t>(QueuedBytes(*s));
 }
 
 int Loop::Address(uint32_t slot, uint32_t gen, bool peer, AddressInfo* out) const {
   if (slot >= slots_.size()) return -EBADF;
   const Slot& s = slots_[slot];
   if (s.kind != kConn || s.gen != gen) return -EBADF;
-  if (peer && s.peer.sa.sa_family != 0) {
-    int port = FormatInetAddr(&s.peer.sa, out->host, sizeof out->host);
+  InetAddr kept;
+  if (peer && s.peer.Get(&kept)) {
+    int port = FormatInetAddr(&kept.sa, out->host, sizeof out->host);
     if (port < 0) return port;
-    out->family = s.peer.sa.sa_family;
+    out->family = kept.sa.sa_family;
     out->port = port;
     return 0;
   }

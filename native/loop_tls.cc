@@ -60,7 +60,7 @@ const TlsConn* Loop::TlsOf(uint32_t slot, uint32_t gen) const {
 void Loop::TlsBegin(uint32_t slot) {
   Slot& s = slots_[slot];
   s.flags |= kFlagTlsPending;
-  SetTimer(slot, kTimerRead, NowMs() + config_.tls_handshake_timeout_ms);
+  SetTimer(slot, kTimerRead, NowMs(), config_.tls_handshake_timeout_ms);
   // A client speaks first (its ClientHello); a server waits for it.
   TlsPump(slot);
 }
