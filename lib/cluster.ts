@@ -6,6 +6,7 @@
 // engine.js alone, without the supervisor registered, refuses `workers`.
 //
 import type { PubSubAdapter } from './pubsub/adapter.js';
+import type { TlsServerOptions } from './tls.js';
 
 // The public types both sides speak (EngineStats, SupervisorOptions and the
 // worker reports) live here for the same reason.
@@ -141,6 +142,12 @@ export interface EngineCluster {
   workerStats(): Promise<WorkerStats[]>;
   /** In a worker: the relay of topics of `channel` through the primary to the other workers. */
   pubsub?(channel: string): PubSubAdapter | undefined;
+  /**
+   * In the primary: Engine.setSecureContext's settings (already checked) for
+   * every worker, engine-wide or for `addrs` entry `entry`; also given to
+   * each worker that (re)starts later.
+   */
+  setSecureContext?(tls: TlsServerOptions, entry: number | undefined): void;
 }
 
 /** @internal What a supervisor needs of the engine it runs for. */
@@ -148,6 +155,7 @@ export interface ClusterHost {
   stop(): Promise<void>;
   stats(): EngineStats;
   addresses(): string[];
+  setSecureContext(tls: TlsServerOptions, addr?: string): void;
 }
 
 /** @internal The options of an engine that concern its supervision (a subset of EngineOptions). */

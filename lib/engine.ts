@@ -580,6 +580,12 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
    * written in `addrs`, or as addresses() reports it): that address's
    * settings only, which are its own from then on. Checked like
    * EngineOptions.tls (throws saying what is wrong, and then nothing changes).
+   *
+   * In the primary of an engine with `workers`: checked here, then sent to
+   * every worker, which applies it when the message arrives (milliseconds
+   * later, for the handshakes that start from then on); a worker that
+   * (re)starts later gets it as soon as it listens. In a worker: that
+   * worker only.
    */
   setSecureContext(tls: TlsServerOptions, addr?: string): void {
     if (addr !== undefined) {
@@ -588,21 +594,32 @@ export class Engine<S = unknown> implements ConnEngine, StreamOwner {
       const ctx = serverContext('setSecureContext', tls);
       this.#addrTls[i] = ctx;
       if (this.#handle !== undefined) for (const [id, l] of this.#listeners) if (l.entry === i) this.#handle.setListenerTls(id, ctx);
+      this.#cluster?.setSecureContext?.(tls, i);
       return;
     }
     const ctx = serverContext('setSecureContext', tls);
-    if (this.#tls === undefined && this.#state !== 'new') {
+    // A primary's workers build their listeners from the options, started or not.
+    const built = this.#state !== 'new' || this.#cluster?.role === 'primary';
+    if (this.#tls === undefined && built) {
       const own = this.#addrTls.some((t) => t !== undefined && t !== false);
-      throw new Error(`setSecureContext(): this engine was started without tls${own ? ' for all its addresses: name the address, setSecureContext(tls, addr)' : ''}`);
+      const was = this.#state === 'new' ? 'has no' : 'was started without';
+      throw new Error(`setSecureContext(): this engine ${was} tls${own ? ' for all its addresses: name the address, setSecureContext(tls, addr)' : ''}`);
     }
     this.#tls = ctx;
     if (this.#handle !== undefined) for (const [id, l] of this.#listeners) if (this.#addrTls[l.entry] === undefined) this.#handle.setListenerTls(id, ctx);
+    this.#cluster?.setSecureContext?.(tls, undefined);
   }
 
   // The `addrs` entry `addr` names: as written in `addrs` (once only), or as bound (addresses()).
   #entryIndex(addr: string): number {
     if (typeof addr !== 'string') throw new TypeError(`setSecureContext(tls, addr): addr must be an address string, got ${typeof addr}`);
     for (const l of this.#listeners.values()) if (l.bound === addr) return l.entry;
+    // A primary listens nowhere: its workers' addresses, in entry order.
+    if (this.#cluster?.role === 'primary') {
+      const bound = this.addresses();
+      const i = bound.indexOf(addr);
+      if (i >= 0 && bound.lastIndexOf(addr) === i) return i;
+    }
     const given = this.options.addrs.map(addrOf);
     const i = given.indexOf(addr);
     if (i < 0) throw new TypeError(`setSecureContext(tls, '${addr}'): not one of this engine's addresses (${[...new Set([...given, ...this.addresses()])].join(', ')})`);

@@ -181,6 +181,38 @@ export function serverContext(what: string, options: unknown): NativeTlsContext 
   return createContext(what, { ...base, ...certAndKey(what, o, true), sni });
 }
 
+/**
+ * A copy of server options that the primary of an engine with `workers`
+ * sends to its workers (workers.ts). Node's advanced serialization (a
+ * structured clone) carries every field's value as it is: strings, numbers,
+ * booleans, arrays, and Buffers, which arrive as Buffers. What a clone would
+ * lose is what the options object holds without owning it (a field inherited
+ * from a prototype, or a getter's value on a class instance), which
+ * serverContext reads and accepts: so the fields are read one by one into
+ * plain objects first. Nothing in valid options is left behind; note that
+ * the keys and the passphrase travel over the IPC pipe in the clear (a pipe
+ * between the primary and its own children).
+ */
+export function serverOptionsCopy(o: TlsServerOptions): TlsServerOptions {
+  const copy: Record<string, unknown> = {};
+  for (const key of Object.keys(SERVER_OPTIONS) as (keyof TlsServerOptions)[]) {
+    const v = o[key];
+    if (v === undefined) continue;
+    copy[key] = key === 'sni' ? sniCopy(v as Record<string, TlsCertificate>) : Array.isArray(v) ? [...v] : v;
+  }
+  return copy as unknown as TlsServerOptions;
+}
+
+function sniCopy(sni: Record<string, TlsCertificate>): Record<string, TlsCertificate> {
+  const copy: Record<string, TlsCertificate> = {};
+  for (const [name, entry] of Object.entries(sni)) {
+    const c: TlsCertificate = { cert: entry.cert, key: entry.key };
+    if (entry.passphrase !== undefined) c.passphrase = entry.passphrase;
+    copy[name] = c;
+  }
+  return copy;
+}
+
 function certAndKey(what: string, o: Partial<TlsCertificate>, required: boolean): Pick<NativeTlsConfig, 'cert' | 'key' | 'passphrase'> {
   const cert = pem(`${what}.cert`, o.cert, required);
   const key = pem(`${what}.key`, o.key, required || cert !== undefined);

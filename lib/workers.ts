@@ -15,7 +15,8 @@
 // The IPC protocol (JSON messages with a `netloop` key; anything else on the
 // channel is the user's):
 //   worker -> primary  listening {addrs} | start-failed {error} | stats {seq?, stats} | stopped {stats}
-//   primary -> worker  stop | stats {seq}
+//                      | tls-failed {error}
+//   primary -> worker  stop | stats {seq} | tls {tls, entry?}
 // plus the topics relay's messages (pubsub/workers-relay.ts). The channel
 // uses Node's 'advanced' serialization (structured clone), so that relayed
 // payloads travel as bytes: the user's own messages on it must be
@@ -26,6 +27,7 @@ import { NetClosedError, SysError } from './errors.js';
 import { checkKnownOptions, msOption, stringsOption } from './options.js';
 import { PrimaryRelay, WorkerRelayHub } from './pubsub/workers-relay.js';
 import type { PubSubAdapter } from './pubsub/adapter.js';
+import { serverOptionsCopy, type TlsServerOptions } from './tls.js';
 import type { ClusterFactory, ClusterHost, ClusterRequest, EngineCluster, EngineStats, SupervisorOptions, WorkerExit, WorkerExitReason, WorkerListening, WorkerStats } from './cluster.js';
 
 export type { SupervisorOptions, WorkerExit, WorkerExitReason, WorkerListening, WorkerStats } from './cluster.js';
@@ -168,6 +170,8 @@ class WorkerAgent implements EngineCluster {
       void this.#engine.stop();
     } else if (m.type === 'stats') {
       this.#send({ type: 'stats', seq: m.seq, stats: this.#engine.stats() });
+    } else if (m.type === 'tls') {
+      this.#applyTls(m.tls as TlsServerOptions, m.entry as number | undefined);
     }
   };
   // The primary is gone (it exited or was killed): an orphan serves no one.
@@ -183,6 +187,19 @@ class WorkerAgent implements EngineCluster {
     process.on('disconnect', this.#onDisconnect);
     // The channel alone must not keep the worker alive: the engine does.
     process.channel?.unref();
+  }
+
+  // The primary's setSecureContext, which it checked against the same
+  // options: this fails only if this worker's script built others (then the
+  // primary warns, and this worker keeps what it had). The entry is named by
+  // the address this engine bound for it (addresses() is in `addrs` order),
+  // not by the primary's address: the first worker was given port 0.
+  #applyTls(tls: TlsServerOptions, entry: number | undefined): void {
+    try {
+      this.#engine.setSecureContext(tls, entry === undefined ? undefined : this.#engine.addresses()[entry]);
+    } catch (err) {
+      this.#send({ type: 'tls-failed', error: serializeError(err) });
+    }
   }
 
   #send(m: Record<string, unknown>, cb?: () => void): void {
@@ -288,6 +305,13 @@ class Supervisor implements EngineCluster {
   #seq = 0;
   #waiting = new Map<number, (stats: EngineStats | undefined) => void>();
   #stopped: Promise<void> | undefined;
+  /**
+   * The latest setSecureContext settings, engine-wide and per `addrs`
+   * entry: sent to every worker then, and to each worker that (re)starts
+   * later as soon as it listens (before that, it serves the options' own).
+   */
+  #tls: TlsServerOptions | undefined;
+  readonly #tlsByEntry = new Map<number, TlsServerOptions>();
   readonly #relay = new PrimaryRelay<Slot>((slot, m) => this.#send(slot, m));
 
   constructor(n: number, addrs: string[], o: SupervisorOptions, ref: boolean) {
@@ -413,6 +437,21 @@ class Supervisor implements EngineCluster {
     return out;
   }
 
+  setSecureContext(tls: TlsServerOptions, entry: number | undefined): void {
+    const copy = serverOptionsCopy(tls);
+    if (entry === undefined) this.#tls = copy;
+    else this.#tlsByEntry.set(entry, copy);
+    // A starting worker gets it with the rest when it listens.
+    for (const slot of this.#slots) if (slot.state === 'listening') this.#send(slot, { type: 'tls', tls: copy, entry });
+  }
+
+  // Engine-wide first; either order gives the same result, since the
+  // engine-wide settings never replace an address's own.
+  #sendTls(slot: Slot): void {
+    if (this.#tls !== undefined) this.#send(slot, { type: 'tls', tls: this.#tls });
+    for (const [entry, tls] of this.#tlsByEntry) this.#send(slot, { type: 'tls', tls, entry });
+  }
+
   #newSlot(id: number): Slot {
     const slot: Slot = {
       id,
@@ -520,6 +559,7 @@ class Supervisor implements EngineCluster {
         if (slot.state !== 'starting') return;
         slot.state = 'listening';
         slot.addrs = (m.addrs as string[]) ?? [];
+        this.#sendTls(slot);
         slot.ready?.resolve();
         slot.ready = undefined;
         this.#onListening?.({ id: slot.id, pid: proc.pid!, restarts: slot.restarts, addrs: [...slot.addrs] });
@@ -530,6 +570,15 @@ class Supervisor implements EngineCluster {
         slot.error = deserializeError(m.error as Record<string, unknown> | undefined, slot.id);
         proc.kill('SIGKILL'); // it holds no connection; its exit reports and restarts
         return;
+      case 'tls-failed': {
+        // Not a reason to exit: the worker serves on with its previous
+        // settings. Reported like a worker's start failure (the worker's
+        // error, its workerId), as a process warning.
+        const err = deserializeError(m.error as Record<string, unknown> | undefined, slot.id);
+        err.message = `worker ${slot.id} kept its previous TLS settings: ${err.message}`;
+        process.emitWarning(err);
+        return;
+      }
       case 'stats': {
         slot.last = m.stats as EngineStats;
         for (const k of Object.keys(slot.last)) this.#keys.add(k);
