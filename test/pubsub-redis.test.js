@@ -105,6 +105,35 @@ function run() {
     await redis.stop();
   });
 
+  t.test('connect() before attach: resolves once Redis answers, once; attach reuses the connection', async (t) => {
+    const redis = await startRedis();
+    const errors = [];
+    const adapter = redisPubSub({ url: redis.url, onError: (e) => errors.push(e) });
+    t.teardown(() => adapter.close());
+    const clients = () => redis.cli('CLIENT', 'LIST').split('\n').filter((l) => l.includes('id=')).length;
+    const before = clients();
+    const first = adapter.connect();
+    t.equal(adapter.connect(), first, 'a second call returns the same promise');
+    await first;
+    const connected = clients();
+    t.ok(connected > before, `connected to Redis before the engine's attach (${before} -> ${connected} clients)`);
+    // The subscription made at the first local subscriber is live at once: a message from another
+    // server published right after Redis confirmed it reaches this one.
+    const got = [];
+    adapter.attach((topic, data) => got.push(`${topic}:${Buffer.from(data).toString()}`));
+    t.equal(clients(), connected, 'attach opened no further connection');
+    adapter.subscribe('room');
+    await until(() => numsub(redis, 'netloop:room') === 1, 5000, 'the subscription');
+    const other = server('other', { url: redis.url }, []);
+    t.teardown(() => other.adapter.close());
+    await other.adapter.connect();
+    other.publish('room', Buffer.from('hi'), 'text');
+    await until(() => got.length === 1, 5000, 'the delivery');
+    t.same(got, ['room:hi']);
+    t.same(errors, [], 'no errors');
+    await redis.stop();
+  });
+
   t.test('a Redis channel only while there are local subscribers (PUBSUB NUMSUB and SHARDNUMSUB)', async (t) => {
     const redis = await startRedis();
     for (const sharded of [false, true]) {

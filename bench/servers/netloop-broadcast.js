@@ -74,6 +74,10 @@ if (values['max-blocking'] !== undefined) options.maxBlockingOnline = Number(val
 if (values.workers !== undefined) options.workers = Number(values.workers);
 const engine = new Engine(options);
 try {
+  // Serve only once Redis answers: a publish made before this server's adapter is connected
+  // never reaches its subscribers (at most once), and the closed-loop generator would wait for
+  // it forever. The primary of --workers serves nothing and needs no connection.
+  if (pubsub !== undefined && engine.role !== 'primary') await pubsub.connect();
   await engine.start();
 } catch (err) {
   console.error(`netloop-broadcast: ${err.message}`);

@@ -124,6 +124,7 @@ class RedisPubSub implements PubSubAdapter {
   readonly #awaitingEcho = new Map<number, { origin: object; topic: string }>();
   #closed = false;
   #connected = false;
+  #connecting: Promise<void> | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #retryDelay = RETRY_MIN_MS;
   #publishGap: PublishGap | undefined;
@@ -160,18 +161,25 @@ class RedisPubSub implements PubSubAdapter {
     return { ...this.#stats };
   }
 
+  /**
+   * Connects to Redis now; resolves once connected. Without it the engine's start connects, and
+   * until then a remote publish misses this server's subscribers (at most once): a server that
+   * must not take connections before Redis is reachable awaits this before `engine.start()`.
+   */
+  connect(): Promise<void> {
+    // node-redis retries a failed first connection itself, with its backoff; the adapter's
+    // subscriptions wait for it through the retry loop below.
+    this.#connecting ??= this.#connections.connect().then(() => {
+      this.#connected = true;
+      this.#kick();
+    });
+    return this.#connecting;
+  }
+
   attach(deliver: PubSubDeliver): void {
     if (this.#deliver) throw new NetloopError('NETLOOP_PUBSUB_ATTACHED', 'this Redis adapter is already attached to an engine');
     this.#deliver = deliver;
-    // node-redis retries a failed first connection itself, with its backoff; the adapter's
-    // subscriptions wait for it through the retry loop below.
-    this.#connections.connect().then(
-      () => {
-        this.#connected = true;
-        this.#kick();
-      },
-      (err: Error) => this.#reportError(err),
-    );
+    this.connect().catch((err: Error) => this.#reportError(err));
   }
 
   subscribe(topic: string): void {
@@ -443,6 +451,6 @@ class RedisPubSub implements PubSubAdapter {
  * `redisPubSub({ cluster: { rootNodes: [{ url }] } })` for sharded channels on a Redis Cluster.
  * Needs node-redis (`npm install redis`).
  */
-export function redisPubSub(options: RedisPubSubOptions): PubSubAdapter & { readonly stats: Readonly<RedisPubSubStats> } {
+export function redisPubSub(options: RedisPubSubOptions): PubSubAdapter & { readonly stats: Readonly<RedisPubSubStats>; connect(): Promise<void> } {
   return new RedisPubSub(options);
 }
