@@ -248,10 +248,6 @@ int SetAbortiveClose(int fd) {
 }
 
 ssize_t SendVector(int fd, const iovec* iov, int iovcnt) {
-  msghdr msg;
-  std::memset(&msg, 0, sizeof msg);
-  msg.msg_iov = const_cast<iovec*>(iov);
-  msg.msg_iovlen = iovcnt;
   // MSG_DONTWAIT: a connection read by a blocking reader thread has a
   // blocking descriptor, and a write from the loop thread must never block.
 #ifdef MSG_NOSIGNAL
@@ -260,6 +256,20 @@ ssize_t SendVector(int fd, const iovec* iov, int iovcnt) {
   const int flags = MSG_DONTWAIT;  // SO_NOSIGPIPE was set on the socket instead
 #endif
   ssize_t n;
+  // One buffer (a connection's corked writes in the out slab, a TLS
+  // connection's records) goes through send(): the kernel's sendmsg path
+  // copies and checks the msghdr and its iovec array first, about 0.25 us
+  // more per call for 96 bytes over loopback on this machine's kernel.
+  if (iovcnt == 1) {
+    do {
+      n = send(fd, iov[0].iov_base, iov[0].iov_len, flags);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+  }
+  msghdr msg;
+  std::memset(&msg, 0, sizeof msg);
+  msg.msg_iov = const_cast<iovec*>(iov);
+  msg.msg_iovlen = iovcnt;
   do {
     n = sendmsg(fd, &msg, flags);
   } while (n < 0 && errno == EINTR);
