@@ -32,10 +32,28 @@ function portFree(port) {
   });
 }
 
-/** A free port whose cluster bus port (port + 10000) is free too. */
+// The kernel's ephemeral ports (net.ipv4.ip_local_port_range, 32768-60999 by default): what it
+// gives a connect() or a listen(0). A redis node keeps its port across restart(), and while it is
+// down any other test's connection may be given that port as its source port, so the restarted
+// node could not bind it; the nodes' ports and their cluster bus ports (+10000) are picked below
+// that range.
+function ephemeralLow() {
+  try {
+    const low = Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) ? low : 32768;
+  } catch {
+    return 32768;  // not Linux: the default range's start
+  }
+}
+
+/** A free port below the ephemeral range whose cluster bus port (port + 10000) is free too. */
 async function freePort() {
+  const low = ephemeralLow();
+  // From 10000: clear of the ports people run things on (6379, 8080). With a range starting
+  // below 21000 there is no room under it: take any port as before.
+  const [from, to] = low >= 21000 ? [10000, low - 10000] : [20000, 50000];
   for (let i = 0; i < 200; i++) {
-    const port = 20000 + Math.floor(Math.random() * 30000);
+    const port = from + Math.floor(Math.random() * (to - from));
     if ((await portFree(port)) && (await portFree(port + 10000))) return port;
   }
   throw new Error('no free port pair found for redis-server');
