@@ -35,8 +35,10 @@ function portFree(port) {
 // The kernel's ephemeral ports (net.ipv4.ip_local_port_range, 32768-60999 by default): what it
 // gives a connect() or a listen(0). A redis node keeps its port across restart(), and while it is
 // down any other test's connection may be given that port as its source port, so the restarted
-// node could not bind it; the nodes' ports and their cluster bus ports (+10000) are picked below
-// that range.
+// node could not bind it. Worse, the adapters keep reconnecting to it meanwhile, and a connect to
+// a loopback port with no listener, given that same port as its source, connects to itself (TCP
+// simultaneous open) and holds the port. The nodes' ports and their cluster bus ports (+10000)
+// are picked below that range.
 function ephemeralLow() {
   try {
     const low = Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
